@@ -1,0 +1,1 @@
+"""Interpretability tools for trained set-complement (and Othello) HookedTransformers."""

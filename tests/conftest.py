@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny configs that train in a second or two on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.config import RunConfig, load_config
+
+torch.set_num_threads(2)
+
+TINY = [
+    "task.v=8",
+    "task.train_max_len=3",
+    "model.d_model=16",
+    "model.d_head=8",
+    "model.n_heads=2",
+    "train.steps=30",
+    "train.batch_size=16",
+    "train.warmup_steps=5",
+    "train.eval_every=10",
+    "train.checkpoint_every=10",
+    "train.eval_sets=32",
+    "train.final_eval_sets=64",
+    "train.device=cpu",
+]
+
+
+def tiny_config(*overrides: str) -> RunConfig:
+    """A validated RunConfig small enough for unit tests."""
+    return load_config(None, TINY + list(overrides))
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config

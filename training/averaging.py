@@ -1,0 +1,158 @@
+"""Weight averaging during training: fixed-decay EMA and bias-corrected EMA (BEMA).
+
+BEMA (Block & Zhang, arXiv 2508.00180) keeps an EMA whose weight ``beta_t`` decays with time and
+adds back a fraction ``alpha_t`` of the drift since a snapshot, which removes the EMA's lag::
+
+    alpha_t = (rho + gamma*t)^(-eta)        beta_t = max((rho + gamma*t)^(-kappa), min_beta)
+    ema_t   = (1 - beta_t) * ema_{t-1} + beta_t * theta_t          (ema starts at theta_0)
+    output  = alpha_t * (theta_t - theta_0) + ema_t
+
+``theta_0`` is the snapshot at the burn-in step and ``t`` counts steps since then; the average is
+refreshed every ``every`` steps (the reference code uses 400). ``eta = 0`` gives a plain EMA with
+decaying ``beta``; the fixed-decay EMA is its own mode.
+
+Only *parameters* are averaged, never buffers: every TransformerLens attention layer holds a
+buffer ``IGNORE = -inf`` that averaging turns into NaN, after which TransformerLens silently zeroes
+the attention. Buffers of the averaged model are always copied from the live model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .errors import ConfigError
+from .models import trainable_parameters
+
+
+@dataclass
+class AveragingConfig:
+    """Which average of the weights to keep alongside the raw weights."""
+
+    mode: Literal["none", "ema", "bema"] = "none"
+    """'none', 'ema' (fixed decay) or 'bema' (bias-corrected EMA)."""
+    decay: float = 0.999
+    """EMA: weight kept by the old average at each update."""
+    warmup: bool = False
+    """EMA: use decay min(decay, (1+t)/(10+t)) so early averages are not stuck at init."""
+    kappa: float = 0.5
+    """BEMA: power of the EMA weight beta_t."""
+    eta: float = 0.2
+    """BEMA: power of the bias-correction weight alpha_t (0 disables the correction)."""
+    rho: float = 10.0
+    """BEMA: offset in (rho + gamma*t)."""
+    gamma: float = 1.0
+    """BEMA: time scale in (rho + gamma*t)."""
+    min_beta: float = 1e-4
+    """BEMA: floor on beta_t."""
+    burn_in: int = 0
+    """Optimizer steps before averaging starts (theta_0 is taken then)."""
+    every: int = 1
+    """Refresh the average every this many steps (the BEMA reference code uses 400)."""
+
+    def validate(self) -> None:
+        if self.mode not in ("none", "ema", "bema"):
+            raise ConfigError(f"averaging.mode must be 'none', 'ema' or 'bema', got {self.mode!r}")
+        if not 0.0 < self.decay < 1.0:
+            raise ConfigError(f"averaging.decay must be in (0, 1), got {self.decay}")
+        for name in ("kappa", "eta"):
+            value = getattr(self, name)
+            low_ok = value > 0 or (name == "eta" and value == 0)
+            if not (low_ok and value <= 1):
+                bound = "[0, 1]" if name == "eta" else "(0, 1]"
+                raise ConfigError(f"averaging.{name} must be in {bound}, got {value}")
+        if self.rho <= 0 or self.gamma <= 0:
+            raise ConfigError(f"averaging.rho and averaging.gamma must be positive, got {self.rho}, {self.gamma}")
+        if not 0 <= self.min_beta <= 1:
+            raise ConfigError(f"averaging.min_beta must be in [0, 1], got {self.min_beta}")
+        if self.burn_in < 0 or self.every < 1:
+            raise ConfigError(f"averaging.burn_in must be >= 0 and every >= 1, got {self.burn_in}, {self.every}")
+
+
+class WeightAverager:
+    """Tracks an average of a model's trainable parameters; call ``update(step)`` after each step."""
+
+    def __init__(self, model: torch.nn.Module, cfg: AveragingConfig):
+        cfg.validate()
+        self.cfg = cfg
+        self.model = model
+        self.names = list(trainable_parameters(model))
+        self.start_step: int | None = None  # step at which theta_0 was taken
+        self.last_t: int | None = None  # steps since start at the latest refresh
+        self.ema: list[torch.Tensor] = []
+        self.theta0: list[torch.Tensor] = []
+        self.output: list[torch.Tensor] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self.cfg.mode != "none"
+
+    def _params(self) -> list[torch.Tensor]:
+        params = dict(self.model.named_parameters())
+        return [params[n].detach() for n in self.names]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Fold in the current weights after optimizer step ``step`` (1-based)."""
+        cfg = self.cfg
+        if not self.enabled or step < cfg.burn_in:
+            return
+        theta = self._params()
+        if self.start_step is None:
+            self.start_step = step
+            self.last_t = 0
+            self.ema = [p.clone() for p in theta]
+            self.theta0 = [p.clone() for p in theta] if cfg.mode == "bema" else []
+            self.output = [p.clone() for p in theta]
+            return
+        t = step - self.start_step
+        if t % cfg.every:
+            return
+        self.last_t = t
+        if cfg.mode == "ema":
+            decay = min(cfg.decay, (1 + t) / (10 + t)) if cfg.warmup else cfg.decay
+            torch._foreach_lerp_(self.ema, theta, 1.0 - decay)
+            self.output = self.ema
+            return
+        base = cfg.rho + cfg.gamma * t
+        beta = max(base ** (-cfg.kappa), cfg.min_beta)
+        alpha = base ** (-cfg.eta)
+        torch._foreach_lerp_(self.ema, theta, beta)
+        drift = torch._foreach_sub(theta, self.theta0)
+        torch._foreach_mul_(drift, alpha)
+        self.output = torch._foreach_add(drift, self.ema)
+
+    def averaged_state_dict(self) -> dict[str, torch.Tensor]:
+        """The model's full state dict with trainable parameters replaced by their average.
+
+        Before averaging starts (or with mode 'none') this is the raw state dict.
+        """
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.enabled and self.start_step is not None:
+            for name, value in zip(self.names, self.output):
+                state[name] = value.detach().clone()
+        return state
+
+    def state_dict(self) -> dict:
+        return {
+            "mode": self.cfg.mode,
+            "names": list(self.names),
+            "start_step": self.start_step,
+            "last_t": self.last_t,
+            "ema": [t.clone() for t in self.ema],
+            "theta0": [t.clone() for t in self.theta0],
+            "output": [t.clone() for t in self.output],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["mode"] != self.cfg.mode or list(state["names"]) != self.names:
+            raise ValueError("averaging state does not match this model and mode")
+        self.start_step, self.last_t = state["start_step"], state["last_t"]
+        device = next(self.model.parameters()).device
+        self.ema = [t.to(device) for t in state["ema"]]
+        self.theta0 = [t.to(device) for t in state["theta0"]]
+        self.output = [t.to(device) for t in state["output"]]
+        if self.cfg.mode == "ema":
+            self.output = self.ema  # aliased while training, as in update()

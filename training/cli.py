@@ -1,0 +1,89 @@
+"""Command line of the training side: ``python -m training {demo,train,resume,config}``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from . import runs
+from .clitools import Parser, run_cli
+from .config import RunConfig, load_config, preset_path
+
+
+def cmd_train(args) -> int:
+    cfg = load_config(args.config, args.set)
+    run_dir = runs.create_run_dir(args.out, cfg, overwrite=args.overwrite)
+    return _train(cfg, run_dir, args.quiet)
+
+
+def cmd_resume(args) -> int:
+    run_dir = Path(args.run_dir)
+    cfg = runs.read_run_config(run_dir)
+    return _train(cfg, run_dir, args.quiet)
+
+
+def _train(cfg: RunConfig, run_dir: Path, quiet: bool) -> int:
+    from interp.metrics import format_table
+    from .trainer import train
+
+    result = train(cfg, run_dir, progress=not quiet)
+    print(format_table(result.final))
+    print(f"done: {result.step} steps in {result.seconds:.1f} s; run saved in {run_dir}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, overwrite=args.overwrite, overrides=args.set, base=args.config, progress=not args.quiet)
+    return 0
+
+
+def cmd_config(args) -> int:
+    cfg = load_config(preset_path(args.preset) if args.preset else None, args.set)
+    print(json.dumps(cfg.to_dict(), indent=2))
+    return 0
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m training", description="Train set-complement HookedTransformers with dropout and EMA/BEMA.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def common(sp, config=True):
+        if config:
+            sp.add_argument("--config", type=Path, help="JSON config file (a run's config.json works too); default: built-in defaults")
+            sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. --set train.lr=1e-3 (repeatable)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    d = sub.add_parser("demo", help="train baseline / dropout / EMA / BEMA / dropout+BEMA and compare them by length")
+    d.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default: runs/demo)")
+    d.add_argument("--overwrite", action="store_true", help="replace existing variant runs instead of resuming them")
+    common(d)
+    d.set_defaults(handler=cmd_demo)
+
+    t = sub.add_parser("train", help="train one run into a new run directory")
+    t.add_argument("--out", type=Path, required=True, help="run directory to create")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    common(t)
+    t.set_defaults(handler=cmd_train)
+
+    r = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    r.add_argument("run_dir", type=Path)
+    common(r, config=False)
+    r.set_defaults(handler=cmd_resume)
+
+    c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")
+    c.add_argument("--preset", choices=["demo"], help="start from a shipped config instead of the defaults")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value")
+    c.set_defaults(handler=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(args.handler, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Every ``HookedTransformer`` the workbench builds is built here, from a ``ModelConfig``.
+
+TransformerLens 3.9 deprecates ``HookedTransformer`` (4.0 removed it for ``TransformerBridge``),
+so keeping construction in this one module makes a later move local. Dropout is not part of
+``HookedTransformer``; it is added as permanent hooks that act only in train mode, so a model in
+``eval()`` is deterministic and a saved state dict loads into a plain ``HookedTransformer``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from .errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and dropout of a transformer; vocabulary and context come from the task."""
+
+    n_layers: int = 1
+    """Number of transformer blocks."""
+    d_model: int = 64
+    """Residual stream width."""
+    n_heads: int = 1
+    """Attention heads per layer."""
+    d_head: int = 64
+    """Width of each head's query, key and value."""
+    attn_only: bool = True
+    """No MLPs (the study's analytic model is attention-only)."""
+    d_mlp: Optional[int] = None
+    """MLP hidden width when attn_only is false; None means 4 * d_model."""
+    act_fn: str = "gelu"
+    """MLP activation (any TransformerLens act_fn)."""
+    normalization: Literal["none", "LN", "LNPre"] = "none"
+    """LayerNorm before each sublayer and the unembedding: none, LN (with weights), LNPre (without)."""
+    positional: Literal["none", "learned", "rotary"] = "none"
+    """Positional information. 'none' keeps W_pos at zero and frozen: the set task's input is a set."""
+    n_ctx: Optional[int] = None
+    """Context length; None means exactly what the task's longest evaluation length needs."""
+    attn_dropout: float = 0.0
+    """Dropout on attention probabilities (hook_pattern), train mode only."""
+    resid_dropout: float = 0.0
+    """Dropout on each attention and MLP output before it joins the residual stream."""
+    embed_dropout: float = 0.0
+    """Dropout on the token (plus positional) embedding."""
+
+    def validate(self) -> None:
+        for name in ("n_layers", "d_model", "n_heads", "d_head"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.d_mlp is not None and self.d_mlp < 1:
+            raise ConfigError(f"model.d_mlp must be positive, got {self.d_mlp}")
+        for name in ("attn_dropout", "resid_dropout", "embed_dropout"):
+            p = getattr(self, name)
+            if not 0.0 <= p < 1.0:
+                raise ConfigError(f"model.{name} must be in [0, 1), got {p}")
+        if self.positional == "rotary" and self.d_head % 2:
+            raise ConfigError(f"model.d_head must be even for rotary positions, got {self.d_head}")
+
+
+def hooked_config_kwargs(cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int) -> dict:
+    """JSON-safe keyword arguments for ``HookedTransformerConfig`` (saved in config.json)."""
+    kw = dict(
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_head,
+        n_ctx=n_ctx,
+        d_vocab=d_vocab,
+        d_vocab_out=d_vocab_out,
+        attn_only=cfg.attn_only,
+        normalization_type=None if cfg.normalization == "none" else cfg.normalization,
+        positional_embedding_type="rotary" if cfg.positional == "rotary" else "standard",
+        default_prepend_bos=False,
+    )
+    if not cfg.attn_only:
+        kw.update(d_mlp=cfg.d_mlp or 4 * cfg.d_model, act_fn=cfg.act_fn)
+    if cfg.positional == "rotary":
+        kw.update(rotary_dim=cfg.d_head)
+    return kw
+
+
+def _dropout_hook(p: float):
+    def hook(x: torch.Tensor, hook) -> torch.Tensor:
+        return F.dropout(x, p, training=hook.training)
+
+    return hook
+
+
+def add_dropout_hooks(model: HookedTransformer, cfg: ModelConfig) -> None:
+    """Register the config's dropout as permanent hooks (they survive ``reset_hooks()``)."""
+    if cfg.embed_dropout > 0:
+        # blocks.0.hook_resid_pre is token plus positional embedding (GPT-2 style embedding
+        # dropout); with positional 'none' or 'rotary' it equals hook_embed.
+        model.add_perma_hook("blocks.0.hook_resid_pre", _dropout_hook(cfg.embed_dropout))
+    for layer in range(cfg.n_layers):
+        if cfg.attn_dropout > 0:
+            model.add_perma_hook(f"blocks.{layer}.attn.hook_pattern", _dropout_hook(cfg.attn_dropout))
+        if cfg.resid_dropout > 0:
+            model.add_perma_hook(f"blocks.{layer}.hook_attn_out", _dropout_hook(cfg.resid_dropout))
+            if not cfg.attn_only:
+                model.add_perma_hook(f"blocks.{layer}.hook_mlp_out", _dropout_hook(cfg.resid_dropout))
+
+
+def build_hooked(kwargs: dict, device: torch.device | str = "cpu") -> HookedTransformer:
+    """A plain ``HookedTransformer`` from saved ``HookedTransformerConfig`` keyword arguments."""
+    with warnings.catch_warnings():
+        # HookedTransformer warns that it is deprecated in favour of TransformerBridge (TL 4.0).
+        # We pin transformer-lens<4 on purpose, so the warning only adds noise to every run.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*HookedTransformer.*")
+        model = HookedTransformer(HookedTransformerConfig(device=str(device), **kwargs), move_to_device=True)
+    return model
+
+
+def build_model(
+    cfg: ModelConfig,
+    d_vocab: int,
+    d_vocab_out: int,
+    n_ctx: int,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> HookedTransformer:
+    """Build a freshly initialised model with dropout hooks; the global RNG is left untouched."""
+    cfg.validate()
+    kwargs = hooked_config_kwargs(cfg, d_vocab, d_vocab_out, n_ctx)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_hooked(kwargs, device)
+    if cfg.positional == "none":
+        # Zero and frozen W_pos: the state dict alone then reproduces the model in plain TL.
+        with torch.no_grad():
+            model.W_pos.zero_()
+        model.W_pos.requires_grad_(False)
+    add_dropout_hooks(model, cfg)
+    return model
+
+
+def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """Named parameters that the optimizer (and weight averaging) acts on."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}

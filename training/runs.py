@@ -1,0 +1,184 @@
+"""Run directories: creating them safely, writing checkpoints atomically, and loading runs.
+
+A run directory holds::
+
+    config.json                  every setting, plus the plain HookedTransformerConfig kwargs
+    metrics.jsonl                one line per periodic evaluation (raw and averaged weights)
+    final_metrics.json           the final per-length evaluation, written when training ends
+    weights_raw.safetensors      latest raw weights (full state dict)
+    weights_averaged.safetensors latest averaged weights (only when averaging is on)
+    trainer_state.pt             everything needed to resume exactly (weights_only loadable)
+
+Every file is written atomically, so a run killed at any moment (``kill -9`` included) leaves
+the last checkpoint intact and resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformer_lens import HookedTransformer
+
+from . import atomic
+from .config import RunConfig
+from .errors import CheckpointError, ConfigError, WorkbenchError
+from .models import build_model, hooked_config_kwargs
+from .tasks.set_complement import SetComplementTask
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+FINAL = "final_metrics.json"
+STATE = "trainer_state.pt"
+WEIGHTS = {"raw": "weights_raw.safetensors", "averaged": "weights_averaged.safetensors"}
+VERSION = "0.1.0"
+
+
+def run_config_json(cfg: RunConfig) -> dict:
+    """config.json's content: the run config plus what plain TransformerLens needs."""
+    task = SetComplementTask(cfg.task)
+    data = cfg.to_dict()
+    data["hooked_transformer_config"] = hooked_config_kwargs(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx())
+    data["meta"] = {"workbench_version": VERSION, "task": "set_complement"}
+    return data
+
+
+def create_run_dir(path: str | Path, cfg: RunConfig, overwrite: bool = False) -> Path:
+    """Create ``path`` holding ``config.json``; an existing run is replaced only with ``overwrite``.
+
+    The directory appears complete or not at all: it is assembled under a temporary name.
+    """
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise WorkbenchError(f"run directory {path} already exists (use --overwrite to replace it, or resume it)")
+        if not path.is_dir() or (any(path.iterdir()) and not (path / CONFIG).exists()):
+            raise WorkbenchError(f"refusing to overwrite {path}: it is not a run directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        atomic.write_json(tmp / CONFIG, run_config_json(cfg))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_run_config(path: str | Path) -> RunConfig:
+    """The validated RunConfig of a run directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"run directory not found: {path}")
+    cfg_path = path / CONFIG
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path} is not a run directory: {CONFIG} is missing")
+    try:
+        data = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_path} is corrupt: {e}") from None
+    try:
+        return RunConfig.from_dict(data)
+    except ConfigError as e:
+        raise CheckpointError(f"{cfg_path}: {e}") from None
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor], step: int) -> None:
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    atomic.write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(step)}))
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"weights file {path} is corrupt or truncated ({e})") from None
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """``load_state_dict`` with a one-line CheckpointError on missing keys or shape mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise CheckpointError(f"{source} does not match the run's model ({what})")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{source} does not match the run's model ({k} has shape {tuple(state[k].shape)}, "
+                f"expected {tuple(v.shape)})"
+            )
+    model.load_state_dict(state)
+
+
+def load_run(
+    path: str | Path, weights: str = "averaged", device: torch.device | str = "cpu"
+) -> HookedTransformer:
+    """A trained run's model, in eval mode, with the run's dropout hooks (inactive in eval).
+
+    ``weights="averaged"`` gives the EMA/BEMA weights; for a run trained without averaging the
+    averaged weights are the raw weights.
+    """
+    if weights not in WEIGHTS:
+        raise WorkbenchError(f"weights must be 'raw' or 'averaged', got {weights!r}")
+    path = Path(path)
+    cfg = read_run_config(path)
+    task = SetComplementTask(cfg.task)
+    model = build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx(), cfg.train.seed, device)
+    file = path / WEIGHTS[weights]
+    if weights == "averaged" and cfg.averaging.mode == "none":
+        file = path / WEIGHTS["raw"]
+    load_state_into(model, load_weights(file), file)
+    model.eval()
+    return model
+
+
+def load_trainer_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__})") from None
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one line and fsync; a torn last line is dropped by ``read_jsonl``."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Every periodic evaluation record of a run, oldest first (for notebooks)."""
+    return read_jsonl(Path(path) / METRICS)
+
+
+def read_final_metrics(path: str | Path) -> dict:
+    """The final evaluation of a finished run: {'raw': LengthMetrics dict, 'averaged': ...}."""
+    file = Path(path) / FINAL
+    if not file.is_file():
+        raise CheckpointError(f"{path} has no {FINAL}: the run has not finished")
+    return json.loads(file.read_text())

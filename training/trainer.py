@@ -1,0 +1,254 @@
+"""The training loop: AdamW with warm-up and cosine decay, weight averaging, evaluation, resume.
+
+Read ``train`` top to bottom: build everything from the config, restore the last checkpoint if
+there is one, then step. Every ``eval_every`` steps the raw and averaged weights are evaluated at
+every length and a line goes to ``metrics.jsonl``; every ``checkpoint_every`` steps the full
+state (weights, optimizer, scheduler, averager, RNG states) is written atomically, so a run that
+is killed resumes exactly where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.metrics import LengthMetrics, evaluate_lengths
+from training import atomic, runs
+from training.averaging import WeightAverager
+from training.config import RunConfig
+from training.errors import CheckpointError, TrainingDiverged, WorkbenchError
+from training.models import build_model, trainable_parameters
+from training.tasks.set_complement import SetComplementTask
+
+NAN_CHECK_EVERY = 10  # steps between host syncs that check the loss is finite
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WorkbenchError(f"train.device is {name!r} but CUDA is not available")
+    return torch.device(name)
+
+
+def lr_lambda(cfg) -> callable:
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at the last step."""
+
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.AdamW:
+    params = trainable_parameters(model)
+    decay = [p for p in params.values() if p.ndim >= 2]
+    no_decay = [p for p in params.values() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) call to ``train`` leaves behind."""
+
+    run_dir: Path
+    step: int
+    finished: bool
+    final: dict[str, LengthMetrics] | None
+    seconds: float
+
+
+class Trainer:
+    """Holds a run's model, optimizer, averager and RNGs; ``train()`` below drives it."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.device = resolve_device(cfg.train.device)
+        self.task = SetComplementTask(cfg.task)
+        build = lambda: build_model(  # noqa: E731
+            cfg.model, self.task.d_vocab, self.task.d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device
+        )
+        self.model = build()
+        self.avg_model = build() if cfg.averaging.mode != "none" else None
+        self.params = list(trainable_parameters(self.model).values())
+        self.optimizer = make_optimizer(self.model, cfg.train)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.train))
+        self.averager = WeightAverager(self.model, cfg.averaging)
+        self.data_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
+        torch.manual_seed(cfg.train.seed)  # dropout masks come from the global RNG
+        self.step = 0
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "averager": self.averager.state_dict(),
+            "data_rng": self.data_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.params)
+
+    def save_checkpoint(self) -> None:
+        state = self.state_dict()
+        atomic.write_with(self.run_dir / runs.STATE, lambda p: torch.save(state, p))
+        runs.save_weights(self.run_dir / runs.WEIGHTS["raw"], self.model.state_dict(), self.step)
+        if self.averager.enabled:
+            runs.save_weights(self.run_dir / runs.WEIGHTS["averaged"], self.averager.averaged_state_dict(), self.step)
+
+    def restore(self) -> bool:
+        """Load ``trainer_state.pt`` if present; drop metrics lines logged after it."""
+        path = self.run_dir / runs.STATE
+        if not path.exists():
+            self._truncate_metrics(0)
+            return False
+        state = runs.load_trainer_state(path)
+        try:
+            runs.load_state_into(self.model, state["model"], path)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.averager.load_state_dict(state["averager"])
+            self.data_gen.set_state(state["data_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            if "cuda_rng" in state and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            self.step = int(state["step"])
+        except CheckpointError:
+            raise
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise CheckpointError(f"checkpoint {path} does not match this run ({type(e).__name__}: {e})") from None
+        self._truncate_metrics(self.step)
+        return True
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.run_dir / runs.METRICS
+        if path.exists():
+            keep = [r for r in runs.read_jsonl(path) if r.get("step", 0) <= step]
+            atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+    # -- evaluation ----------------------------------------------------------------------
+    def evaluate(self, sets: int) -> dict[str, LengthMetrics]:
+        kw = dict(sets_per_length=sets, seed=self.cfg.train.eval_seed)
+        out = {"raw": evaluate_lengths(self.model, self.task, **kw)}
+        if self.avg_model is not None:
+            self.avg_model.load_state_dict(self.averager.averaged_state_dict())
+            out["averaged"] = evaluate_lengths(self.avg_model, self.task, **kw)
+        return out
+
+    # -- one optimizer step --------------------------------------------------------------
+    def train_step(self) -> torch.Tensor:
+        cfg = self.cfg.train
+        batch = self.task.sample_batch(cfg.batch_size, generator=self.data_gen, device=self.device)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if cfg.bf16 and self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            logits = self.model(batch.tokens)
+        loss = self.task.loss(logits, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.averager.update(self.step)
+        return loss.detach()
+
+
+def train(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    stop_after: int | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> TrainResult:
+    """Train (or resume) the run in ``run_dir``, which must already hold its ``config.json``.
+
+    ``stop_after`` ends this call after that many optimizer steps in total (a checkpoint is
+    written first), as if the process had been stopped there; calling ``train`` again resumes.
+    """
+    t0 = time.time()
+    tr = Trainer(cfg, run_dir)
+    tcfg = cfg.train
+    tr.restore()
+    last_good_ckpt = tr.step
+    end = tcfg.steps if stop_after is None else min(tcfg.steps, stop_after)
+    bar = tqdm(
+        total=tcfg.steps, initial=tr.step, desc=desc or tr.run_dir.name, disable=not progress, dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+    )
+    loss_sum = torch.zeros((), device=tr.device)
+    loss_count, window_sum = 0, torch.zeros((), device=tr.device)
+    latest_eval = ""
+    try:
+        while tr.step < end:
+            loss = tr.train_step()
+            loss_sum += loss
+            window_sum += loss
+            loss_count += 1
+            at_eval = tr.step % tcfg.eval_every == 0 or tr.step == tcfg.steps
+            at_ckpt = tr.step % tcfg.checkpoint_every == 0 or tr.step == end
+            if tr.step % NAN_CHECK_EVERY == 0 or at_eval or at_ckpt:
+                window = window_sum.item()
+                if not math.isfinite(window):
+                    raise TrainingDiverged(
+                        f"loss became {window} at or before step {tr.step}; stopped, the last good "
+                        f"checkpoint (step {last_good_ckpt}) in {tr.run_dir} is intact"
+                    )
+                window_sum.zero_()
+                bar.set_postfix_str(f"loss={loss.item():.4f}{latest_eval}", refresh=False)
+            bar.update(1)
+            if at_eval:
+                results = tr.evaluate(tcfg.eval_sets)
+                record = {
+                    "step": tr.step,
+                    "loss": loss_sum.item() / max(1, loss_count),
+                    "lr": tr.scheduler.get_last_lr()[0],
+                    "elapsed_s": round(time.time() - t0, 3),
+                }
+                record.update({k: m.to_dict() for k, m in results.items()})
+                runs.append_jsonl(tr.run_dir / runs.METRICS, record)
+                loss_sum.zero_()
+                loss_count = 0
+                shown = results.get("averaged", results["raw"]).summary()
+                latest_eval = "".join(
+                    f" tv_{k}={v['tv']:.3f}" for k, v in (("in", shown.get("in_range")), ("out", shown.get("beyond"))) if v
+                )
+            if at_ckpt:
+                if not tr.weights_finite():
+                    raise TrainingDiverged(
+                        f"weights became non-finite by step {tr.step}; stopped, the last good "
+                        f"checkpoint (step {last_good_ckpt}) in {tr.run_dir} is intact"
+                    )
+                tr.save_checkpoint()
+                last_good_ckpt = tr.step
+    finally:
+        bar.close()
+    final = None
+    if tr.step >= tcfg.steps:
+        final = tr.evaluate(tcfg.final_eval_sets)
+        atomic.write_json(tr.run_dir / runs.FINAL, {"step": tr.step, **{k: m.to_dict() for k, m in final.items()}})
+    return TrainResult(tr.run_dir, tr.step, tr.step >= tcfg.steps, final, time.time() - t0)
