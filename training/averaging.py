@@ -78,7 +78,11 @@ class WeightAverager:
         cfg.validate()
         self.cfg = cfg
         self.model = model
-        self.names = list(trainable_parameters(model))
+        params = trainable_parameters(model)
+        self.names = list(params)
+        # Parameter objects are stable (load_state_dict copies into them), so look them up once:
+        # walking named_parameters() every step costs more than the averaging arithmetic.
+        self._live = [p.detach() for p in params.values()]
         self.start_step: int | None = None  # step at which theta_0 was taken
         self.last_t: int | None = None  # steps since start at the latest refresh
         self.ema: list[torch.Tensor] = []
@@ -89,17 +93,13 @@ class WeightAverager:
     def enabled(self) -> bool:
         return self.cfg.mode != "none"
 
-    def _params(self) -> list[torch.Tensor]:
-        params = dict(self.model.named_parameters())
-        return [params[n].detach() for n in self.names]
-
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Fold in the current weights after optimizer step ``step`` (1-based)."""
         cfg = self.cfg
         if not self.enabled or step < cfg.burn_in:
             return
-        theta = self._params()
+        theta = self._live
         if self.start_step is None:
             self.start_step = step
             self.last_t = 0

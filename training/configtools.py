@@ -35,16 +35,16 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
                 return _check_type(value, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"config key '{key}' has a bad value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{key} has a bad value {value!r}")
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
             choices = ", ".join(repr(a) for a in allowed)
-            raise ConfigError(f"config key '{key}' must be one of {choices}, got {value!r}")
+            raise ConfigError(f"{key} must be one of {choices}, got {value!r}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {value!r}")
         (inner, *_) = typing.get_args(tp) or (Any,)
         return [_check_type(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
@@ -55,21 +55,21 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+            raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+            raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
     return value
 

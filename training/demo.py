@@ -25,7 +25,16 @@ VARIANTS: dict[str, list[str]] = {
     "bema": ["averaging.mode=bema"],
     "dropout_bema": ["model.attn_dropout=0.1", "averaging.mode=bema"],
 }
-TABLE_LENGTHS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 28, 31)
+
+
+def table_lengths(lo: int, hi: int, max_len: int, beyond_points: int = 7) -> list[int]:
+    """A readable subset of lengths: powers of two and the edges of the training range, then
+    evenly spaced lengths beyond it up to the longest evaluated."""
+    chosen = {lo, hi} | {2**k for k in range(8) if lo <= 2**k <= hi}
+    if max_len > hi:
+        span = max_len - hi - 1
+        chosen |= {hi + 1 + round(i * span / max(1, beyond_points - 1)) for i in range(beyond_points)}
+    return sorted(s for s in chosen if 1 <= s <= max_len)
 
 
 def variant_configs(base: Path | None, overrides: list[str]) -> dict[str, RunConfig]:
@@ -61,11 +70,11 @@ def dedupe(results: dict[str, LengthMetrics]) -> tuple[dict[str, LengthMetrics],
     return shown, same
 
 
-def metric_table(results: dict[str, LengthMetrics], metric: str, lengths=TABLE_LENGTHS) -> str:
+def metric_table(results: dict[str, LengthMetrics], metric: str) -> str:
     """Rows: lengths (then in-range and beyond means); columns: one per result."""
     first = next(iter(results.values()))
     lo, hi = first.train_range
-    lengths = [s for s in lengths if s in first.lengths]
+    lengths = table_lengths(lo, hi, max(first.lengths))
     width = max(12, *(len(n) + 1 for n in results))
     lines = [f"{metric.upper():<8}" + "".join(f"{n:>{width}}" for n in results)]
     for s in lengths:

@@ -1,0 +1,103 @@
+"""Bad input: one line on stderr naming the problem, exit status 2, no traceback, nothing written."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from interp.cli import main as interp_main
+from training.cli import main as train_main
+from training.config import load_config
+from training.errors import ConfigError
+
+from .conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["task.v=1"], "task.v must be at least 2"),
+        (["task.train_max_len=8"], "train_max_len must be below v=8"),
+        (["model.n_ctx=5"], "evaluation length 7 needs a context of 7"),
+        (["task.eval_max_len=9"], "eval_max_len"),
+        (["model.attn_dropout=1.0"], "model.attn_dropout must be in [0, 1)"),
+        (["model.resid_dropout=-0.1"], "model.resid_dropout"),
+        (["train.lr=0"], "train.lr must be positive"),
+        (["train.lr=-1e-3"], "train.lr must be positive"),
+        (["train.steps=0"], "train.steps must be positive"),
+        (["averaging.mode=swa"], "averaging.mode must be one of"),
+        (["averaging.mode=bema", "averaging.kappa=0"], "averaging.kappa must be in (0, 1]"),
+        (["averaging.mode=bema", "averaging.eta=2"], "averaging.eta must be in [0, 1]"),
+        (["model.d_modle=3"], "unknown config key 'model.d_modle'"),
+        (["nosection.x=3"], "unknown config key 'nosection.x'"),
+        (["train.steps=ten"], "train.steps must be an integer"),
+    ],
+)
+def test_bad_config_one_line_exit_2_nothing_written(tmp_path, capsys, overrides, words):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--quiet"]
+    for o in TINY + overrides:
+        args += ["--set", o]
+    assert train_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unknown_key_in_config_file(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"train": {"stepz": 3}}))
+    with pytest.raises(ConfigError, match="unknown config key 'train.stepz'"):
+        load_config(f)
+    f.write_text("{oops")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.json")
+
+
+def test_existing_run_needs_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    args = ["train", "--out", str(out), "--quiet"] + [x for o in TINY for x in ("--set", o)]
+    assert train_main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == "{}"
+
+
+def test_missing_and_corrupt_runs_on_the_command_line(tmp_path, capsys):
+    assert train_main(["resume", str(tmp_path / "missing")]) == 2
+    assert interp_main(["eval", str(tmp_path / "missing")]) == 2
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{")
+    assert interp_main(["eval", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    """The module entry point itself (not just main()) keeps errors to one line."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "train", "--out", str(out), "--set", "task.v=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: task.v must be at least 2, got 1"
+    assert not out.exists()
+    usage = subprocess.run([sys.executable, "-m", "interp", "eval"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2 and len(usage.stderr.strip().splitlines()) == 1
+
+
+def test_help_works(capsys):
+    for main in (train_main, interp_main):
+        with pytest.raises(SystemExit) as e:
+            main(["--help"])
+        assert e.value.code == 0
+    assert "demo" in capsys.readouterr().out

@@ -1,0 +1,238 @@
+"""Training runs end to end: files written, exact resume (also after kill -9), NaN handling,
+and checkpoint errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from training import runs
+from training.errors import CheckpointError, TrainingDiverged, WorkbenchError
+from training.tasks.set_complement import SetComplementTask
+from training.trainer import lr_lambda, train
+
+from .conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _weights(run_dir, kind):
+    return load_file(str(Path(run_dir) / runs.WEIGHTS[kind]))
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_writes_everything(tmp_path):
+    cfg = tiny_config("averaging.mode=bema", "model.attn_dropout=0.1")
+    d = runs.create_run_dir(tmp_path / "run", cfg)
+    res = train(cfg, d, progress=False)
+    assert res.finished and res.step == 30
+    names = {p.name for p in d.iterdir()}
+    assert {"config.json", "metrics.jsonl", "final_metrics.json", "trainer_state.pt",
+            "weights_raw.safetensors", "weights_averaged.safetensors"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    records = runs.read_metrics(d)
+    assert [r["step"] for r in records] == [10, 20, 30]
+    assert set(records[0]) >= {"raw", "averaged", "loss", "lr"}
+    final = runs.read_final_metrics(d)
+    assert final["raw"]["sets_per_length"] == 64 and len(final["raw"]["lengths"]) == 7
+    assert json.loads((d / "config.json").read_text())["train"]["steps"] == 30
+
+
+def test_load_run_and_plain_transformer_lens_recipe(tmp_path):
+    cfg = tiny_config("averaging.mode=ema", "averaging.decay=0.5")
+    d = runs.create_run_dir(tmp_path / "run", cfg)
+    train(cfg, d, progress=False)
+    raw, avg = runs.load_run(d, "raw"), runs.load_run(d, "averaged")
+    assert isinstance(raw, HookedTransformer) and not raw.training
+    x = torch.randint(1, 9, (3, 7))
+    assert not torch.equal(raw(x), avg(x))
+    # The README's recipe: config.json + safetensors with nothing but TransformerLens.
+    kw = json.loads((d / "config.json").read_text())["hooked_transformer_config"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = HookedTransformer(HookedTransformerConfig.from_dict(kw))
+    plain.load_state_dict(load_file(str(d / "weights_averaged.safetensors")))
+    assert torch.equal(plain.eval()(x), avg(x))
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
+    cfg = tiny_config("averaging.mode=bema", "model.attn_dropout=0.2", "model.resid_dropout=0.1")
+    full = runs.create_run_dir(tmp_path / "full", cfg)
+    train(cfg, full, progress=False)
+    part = runs.create_run_dir(tmp_path / "part", cfg)
+    first = train(cfg, part, stop_after=20, progress=False)
+    assert not first.finished and first.step == 20
+    second = train(cfg, part, progress=False)
+    assert second.finished
+    for kind in ("raw", "averaged"):
+        assert _same(_weights(full, kind), _weights(part, kind)), kind
+    assert [r["step"] for r in runs.read_metrics(part)] == [10, 20, 30]
+    assert runs.read_final_metrics(part)["raw"] == runs.read_final_metrics(full)["raw"]
+
+
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
+    over = ["train.steps=3000", "train.checkpoint_every=100", "train.eval_every=1000",
+            "averaging.mode=bema", "model.attn_dropout=0.1"]
+    cfg = tiny_config(*over)
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(cfg.to_dict()))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", "train", "--config", str(cfg_file), "--out", str(killed), "--quiet"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 60
+    while not (killed / runs.STATE).exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step_at_kill = torch.load(killed / runs.STATE, weights_only=True)["step"]
+    assert 0 < step_at_kill < 3000
+    from training.cli import main
+
+    assert main(["resume", str(killed), "--quiet"]) == 0
+    full = runs.create_run_dir(tmp_path / "full", cfg)
+    train(cfg, full, progress=False)
+    for kind in ("raw", "averaged"):
+        assert _same(_weights(full, kind), _weights(killed, kind)), kind
+    assert not [p for p in killed.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    cfg = tiny_config()
+    d = runs.create_run_dir(tmp_path / "run", cfg)
+    real_loss = SetComplementTask.loss
+    calls = {"n": 0}
+
+    def loss(self, logits, batch):
+        calls["n"] += 1
+        value = real_loss(self, logits, batch)
+        return value * float("nan") if calls["n"] > 14 else value
+
+    monkeypatch.setattr(SetComplementTask, "loss", loss)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint \\(step 10\\)"):
+        train(cfg, d, progress=False)
+    state = torch.load(d / runs.STATE, weights_only=True)
+    assert state["step"] == 10
+    raw = _weights(d, "raw")
+    assert all(torch.isfinite(v).all() for k, v in raw.items() if not k.endswith("IGNORE"))
+    assert not (d / runs.FINAL).exists()
+    # The command line reports it in one line, exit status 2.
+    from training.cli import main
+
+    calls["n"] = 0
+    capsys.readouterr()
+    assert main(["resume", str(d), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loss became nan" in err[0]
+
+
+def test_existing_run_dir_is_never_overwritten_silently(tmp_path):
+    cfg = tiny_config()
+    d = runs.create_run_dir(tmp_path / "run", cfg)
+    (d / "marker").write_text("keep")
+    with pytest.raises(WorkbenchError, match="already exists"):
+        runs.create_run_dir(d, cfg)
+    assert (d / "marker").exists()
+    runs.create_run_dir(d, cfg, overwrite=True)
+    assert not (d / "marker").exists()
+    other = tmp_path / "notarun"
+    other.mkdir()
+    (other / "data.txt").write_text("x")
+    with pytest.raises(WorkbenchError, match="not a run directory"):
+        runs.create_run_dir(other, cfg, overwrite=True)
+    assert (other / "data.txt").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    cfg = tiny_config("averaging.mode=bema")
+    d = runs.create_run_dir(tmp_path_factory.mktemp("ckpt") / "run", cfg)
+    train(cfg, d, progress=False)
+    return d
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_checkpoint(trained, tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        runs.load_run(tmp_path / "nope")
+    d = _copy(trained, tmp_path / "r")
+    (d / "weights_averaged.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="weights file not found"):
+        runs.load_run(d)
+
+
+def test_truncated_checkpoint(trained, tmp_path):
+    d = _copy(trained, tmp_path / "r")
+    f = d / "weights_raw.safetensors"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        runs.load_run(d, "raw")
+    s = d / runs.STATE
+    s.write_bytes(s.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        train(runs.read_run_config(d), d, progress=False)
+
+
+def test_mismatched_checkpoint(trained, tmp_path):
+    d = _copy(trained, tmp_path / "r")
+    data = json.loads((d / "config.json").read_text())
+    data["model"]["d_model"] = 32
+    (d / "config.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="does not match"):
+        runs.load_run(d)
+    with pytest.raises(CheckpointError, match="does not match"):
+        train(runs.read_run_config(d), d, progress=False)
+
+
+def test_corrupt_config_json(trained, tmp_path):
+    d = _copy(trained, tmp_path / "r")
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        runs.load_run(d)
+
+
+def test_lr_schedule_shape():
+    cfg = tiny_config("train.steps=100", "train.warmup_steps=10", "train.min_lr_ratio=0.1").train
+    f = lr_lambda(cfg)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.55) and f(100) == pytest.approx(0.1)
+
+
+def test_clip_grad_norm_matches_torch():
+    from training.trainer import clip_grad_norm
+
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    for p, q in zip(a, b):
+        p.grad = torch.randn_like(p) * 3
+        q.grad = p.grad.clone()
+    n1 = clip_grad_norm(a, 1.0)
+    n2 = torch.nn.utils.clip_grad_norm_(b, 1.0)
+    assert torch.allclose(n1, n2)
+    assert all(torch.allclose(p.grad, q.grad, atol=1e-6) for p, q in zip(a, b))
+    # Below the threshold the gradients are unchanged.
+    g = [p.grad.clone() for p in a]
+    clip_grad_norm(a, 100.0)
+    assert all(torch.allclose(p.grad, x) for p, x in zip(a, g))
