@@ -236,3 +236,14 @@ def test_clip_grad_norm_matches_torch():
     g = [p.grad.clone() for p in a]
     clip_grad_norm(a, 100.0)
     assert all(torch.allclose(p.grad, x) for p, x in zip(a, g))
+
+
+def test_demo_sized_runs_are_bit_reproducible(tmp_path):
+    """At d_model 64 on 2 threads, CPU kernels are only reproducible in deterministic mode."""
+    over = ["model.d_model=64", "model.d_head=64", "model.n_heads=1", "task.v=32", "task.train_max_len=8",
+            "train.batch_size=64", "train.steps=60", "train.eval_every=60", "train.checkpoint_every=60"]
+    a = runs.create_run_dir(tmp_path / "a", tiny_config(*over))
+    b = runs.create_run_dir(tmp_path / "b", tiny_config(*over, "averaging.mode=bema"))
+    train(tiny_config(*over), a, progress=False)
+    train(tiny_config(*over, "averaging.mode=bema"), b, progress=False)
+    assert _same(_weights(a, "raw"), _weights(b, "raw"))

@@ -87,6 +87,9 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.device = resolve_device(cfg.train.device)
+        # Bit-reproducible runs (and exact resume) need deterministic kernels: multi-threaded CPU
+        # backward passes otherwise sum in a varying order. It is a process-wide switch.
+        torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=self.device.type == "cuda")
         self.task = SetComplementTask(cfg.task)
         build = lambda: build_model(  # noqa: E731
             cfg.model, self.task.d_vocab, self.task.d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device

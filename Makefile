@@ -1,0 +1,33 @@
+# Two entry points: `make demo` (set up, then run the main job) and `make test` (set up, then run
+# the tests). Both create .venv when missing and install the pinned environment into it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench setup clean
+
+setup: $(STAMP)
+
+# torch first, pinned: an unpinned torch (transformer-lens asks for torch>=2.6) would pull a
+# multi-GB CUDA build on these machines.
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m training demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/eval_speed.py
+
+clean:
+	rm -rf $(VENV) runs
