@@ -102,6 +102,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     proc.wait()
     step_at_kill = torch.load(killed / runs.STATE, weights_only=True)["step"]
     assert 0 < step_at_kill < 3000
+    (killed / ".trainer_state.pt.torn.tmp").write_bytes(b"half a checkpoint")  # as if killed mid-write
     from training.cli import main
 
     assert main(["resume", str(killed), "--quiet"]) == 0

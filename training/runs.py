@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer
 
 from . import atomic
-from .config import RunConfig
+from .config import RunConfig, load_config
 from .errors import CheckpointError, ConfigError, WorkbenchError
 from .models import build_model, hooked_config_kwargs
 from .tasks.set_complement import SetComplementTask
@@ -82,13 +82,9 @@ def read_run_config(path: str | Path) -> RunConfig:
     if not cfg_path.is_file():
         raise CheckpointError(f"{path} is not a run directory: {CONFIG} is missing")
     try:
-        data = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{cfg_path} is corrupt: {e}") from None
-    try:
-        return RunConfig.from_dict(data)
+        return load_config(cfg_path)
     except ConfigError as e:
-        raise CheckpointError(f"{cfg_path}: {e}") from None
+        raise CheckpointError(f"run directory {path} has a corrupt or invalid {CONFIG} ({e})") from None
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor], step: int) -> None:

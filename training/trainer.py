@@ -132,6 +132,8 @@ class Trainer:
     def restore(self) -> bool:
         """Load ``trainer_state.pt`` if present; drop metrics lines logged after it."""
         path = self.run_dir / runs.STATE
+        for stale in self.run_dir.glob(".*.tmp"):  # left by a write that was killed midway
+            stale.unlink(missing_ok=True)
         if not path.exists():
             self._truncate_metrics(0)
             return False
