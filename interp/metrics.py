@@ -27,6 +27,8 @@ from torch import Tensor
 
 from training.tasks.set_complement import SetComplementTask
 
+from .sets import model_device, set_batches
+
 METRICS = ("tv", "kl", "itr", "margin", "gap", "acc")
 
 
@@ -110,21 +112,16 @@ def evaluate_lengths(
 ) -> LengthMetrics:
     """Every metric at every set length 1..max_len (default: the task's evaluation range)."""
     max_len = task.cfg.max_eval_len if max_len is None else max_len
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
+    device = model_device(model)
     sums = {m: torch.zeros(max_len, dtype=torch.float64, device=device) for m in METRICS}
     was_training = model.training
     model.eval()
     try:
-        done = 0
-        while done < sets_per_length:
-            n = min(batch_size, sets_per_length - done)
-            batch = task.sample_batch(n, max_len=max_len, generator=gen, device=device)
+        for batch in set_batches(task, sets_per_length, max_len, seed, batch_size, device):
             logits = task.prefix_logits(model(batch.tokens), batch)
             members = task.membership(batch.items, task.v)
             for m, values in complement_metrics(logits, members).items():
                 sums[m] += values.double().sum(0)
-            done += n
     finally:
         model.train(was_training)
     return LengthMetrics(

@@ -1,0 +1,240 @@
+"""Logit displacement: where each last-position logit comes from, and how it shrinks with length.
+
+The study's one-layer model writes the logits at the end of a set ``t_1..t_s`` as
+``f = B[t_s] + sum_i a_i D[t_i]``: a direct path ``B`` (embedding to unembedding) plus, for each
+source token, its attention weight times its OV output projected to logits, the *logit
+displacement* ``D``. ``decompose_logits`` makes that split exact for any ``HookedTransformer``:
+
+    logits = direct + pos + sum_{layer, head, source} heads + sum_layer mlp + bias
+
+where ``heads[layer, head, k] = pattern[head, q, k] * U(v_k W_O)``, ``U`` the unembedding after
+the final LayerNorm with its scale frozen from the forward pass (centering is linear; dividing by
+the cached scale is a per-position constant), so the parts sum to the logits to float precision.
+
+``displacement_by_length`` aggregates this over many sets per length: the mean head displacement
+of invalid tokens (set members) and valid tokens and their gap, the direct-path gap, the total gap
+next to the balanced-theory prediction ``gap(s) = (2/s) gap(2)``, and how balanced the unweighted
+per-token displacement ``D[t]`` is across tokens (mean, spread and coefficient of variation of
+each token's self-displacement ``D[t][t] - mean_{j != t} D[t][j]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from training.tasks.set_complement import SetComplementTask
+
+from .sets import model_device, set_batches
+
+
+class _Unembed:
+    """Maps residual-stream vectors to logits through the final norm with a frozen scale."""
+
+    def __init__(self, model):
+        cfg = model.cfg
+        self.norm = cfg.normalization_type
+        if self.norm not in (None, "LN", "LNPre"):
+            raise ValueError(f"displacement decomposition supports LN, LNPre or no norm, not {self.norm}")
+        W_U = model.W_U
+        self.ln_b = None
+        if self.norm == "LN":
+            W_U = model.ln_final.w[:, None] * W_U
+            self.ln_b = model.ln_final.b @ model.W_U
+        self.W_U, self.b_U = W_U, model.b_U
+
+    def __call__(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab_out"]:
+        if self.norm is not None:
+            x = x - x.mean(-1, keepdim=True)
+        return x @ self.W_U
+
+
+def _hook_names(model) -> list[str]:
+    names = ["hook_embed", "hook_pos_embed"]
+    for layer in range(model.cfg.n_layers):
+        names += [f"blocks.{layer}.attn.hook_v", f"blocks.{layer}.attn.hook_pattern"]
+        if not model.cfg.attn_only:
+            names.append(f"blocks.{layer}.hook_mlp_out")
+    if model.cfg.normalization_type is not None:
+        names.append("ln_final.hook_scale")
+    return names
+
+
+@dataclass
+class LogitDecomposition:
+    """Exact additive parts of the logits at one query position (per example)."""
+
+    direct: Float[Tensor, "batch vocab"]
+    pos: Float[Tensor, "batch vocab"]
+    heads: Float[Tensor, "batch layer head key vocab"]
+    mlp: Float[Tensor, "batch layer vocab"]
+    bias: Float[Tensor, "batch vocab"]
+    logits: Float[Tensor, "batch vocab"]
+
+    def total(self) -> Float[Tensor, "batch vocab"]:
+        return self.direct + self.pos + self.heads.sum((1, 2, 3)) + self.mlp.sum(1) + self.bias
+
+
+def _parts(model, cache, q: slice | int):
+    """Shared core: direct, pos, per-source heads, mlp and bias parts at query positions ``q``."""
+    U = _Unembed(model)
+    cfg = model.cfg
+    scale = cache["ln_final.hook_scale"] if cfg.normalization_type else None  # [b, pos, 1]
+
+    def div(x, qs):
+        """Divide by the frozen final-norm scale; x is [batch, (query,) ...]."""
+        if scale is None:
+            return x
+        sq = scale[:, qs]  # [b, 1] or [b, q, 1]
+        return x / sq.reshape(sq.shape[:-1] + (1,) * (x.ndim - sq.ndim + 1))
+
+    direct = div(U(cache["hook_embed"][:, q]), q)
+    pos = div(U(cache["hook_pos_embed"][:, q]), q)
+    heads, mlp = [], []
+    bias = U(sum(model.b_O[layer] for layer in range(cfg.n_layers)))
+    for layer in range(cfg.n_layers):
+        v = cache[f"blocks.{layer}.attn.hook_v"]  # [b, key, head, d_head]
+        ov = torch.einsum("bkhd,hdm->bkhm", v, model.W_O[layer])
+        ov_logits = U(ov)  # [b, key, head, vocab], unweighted OV displacement of each source
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, q]  # [b, head, (q,) key]
+        heads.append((pattern, ov_logits))
+        if not cfg.attn_only:
+            mlp.append(div(U(cache[f"blocks.{layer}.hook_mlp_out"][:, q]), q))
+    extra = U.b_U + (U.ln_b if U.ln_b is not None else 0)
+    bias = div(bias.expand_as(direct), q) + extra
+    return direct, pos, heads, mlp, bias, div
+
+
+@torch.no_grad()
+def decompose_logits(model, tokens, position: int = -1) -> LogitDecomposition:
+    """Split the logits at ``position`` into direct, positional, per-(layer, head, source), MLP
+    and bias parts that sum to the model's logits."""
+    model.eval()
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in _hook_names(model))
+    q = position % tokens.shape[1]
+    direct, pos, heads, mlp, bias, div = _parts(model, cache, q)
+    per_source = torch.stack(
+        [pattern[..., None] * ov_logits.permute(0, 2, 1, 3) for pattern, ov_logits in heads], dim=1
+    )  # [b, layer, head, key, vocab]
+    per_source = div(per_source, q)
+    mlp_t = torch.stack(mlp, 1) if mlp else torch.zeros(direct.shape[0], 0, direct.shape[-1], device=direct.device)
+    return LogitDecomposition(direct, pos, per_source, mlp_t, bias, logits[:, q])
+
+
+def _gap(x: Float[Tensor, "b s vocab"], members) -> tuple[Tensor, Tensor]:
+    """Mean over valid and over invalid (member) tokens, per example and length."""
+    valid = ~members
+    return (x * valid).sum(-1) / valid.sum(-1), (x * members).sum(-1) / members.sum(-1)
+
+
+@dataclass
+class DisplacementStats:
+    """Per-length displacement table plus per-head token balance of D."""
+
+    rows: list[dict]
+    balance: list[dict]
+    max_decomposition_error: float
+    train_range: tuple[int, int]
+
+    def series(self, key: str) -> list[float]:
+        return [r[key] for r in self.rows]
+
+    def to_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "balance": self.balance,
+            "max_decomposition_error": self.max_decomposition_error,
+            "train_range": list(self.train_range),
+        }
+
+
+@torch.no_grad()
+def displacement_by_length(
+    model,
+    task: SetComplementTask,
+    sets_per_length: int = 1024,
+    max_len: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> DisplacementStats:
+    """Valid/invalid displacement and gaps at every length, with the (2/s) gap(2) prediction."""
+    cfg = model.cfg
+    L = task.cfg.max_eval_len if max_len is None else max_len
+    off, v = task.offset, task.v
+    device = model_device(model)
+    keys = ("gap", "direct_gap", "heads_gap", "mlp_gap", "heads_valid", "heads_invalid")
+    sums = {k: torch.zeros(L, dtype=torch.float64, device=device) for k in keys}
+    head_gap = torch.zeros(cfg.n_layers, cfg.n_heads, L, dtype=torch.float64, device=device)
+    d_self = torch.zeros(cfg.n_layers, cfg.n_heads, v, dtype=torch.float64, device=device)
+    d_count = torch.zeros(v, dtype=torch.float64, device=device)
+    b_self = torch.zeros(v, dtype=torch.float64, device=device)
+    b_count = torch.zeros(v, dtype=torch.float64, device=device)
+    max_err = 0.0
+    model.eval()
+    names = _hook_names(model)
+    for batch in set_batches(task, sets_per_length, L, seed, batch_size, device):
+        logits, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n in names)
+        q = slice(off, off + L)
+        direct, pos, heads, mlp, bias, div = _parts(model, cache, q)
+        members = task.membership(batch.items, v)  # [b, L, v]
+        head_sums = []
+        for layer, (pattern, ov_logits) in enumerate(heads):
+            # sum over sources: [b, head, L, vocab]
+            hs = torch.einsum("bhqk,bkhv->bqhv", pattern, ov_logits)
+            hs = div(hs, q).permute(0, 2, 1, 3)
+            head_sums.append(hs)
+            for h in range(cfg.n_heads):
+                gv, gi = _gap(hs[:, h], members)
+                head_gap[layer, h] += (gv - gi).double().sum(0)
+            # unweighted self-displacement of each source token (item positions only)
+            src = ov_logits[:, off : off + L]  # [b, L, head, vocab]
+            own = src.gather(-1, batch.items[:, :, None, None].expand(-1, -1, cfg.n_heads, 1)).squeeze(-1)
+            others = (src.sum(-1) - own) / (v - 1)
+            selfd = (own - others).double()  # [b, L, head]
+            for h in range(cfg.n_heads):
+                d_self[layer, h].index_add_(0, batch.items.reshape(-1), selfd[..., h].reshape(-1))
+        d_count.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=device))
+        heads_total = sum(hs.sum(1) for hs in head_sums)
+        mlp_total = sum(mlp) if mlp else torch.zeros_like(direct)
+        total = direct + pos + heads_total + mlp_total + bias
+        max_err = max(max_err, (total - logits[:, q]).abs().max().item())
+        for key, part in (("gap", logits[:, q]), ("direct_gap", direct + pos), ("heads_gap", heads_total), ("mlp_gap", mlp_total)):
+            gv, gi = _gap(part, members)
+            sums[key] += (gv - gi).double().sum(0)
+        gv, gi = _gap(heads_total, members)
+        sums["heads_valid"] += gv.double().sum(0)
+        sums["heads_invalid"] += gi.double().sum(0)
+        # direct-path self-suppression B[t][t] - mean_{j != t} B[t][j] of the query token
+        own = direct.gather(-1, batch.items[..., None]).squeeze(-1)
+        bd = (own - (direct.sum(-1) - own) / (v - 1)).double()
+        b_self.index_add_(0, batch.items.reshape(-1), bd.reshape(-1))
+        b_count.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=device))
+    n = sets_per_length
+    means = {k: (s / n).tolist() for k, s in sums.items()}
+    gap2 = means["gap"][1] if L >= 2 else float("nan")
+    rows = []
+    for i in range(L):
+        s = i + 1
+        row = {"length": s, **{k: means[k][i] for k in keys}, "theory_gap": 2.0 / s * gap2}
+        for layer in range(cfg.n_layers):
+            for h in range(cfg.n_heads):
+                row[f"L{layer}H{h}_gap"] = (head_gap[layer, h, i] / n).item()
+        rows.append(row)
+    seen = d_count > 0
+    balance = []
+    for layer in range(cfg.n_layers):
+        for h in range(cfg.n_heads):
+            d = (d_self[layer, h][seen] / d_count[seen]).float()
+            balance.append(_spread(d, layer=layer, head=h, what="D_self"))
+    b = (b_self[b_count > 0] / b_count[b_count > 0]).float()
+    balance.append(_spread(b, layer=None, head=None, what="B_self"))
+    return DisplacementStats(rows, balance, max_err, (task.cfg.train_min_len, task.cfg.train_max_len))
+
+
+def _spread(x: Tensor, **labels) -> dict:
+    mean, std = x.mean().item(), x.std(unbiased=False).item()
+    return {**labels, "mean": mean, "std": std, "cv": abs(std / mean) if mean else float("inf"),
+            "min": x.min().item(), "max": x.max().item(), "per_token": x.tolist()}
