@@ -92,7 +92,8 @@ def _parts(model, cache, q: slice | int):
         return x / sq.reshape(sq.shape[:-1] + (1,) * (x.ndim - sq.ndim + 1))
 
     direct = div(U(cache["hook_embed"][:, q]), q)
-    pos = div(U(cache["hook_pos_embed"][:, q]), q)
+    # rotary models have no positional embedding in the residual stream
+    pos = div(U(cache["hook_pos_embed"][:, q]), q) if "hook_pos_embed" in cache.cache_dict else torch.zeros_like(direct)
     heads, mlp = [], []
     bias = U(sum(model.b_O[layer] for layer in range(cfg.n_layers)))
     for layer in range(cfg.n_layers):
