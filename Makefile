@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/eval_speed.py
+	$(PY) benchmarks/probe_speed.py
 
 clean:
 	rm -rf $(VENV) runs

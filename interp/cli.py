@@ -1,4 +1,4 @@
-"""Command line of the analysis side: ``python -m interp eval RUN_DIR``."""
+"""Command line of the analysis side: ``python -m interp {eval,report,dim-scan}``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from training import atomic
 from training.clitools import Parser, run_cli
+from training.errors import WorkbenchError
 
 
 def cmd_eval(args) -> int:
@@ -31,6 +32,43 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    if args.sets < 1:
+        raise WorkbenchError("--sets must be positive")
+    out = args.out or Path(args.run_dir) / "report"
+    build_report(args.run_dir, out, sets=args.sets, seed=args.seed, progress=not args.quiet)
+    print(f"wrote {out}/README.md, summary.json, per_length.json, figures and attention HTML")
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise WorkbenchError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise WorkbenchError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def cmd_dim_scan(args) -> int:
+    from .theory import dimension_scan
+
+    result = dimension_scan(_int_list(args.d_models), _int_list(args.d_heads), args.out, overrides=args.set,
+                            target_tv=args.target_tv, weights=args.weights, progress=not args.quiet)
+    print(f"{'d_model':>8} {'d_head':>7} {'TV in-range':>12} {'TV beyond':>10}")
+    for c in result["cells"]:
+        beyond = f"{c['tv_beyond']:10.4f}" if c["tv_beyond"] is not None else f"{'-':>10}"
+        print(f"{c['d_model']:>8} {c['d_head']:>7} {c['tv_in_range']:12.4f} {beyond}{'  *' if c['reached'] else ''}")
+    best = result["smallest"]
+    print(f"smallest reaching in-range TV <= {args.target_tv}: "
+          + (f"d_model={best['d_model']}, d_head={best['d_head']}" if best else "none"))
+    print(f"wrote {args.out}/dimension_scan.json and dimension_scan.png")
+    return 0
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m interp", description="Measure and explain set-complement models by input length.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -42,6 +80,24 @@ def build_parser() -> Parser:
     e.add_argument("--metrics", default="tv,itr,margin,acc", help="comma-separated subset of tv,kl,itr,margin,gap,acc")
     e.add_argument("--json", type=Path, help="also write the per-length metrics to this JSON file")
     e.set_defaults(handler=cmd_eval)
+
+    r = sub.add_parser("report", help="all probes on a run: summary.json, figures, attention HTML, README.md")
+    r.add_argument("run_dir", type=Path)
+    r.add_argument("--out", type=Path, help="report folder (default: RUN_DIR/report)")
+    r.add_argument("--sets", type=int, default=1024, help="random sets per length (default 1024)")
+    r.add_argument("--seed", type=int, default=12345)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(handler=cmd_report)
+
+    d = sub.add_parser("dim-scan", help="train across d_model x d_head; smallest widths reaching a target in-range TV")
+    d.add_argument("--out", type=Path, required=True, help="folder for the runs and dimension_scan.json/.png")
+    d.add_argument("--d-models", default="4,8,16,32", help="comma-separated d_model values (default 4,8,16,32)")
+    d.add_argument("--d-heads", default="4,8,16,32", help="comma-separated d_head values (default 4,8,16,32)")
+    d.add_argument("--target-tv", type=float, default=0.05, help="in-range TV to reach (default 0.05)")
+    d.add_argument("--weights", choices=["raw", "averaged"], default="raw")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config, e.g. --set train.steps=2000")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(handler=cmd_dim_scan)
     return p
 
 

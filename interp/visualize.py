@@ -28,6 +28,7 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
+    fig.tight_layout()
     for ext in ("png", "svg"):
         path = stem.with_suffix(f".{ext}")
         atomic.write_with(path, lambda p, ext=ext: fig.savefig(p, format=ext, dpi=120, bbox_inches="tight"))

@@ -4,7 +4,7 @@ Every variant shares the base config ``training/configs/demo.json`` (same budget
 evaluation sets) and differs only by the overrides listed in ``VARIANTS``. The demo prints per-length
 tables for raw and averaged weights, saves ``demo_results.json`` (per-length metrics of every
 variant), ``demo_table.txt`` and a plot ``demo.png`` of TV and ITR against length with the training
-range shaded. Whatever the numbers are, they are printed as they are.
+range shaded, plus .svg). Whatever the numbers are, they are printed as they are.
 """
 
 from __future__ import annotations
@@ -90,40 +90,6 @@ def _fmt(x: float) -> str:
     return f"{x:.4f}" if x == 0 or abs(x) >= 1e-3 else f"{x:.1e}"
 
 
-def plot(results: dict[str, LengthMetrics], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    first = next(iter(results.values()))
-    lo, hi = first.train_range
-    variants = sorted({n.split(" ")[0] for n in results}, key=list(VARIANTS).index)
-    for ax, metric, title in ((axes[0], "tv", "total variation to p*"), (axes[1], "itr", "invalid token rate")):
-        ax.axvspan(lo - 0.5, hi + 0.5, color="0.9", label="training lengths")
-        for name, res in results.items():
-            variant = name.split(" ")[0]
-            ax.plot(
-                res.lengths,
-                res.values[metric],
-                color=colors[variants.index(variant) % len(colors)],
-                linestyle="--" if name.endswith("(avg)") else "-",
-                marker=".",
-                label=name,
-            )
-        ax.set_xlabel("set length s")
-        ax.set_title(title)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Set complement: length generalization (solid: raw weights, dashed: averaged)")
-    fig.tight_layout()
-    atomic.write_with(path, lambda p: fig.savefig(p, dpi=120, format=path.suffix.lstrip(".")))
-    plt.close(fig)
-
-
 def run_demo(
     out: str | Path = "runs/demo",
     overwrite: bool = False,
@@ -158,10 +124,13 @@ def run_demo(
         out / "demo_results.json",
         {"variants": VARIANTS, "seconds": seconds, "results": {k: v.to_dict() for k, v in results.items()}},
     )
-    plot(shown, out / "demo.png")
+    from interp.visualize import plot_metrics
+
+    plot_metrics(shown, out / "demo", metrics=("tv", "itr"),
+                 title="Set complement: length generalization (dashed: averaged weights)")
     print(header)
     print()
     print(tables)
     print(f"\ntraining seconds per variant: {json.dumps(seconds)}")
-    print(f"wrote {out}/demo_table.txt, {out}/demo_results.json, {out}/demo.png and one run directory per variant")
+    print(f"wrote {out}/demo_table.txt, {out}/demo_results.json, {out}/demo.png (.svg) and one run directory per variant")
     return results

@@ -1,0 +1,69 @@
+"""Time for every probe over lengths 1..v-1 with 1,024 sets each, against per-length loops.
+
+Probes: metrics, attention entropy, logit displacement (exact decomposition), on the demo's
+1-layer model. The workbench measures all lengths in shared batched passes; the baseline runs
+one cached forward pass per length, the obvious way. Target: workbench under 10 s on the CPU.
+
+    python benchmarks/probe_speed.py [--sets 1024] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from interp.attention import attention_entropy, pattern_entropy
+from interp.displacement import decompose_logits, displacement_by_length
+from interp.metrics import complement_metrics, evaluate_lengths
+from training.config import load_config, preset_path
+from training.models import build_model
+from training.tasks.set_complement import SetComplementTask
+
+
+def workbench(model, task, sets):
+    evaluate_lengths(model, task, sets_per_length=sets)
+    attention_entropy(model, task, sets_per_length=sets)
+    displacement_by_length(model, task, sets_per_length=sets)
+
+
+@torch.no_grad()
+def per_length(model, task, sets):
+    for s in range(1, task.v):
+        b = task.sample_batch(sets, max_len=s, generator=torch.Generator().manual_seed(s))
+        logits, cache = model.run_with_cache(b.tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+        members = torch.nn.functional.one_hot(b.items, task.v).sum(1).bool()
+        complement_metrics(logits[:, -1], members)
+        pattern_entropy(cache["blocks.0.attn.hook_pattern"][:, :, -1])
+        decompose_logits(model, b.tokens)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(preset_path("demo"), ["train.device=cpu"])
+    task = SetComplementTask(cfg.task)
+    model = build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()
+    workbench(model, task, 32)
+    ours, base = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        workbench(model, task, args.sets)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        per_length(model, task, args.sets)
+        base.append(time.perf_counter() - t0)
+    o, b = min(ours), min(base)
+    print(f"v={task.v}: lengths 1..{task.v - 1} x {args.sets} sets; metrics + attention entropy + logit displacement")
+    print(f"workbench (batched over lengths): {o:.3f} s (target < 10 s)")
+    print(f"per-length loop:                  {b:.3f} s")
+    print(f"speed-up: {b / o:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

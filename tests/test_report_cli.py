@@ -1,0 +1,57 @@
+"""``python -m interp report`` and ``dim-scan`` end to end on tiny runs."""
+
+import json
+
+import pytest
+
+from interp.cli import main as interp_main
+from training import runs
+from training.trainer import train
+
+from .conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    cfg = tiny_config("averaging.mode=bema", "train.steps=40")
+    d = runs.create_run_dir(tmp_path_factory.mktemp("rep") / "run", cfg)
+    train(cfg, d, progress=False)
+    return d
+
+
+def test_report_writes_summary_figures_and_html(tiny_run, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert interp_main(["report", str(tiny_run), "--out", str(out), "--sets", "32", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["metrics"]) == {"raw", "averaged"}
+    assert {"none", "log_scale", "out_rescale"} <= set(summary["interventions"])
+    assert summary["displacement"]["raw"]["max_decomposition_error"] < 1e-4
+    for name in summary["files"]:
+        assert (out / name).stat().st_size > 1000, name
+    assert any(n.endswith(".html") for n in summary["files"]) and any(n.endswith(".svg") for n in summary["files"])
+    readme = (out / "README.md").read_text()
+    assert "metrics_vs_length.png" in readme and "attention_len" in readme
+    per_length = json.loads((out / "per_length.json").read_text())
+    assert len(per_length["metrics"]["raw"]["lengths"]) == 7
+
+
+def test_report_bad_arguments(tmp_path, capsys):
+    assert interp_main(["report", str(tmp_path / "missing")]) == 2
+    assert interp_main(["dim-scan", "--out", str(tmp_path / "d"), "--d-models", "4,x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error:") for line in err)
+    assert not (tmp_path / "d").exists()
+
+
+def test_dimension_scan_tiny(tmp_path, capsys):
+    over = ["task.v=8", "task.train_max_len=3", "train.steps=20", "train.eval_every=20", "train.checkpoint_every=20",
+            "train.final_eval_sets=32", "train.eval_sets=16", "train.device=cpu"]
+    args = ["dim-scan", "--out", str(tmp_path / "scan"), "--d-models", "4,8", "--d-heads", "2", "--target-tv", "1.0", "--quiet"]
+    for o in over:
+        args += ["--set", o]
+    assert interp_main(args) == 0
+    result = json.loads((tmp_path / "scan" / "dimension_scan.json").read_text())
+    assert [(c["d_model"], c["d_head"]) for c in result["cells"]] == [(4, 2), (8, 2)]
+    assert result["smallest"]["d_model"] == 4  # target 1.0 is always reached: the smallest wins
+    assert (tmp_path / "scan" / "dimension_scan.png").exists()
+    assert "smallest reaching" in capsys.readouterr().out
