@@ -1,4 +1,4 @@
-"""Command line of the training side: ``python -m training {demo,train,resume,config}``."""
+"""Command line of the training side: ``python -m training {demo,train,resume,othello-data,config}``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_othello_data(args) -> int:
+    from .othello_data import generate_dataset
+
+    meta = generate_dataset(args.out, args.games, seed=args.seed, chunk=args.chunk, workers=args.workers,
+                            dedup=args.dedup, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {meta['count']} games to {args.out}/games.npy (sha256 {meta['sha256'][:16]}...)"
+          + (f", {meta['duplicates_removed']} duplicates removed" if args.dedup else ""))
+    return 0
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m training", description="Train set-complement HookedTransformers with dropout and EMA/BEMA.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -72,6 +82,17 @@ def build_parser() -> Parser:
     r.add_argument("run_dir", type=Path)
     common(r, config=False)
     r.set_defaults(handler=cmd_resume)
+
+    o = sub.add_parser("othello-data", help="generate games of uniformly random legal Othello moves (int8 [N, 60] .npy)")
+    o.add_argument("--games", type=int, required=True, help="number of games")
+    o.add_argument("--out", type=Path, required=True, help="dataset folder (games.npy, games.json)")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--chunk", type=int, default=100_000, help="games per chunk (the unit of work and of resume)")
+    o.add_argument("--workers", type=int, default=2, help="worker processes (the output does not depend on it)")
+    o.add_argument("--dedup", action="store_true", help="drop repeated games, keeping first occurrences")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing games.npy")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.set_defaults(handler=cmd_othello_data)
 
     c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")
     c.add_argument("--preset", choices=["demo"], help="start from a shipped config instead of the defaults")

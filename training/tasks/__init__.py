@@ -1,5 +1,16 @@
-"""Tasks: each is a small class with ``sample_batch``, its own ``loss`` and exact targets."""
+"""Tasks: each is a small class with ``sample_batch``, its own ``loss`` and exact targets.
 
-from .set_complement import SetComplementBatch, SetComplementConfig, SetComplementTask
+Imports are lazy so that numpy-only users (the Othello data workers) do not import torch."""
 
-__all__ = ["SetComplementBatch", "SetComplementConfig", "SetComplementTask"]
+_EXPORTS = {"SetComplementBatch", "SetComplementConfig", "SetComplementTask"}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        from . import set_complement
+
+        return getattr(set_complement, name)
+    raise AttributeError(name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -111,25 +111,28 @@ def _resolve_passes(black, white, player, done):
 
 def random_games(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` games of uniformly random legal moves, as ``int8 [n, 60]`` squares padded with -1."""
-    black = np.full(n, START_BLACK)
-    white = np.full(n, START_WHITE)
-    player = np.zeros(n, dtype=np.int8)
+    # Boards are kept relative to the side to move (own, opp) and swapped after each move:
+    # generation needs only the moves, and the swap is free where black/white would cost np.where.
+    own = np.full(n, START_BLACK)
+    opp = np.full(n, START_WHITE)
     done = np.zeros(n, dtype=bool)
     moves = np.full((n, 60), -1, dtype=np.int8)
     for t in range(60):
-        own, opp, legal, player, done = _resolve_passes(black, white, player, done)
-        if done.all():
-            break
+        legal = legal_moves(own, opp)
+        stuck = (legal == 0) & ~done
+        if stuck.any():  # pass: the other side moves again, or the game is over
+            own, opp = np.where(stuck, opp, own), np.where(stuck, own, opp)
+            legal = np.where(stuck, legal_moves(own, opp), legal)
+            done |= legal == 0
+            if done.all():
+                break
         count = np.bitwise_count(legal).astype(np.int64)
         rank = np.minimum((rng.random(n) * count).astype(np.int64), np.maximum(count - 1, 0))
         square = select_bit(legal, rank)
         move = np.where(done, U64(0), U64(1) << square.astype(np.uint64))
         f = flips(move, own, opp)
-        own, opp = own | move | f, opp & ~f
-        black = np.where(player == BLACK, own, opp)
-        white = np.where(player == BLACK, opp, own)
+        own, opp = opp & ~f, own | move | f  # the opponent is to move next
         moves[:, t] = np.where(done, -1, square)
-        player = np.where(done, player, 1 - player).astype(np.int8)
     return moves
 
 
