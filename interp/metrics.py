@@ -62,7 +62,9 @@ def complement_metrics(
 
 @dataclass
 class LengthMetrics:
-    """Per-length means of every metric, with the training range for summaries."""
+    """Per-length means of every metric, with the training range for summaries.
+
+    Also used for Othello, where "lengths" are move indices and the metrics differ."""
 
     lengths: list[int]
     train_range: tuple[int, int]
@@ -78,12 +80,12 @@ class LengthMetrics:
         out = {}
         for key, idx in (("in_range", self._select(lo, hi)), ("beyond", self._select(hi + 1, 10**9))):
             if idx:
-                out[key] = {m: sum(self.values[m][i] for i in idx) / len(idx) for m in METRICS}
+                out[key] = {m: sum(v[i] for i in idx) / len(idx) for m, v in self.values.items()}
         return out
 
     def at(self, length: int) -> dict[str, float]:
         i = self.lengths.index(length)
-        return {m: self.values[m][i] for m in METRICS}
+        return {m: v[i] for m, v in self.values.items()}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -97,7 +99,7 @@ class LengthMetrics:
             lengths=list(d["lengths"]),
             train_range=tuple(d["train_range"]),
             sets_per_length=d["sets_per_length"],
-            values={m: list(d["values"][m]) for m in METRICS},
+            values={m: list(v) for m, v in d["values"].items()},
         )
 
 

@@ -1,4 +1,5 @@
-"""Command line of the training side: ``python -m training {demo,train,resume,othello-data,config}``."""
+"""Command line of the training side:
+``python -m training {demo,train,resume,othello-data,othello,othello-compare,config}``."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool) -> int:
     from .trainer import train
 
     result = train(cfg, run_dir, progress=not quiet)
-    print(format_table(result.final))
+    metrics = ("legal_top1", "itr", "tv") if cfg.kind == "othello" else ("tv", "itr", "acc")
+    print(format_table(result.final, metrics=metrics))
     print(f"done: {result.step} steps in {result.seconds:.1f} s; run saved in {run_dir}")
     return 0
 
@@ -53,6 +55,33 @@ def cmd_othello_data(args) -> int:
                             dedup=args.dedup, overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {meta['count']} games to {args.out}/games.npy (sha256 {meta['sha256'][:16]}...)"
           + (f", {meta['duplicates_removed']} duplicates removed" if args.dedup else ""))
+    return 0
+
+
+def cmd_othello(args) -> int:
+    from .othello_models import othello_config
+
+    cfg = othello_config(args.preset, args.data, args.set)
+    cfg.make_task()  # a missing or corrupt dataset fails before the run directory is created
+    run_dir = runs.create_run_dir(args.out, cfg, overwrite=args.overwrite)
+    return _train(cfg, run_dir, args.quiet)
+
+
+def cmd_othello_compare(args) -> int:
+    from interp.visualize import plot_metrics
+
+    from . import atomic
+    from .demo import metric_table
+    from .othello_models import compare_averaging
+
+    results = compare_averaging(args.preset, args.data, args.out, args.set, args.overwrite, progress=not args.quiet)
+    tables = "\n\n".join(metric_table(results, m) for m in ("legal_top1", "itr", "tv"))
+    print(tables)
+    atomic.write_text(Path(args.out) / "compare_table.txt", tables + "\n")
+    atomic.write_json(Path(args.out) / "compare_results.json", {k: v.to_dict() for k, v in results.items()})
+    plot_metrics(results, Path(args.out) / "compare", metrics=("legal_top1", "itr", "tv"),
+                 title="OthelloGPT: none / EMA / BEMA by move index (shaded: training range)")
+    print(f"wrote {args.out}/compare_table.txt, compare_results.json, compare.png")
     return 0
 
 
@@ -94,8 +123,21 @@ def build_parser() -> Parser:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.set_defaults(handler=cmd_othello_data)
 
+    for name, handler, text in (
+        ("othello", cmd_othello, "train OthelloGPT (preset cpu or full) on a games dataset"),
+        ("othello-compare", cmd_othello_compare, "train none / EMA / BEMA at equal budget and seed; per-move-index figures"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("--preset", choices=["cpu", "full"], default="cpu")
+        sp.add_argument("--data", type=Path, required=True, help="dataset folder from othello-data")
+        sp.add_argument("--out", type=Path, required=True, help="run directory (othello) or folder of runs (othello-compare)")
+        sp.add_argument("--overwrite", action="store_true")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+        sp.add_argument("--quiet", action="store_true")
+        sp.set_defaults(handler=handler)
+
     c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")
-    c.add_argument("--preset", choices=["demo"], help="start from a shipped config instead of the defaults")
+    c.add_argument("--preset", choices=["demo", "othello_cpu", "othello_full"], help="start from a shipped config instead of the defaults")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value")
     c.set_defaults(handler=cmd_config)
     return p

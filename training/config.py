@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from .averaging import AveragingConfig
 from .configtools import apply_overrides, from_dict, to_dict
 from .errors import ConfigError
 from .models import ModelConfig
+from .tasks.othello_task import D_VOCAB, N_CTX, OthelloConfig
 from .tasks.set_complement import SetComplementConfig, SetComplementTask
 
 DERIVED_KEYS = ("hooked_transformer_config", "meta")
@@ -85,27 +86,52 @@ class TrainConfig:
 class RunConfig:
     """Everything that defines a training run."""
 
+    kind: Literal["set_complement", "othello"] = "set_complement"
+    """Which task: the set complement task ('task' section) or OthelloGPT ('othello' section)."""
     task: SetComplementConfig = field(default_factory=SetComplementConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    othello: Optional[OthelloConfig] = None
+    """Othello data and length protocol (kind 'othello' only)."""
 
     def validate(self) -> "RunConfig":
-        self.task.validate()
         self.model.validate()
         self.averaging.validate()
         self.train.validate()
-        need = SetComplementTask(self.task).context_needed(self.task.max_eval_len)
+        if self.kind == "othello":
+            if self.othello is None:
+                raise ConfigError("kind 'othello' needs an 'othello' section (at least othello.data)")
+            self.othello.validate()
+            need = N_CTX
+        else:
+            self.task.validate()
+            need = SetComplementTask(self.task).context_needed(self.task.max_eval_len)
         if self.model.n_ctx is not None and self.model.n_ctx < need:
-            raise ConfigError(
-                f"evaluation length {self.task.max_eval_len} needs a context of {need}, "
-                f"but model.n_ctx is {self.model.n_ctx}"
-            )
+            what = f"evaluation length {self.task.max_eval_len}" if self.kind != "othello" else "Othello"
+            raise ConfigError(f"{what} needs a context of {need}, but model.n_ctx is {self.model.n_ctx}")
         return self
 
     def n_ctx(self) -> int:
+        if self.kind == "othello":
+            return self.model.n_ctx or N_CTX
         task = SetComplementTask(self.task)
         return self.model.n_ctx or task.context_needed(self.task.max_eval_len)
+
+    def vocab(self) -> tuple[int, int]:
+        """(d_vocab, d_vocab_out) of the task, without loading any data."""
+        if self.kind == "othello":
+            return D_VOCAB, D_VOCAB
+        task = SetComplementTask(self.task)
+        return task.d_vocab, task.d_vocab_out
+
+    def make_task(self):
+        """The task object (for Othello this memory-maps and checks the dataset)."""
+        if self.kind == "othello":
+            from .tasks.othello_task import OthelloTask
+
+            return OthelloTask(self.othello)
+        return SetComplementTask(self.task)
 
     def to_dict(self) -> dict:
         return to_dict(self)

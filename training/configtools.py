@@ -101,6 +101,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
+            if part in node and node[part] is None:  # an optional section not yet filled in
+                node[part] = {}
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"unknown config key '{key}'")
             node = node[part]

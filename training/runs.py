@@ -30,7 +30,6 @@ from . import atomic
 from .config import RunConfig, load_config
 from .errors import CheckpointError, ConfigError, WorkbenchError
 from .models import build_model, hooked_config_kwargs
-from .tasks.set_complement import SetComplementTask
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -42,10 +41,10 @@ VERSION = "0.1.0"
 
 def run_config_json(cfg: RunConfig) -> dict:
     """config.json's content: the run config plus what plain TransformerLens needs."""
-    task = SetComplementTask(cfg.task)
+    d_vocab, d_vocab_out = cfg.vocab()
     data = cfg.to_dict()
-    data["hooked_transformer_config"] = hooked_config_kwargs(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx())
-    data["meta"] = {"workbench_version": VERSION, "task": "set_complement"}
+    data["hooked_transformer_config"] = hooked_config_kwargs(cfg.model, d_vocab, d_vocab_out, cfg.n_ctx())
+    data["meta"] = {"workbench_version": VERSION, "task": cfg.kind}
     return data
 
 
@@ -130,8 +129,8 @@ def load_run(
         raise WorkbenchError(f"weights must be 'raw' or 'averaged', got {weights!r}")
     path = Path(path)
     cfg = read_run_config(path)
-    task = SetComplementTask(cfg.task)
-    model = build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx(), cfg.train.seed, device)
+    d_vocab, d_vocab_out = cfg.vocab()
+    model = build_model(cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, device)
     file = path / WEIGHTS[weights]
     if weights == "averaged" and cfg.averaging.mode == "none":
         file = path / WEIGHTS["raw"]

@@ -26,7 +26,6 @@ from training.averaging import WeightAverager
 from training.config import RunConfig
 from training.errors import CheckpointError, TrainingDiverged, WorkbenchError
 from training.models import build_model, trainable_parameters
-from training.tasks.set_complement import SetComplementTask
 
 NAN_CHECK_EVERY = 10  # steps between host syncs that check the loss is finite
 
@@ -90,9 +89,10 @@ class Trainer:
         # Bit-reproducible runs (and exact resume) need deterministic kernels: multi-threaded CPU
         # backward passes otherwise sum in a varying order. It is a process-wide switch.
         torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=self.device.type == "cuda")
-        self.task = SetComplementTask(cfg.task)
+        self.task = cfg.make_task()
+        d_vocab, d_vocab_out = cfg.vocab()
         build = lambda: build_model(  # noqa: E731
-            cfg.model, self.task.d_vocab, self.task.d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device
+            cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device
         )
         self.model = build()
         self.avg_model = build() if cfg.averaging.mode != "none" else None
@@ -162,12 +162,16 @@ class Trainer:
             atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
     # -- evaluation ----------------------------------------------------------------------
+    def _evaluate_model(self, model, sets: int) -> LengthMetrics:
+        if self.cfg.kind == "othello":
+            return self.task.evaluate(model, n_games=sets)  # sets = held-out games
+        return evaluate_lengths(model, self.task, sets_per_length=sets, seed=self.cfg.train.eval_seed)
+
     def evaluate(self, sets: int) -> dict[str, LengthMetrics]:
-        kw = dict(sets_per_length=sets, seed=self.cfg.train.eval_seed)
-        out = {"raw": evaluate_lengths(self.model, self.task, **kw)}
+        out = {"raw": self._evaluate_model(self.model, sets)}
         if self.avg_model is not None:
             self.avg_model.load_state_dict(self.averager.averaged_state_dict())
-            out["averaged"] = evaluate_lengths(self.avg_model, self.task, **kw)
+            out["averaged"] = self._evaluate_model(self.avg_model, sets)
         return out
 
     # -- one optimizer step --------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""OthelloGPT as a training task: next-move prediction on prefixes of synthetic games.
+
+Inputs are game prefixes tokenised as in the public checkpoints (squares -> 1..60, 0 padding,
+``d_vocab = 61``, ``n_ctx = 59``). Training sees only the first ``train_max_moves`` moves of each
+game; evaluation runs the whole 59-move input of held-out games and, after every move index
+``i = 1..59`` (the prediction of move ``i + 1``), measures:
+
+- ``legal_top1``: the top-1 predicted move is legal;
+- ``itr``: probability mass on illegal moves (padding included);
+- ``tv``: total variation to the uniform distribution over legal moves, which is the true
+  next-move distribution of this data.
+
+Only positions where the game is not over count. The last ``val_games`` games of the dataset are
+held out and never trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from .othello import SQUARE_TO_TOKEN, bits_to_bool, replay, squares_to_tokens
+
+N_CTX = 59
+D_VOCAB = 61
+
+
+@dataclass
+class OthelloConfig:
+    """Which games the model trains and is evaluated on."""
+
+    data: str = "runs/othello_data"
+    """Dataset folder written by `python -m training othello-data` (games.npy)."""
+    train_max_moves: int = 30
+    """Train on prefixes of at most this many moves; move indices beyond it are out of range."""
+    val_games: int = 2000
+    """Games at the end of the dataset held out for evaluation."""
+
+    def validate(self) -> None:
+        if not 1 <= self.train_max_moves <= N_CTX:
+            raise ConfigError(f"othello.train_max_moves must be in 1..{N_CTX}, got {self.train_max_moves}")
+        if self.val_games < 1:
+            raise ConfigError(f"othello.val_games must be positive, got {self.val_games}")
+
+
+@dataclass
+class OthelloBatch:
+    tokens: torch.Tensor  # [batch, train_max_moves] inputs
+    targets: torch.Tensor  # [batch, train_max_moves] next move token, 0 where the game is over
+
+
+class OthelloTask:
+    d_vocab = D_VOCAB
+    d_vocab_out = D_VOCAB
+    offset = 0
+
+    def __init__(self, cfg: OthelloConfig, games: Optional[np.ndarray] = None):
+        from ..othello_data import load_games
+
+        cfg.validate()
+        self.cfg = cfg
+        self.games = load_games(cfg.data) if games is None else games
+        if self.games.shape[0] <= cfg.val_games:
+            raise ConfigError(f"the dataset has {self.games.shape[0]} games; need more than othello.val_games={cfg.val_games}")
+        self.n_train = self.games.shape[0] - cfg.val_games
+        self._eval_cache: dict[int, tuple] = {}
+
+    def context_needed(self, _max_len=None) -> int:
+        return N_CTX
+
+    def sample_batch(self, batch_size: int, generator: torch.Generator | None = None, device="cpu", max_len=None) -> OthelloBatch:
+        L = self.cfg.train_max_moves if max_len is None else max_len
+        idx = torch.randint(0, self.n_train, (batch_size,), generator=generator, device=generator.device if generator else "cpu")
+        rows = np.asarray(self.games[np.sort(idx.cpu().numpy())][:, : L + 1])
+        tokens = torch.from_numpy(squares_to_tokens(rows)).to(device)
+        return OthelloBatch(tokens=tokens[:, :L], targets=tokens[:, 1 : L + 1])
+
+    def loss(self, logits: torch.Tensor, batch: OthelloBatch) -> torch.Tensor:
+        return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=0)
+
+    def eval_data(self, n_games: int):
+        """Held-out tokens [G, 59] and legal-move masks [G, 59, 61] after moves 1..59 (cached)."""
+        if n_games not in self._eval_cache:
+            games = np.asarray(self.games[self.n_train : self.n_train + n_games])
+            states = replay(games)
+            legal_sq = bits_to_bool(states.legal[:, 1:N_CTX + 1])  # after 1..59 moves: [G, 59, 64]
+            legal = np.zeros(legal_sq.shape[:2] + (D_VOCAB,), dtype=bool)
+            playable = SQUARE_TO_TOKEN >= 0
+            legal[..., SQUARE_TO_TOKEN[playable]] = legal_sq[..., playable]
+            self._eval_cache[n_games] = (torch.from_numpy(squares_to_tokens(games[:, :N_CTX])), torch.from_numpy(legal))
+        return self._eval_cache[n_games]
+
+    @torch.no_grad()
+    def evaluate(self, model, n_games: int = 1000, batch_size: int = 250):
+        """Per-move-index legal top-1 rate, ITR and TV to uniform-over-legal, on held-out games."""
+        from interp.metrics import LengthMetrics
+
+        tokens, legal = self.eval_data(min(n_games, self.cfg.val_games))
+        device = next(model.parameters()).device
+        sums = {k: torch.zeros(N_CTX, dtype=torch.float64) for k in ("legal_top1", "itr", "tv")}
+        counts = torch.zeros(N_CTX, dtype=torch.float64)
+        was_training = model.training
+        model.eval()
+        try:
+            for i in range(0, tokens.shape[0], batch_size):
+                t, lg = tokens[i : i + batch_size].to(device), legal[i : i + batch_size].to(device)
+                p = model(t).float().softmax(-1)
+                live = lg.any(-1)  # game not over after this many moves
+                n_legal = lg.sum(-1).clamp(min=1)
+                top = p.argmax(-1, keepdim=True)
+                top1 = lg.gather(-1, top).squeeze(-1).float()
+                itr = (p * ~lg).sum(-1)
+                tv = 0.5 * (p - lg / n_legal[..., None]).abs().sum(-1)
+                for key, val in (("legal_top1", top1), ("itr", itr), ("tv", tv)):
+                    sums[key] += (val * live).double().sum(0).cpu()
+                counts += live.double().sum(0).cpu()
+        finally:
+            model.train(was_training)
+        values = {k: (v / counts.clamp(min=1)).tolist() for k, v in sums.items()}
+        return LengthMetrics(list(range(1, N_CTX + 1)), (1, self.cfg.train_max_moves), int(tokens.shape[0]), values)
