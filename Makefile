@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/eval_speed.py
 	$(PY) benchmarks/probe_speed.py
+	$(PY) benchmarks/othello_datagen.py
 
 clean:
 	rm -rf $(VENV) runs

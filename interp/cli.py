@@ -12,20 +12,23 @@ from training.errors import WorkbenchError
 
 def cmd_eval(args) -> int:
     from training import runs
-    from training.tasks.set_complement import SetComplementTask
 
     from .metrics import evaluate_lengths, format_table
 
     cfg = runs.read_run_config(args.run_dir)
-    task = SetComplementTask(cfg.task)
+    task = cfg.make_task()
     kinds = ["raw", "averaged"] if args.weights == "both" else [args.weights]
     if cfg.averaging.mode == "none" and "averaged" in kinds and len(kinds) > 1:
         kinds = ["raw"]
     results = {}
     for kind in kinds:
         model = runs.load_run(args.run_dir, weights=kind)
-        results[kind] = evaluate_lengths(model, task, sets_per_length=args.sets, seed=args.seed)
-    print(format_table(results, metrics=tuple(args.metrics.split(","))))
+        if cfg.kind == "othello":  # --sets counts held-out games here
+            results[kind] = task.evaluate(model, n_games=args.sets)
+        else:
+            results[kind] = evaluate_lengths(model, task, sets_per_length=args.sets, seed=args.seed)
+    metrics = ("legal_top1", "itr", "tv") if cfg.kind == "othello" else tuple(args.metrics.split(","))
+    print(format_table(results, metrics=metrics))
     if args.json:
         atomic.write_json(args.json, {k: v.to_dict() for k, v in results.items()})
         print(f"wrote {args.json}")
@@ -33,8 +36,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from training import runs
+
     from .report import build_report
 
+    if runs.read_run_config(args.run_dir).kind != "set_complement":
+        raise WorkbenchError("report covers set-complement runs; for Othello runs use python -m interp eval")
     if args.sets < 1:
         raise WorkbenchError("--sets must be positive")
     out = args.out or Path(args.run_dir) / "report"

@@ -70,6 +70,10 @@ def test_tiny_model_learns_legal_moves(data, tmp_path):
     learned_in = res.final["raw"].summary()["in_range"]["legal_top1"]
     assert learned_in > chance_in + 0.3, (learned_in, chance_in)
     assert isinstance(runs.load_run(run_dir), torch.nn.Module)
+    from interp.cli import main as interp_main
+
+    assert interp_main(["eval", str(run_dir), "--sets", "50"]) == 0
+    assert interp_main(["report", str(run_dir)]) == 2  # set-complement only, says so in one line
 
 
 def test_published_checkpoint_converter(tmp_path):
@@ -98,3 +102,18 @@ def test_othello_config_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "games file not found" in err[0] and "train_max_moves" in err[1]
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("what, names", [("averaging", {"none", "ema (avg)", "bema (avg)"}), ("positional", {"learned", "rotary", "no_pos"})])
+def test_compare_command(data, tmp_path, capsys, what, names):
+    import json
+
+    args = ["othello-compare", "--data", str(data), "--out", str(tmp_path / "cmp"), "--what", what, "--quiet"]
+    for o in TINY[:-7] + ["train.steps=10", "train.eval_every=10", "train.checkpoint_every=10", "train.final_eval_sets=50",
+                          "train.eval_sets=50", "train.device=cpu", "train.warmup_steps=2"]:
+        args += ["--set", o]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "cmp" / "compare_results.json").read_text())
+    assert set(results) == names
+    assert "LEGAL_TOP1" in capsys.readouterr().out
+    assert (tmp_path / "cmp" / "compare.png").exists()

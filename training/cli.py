@@ -72,15 +72,15 @@ def cmd_othello_compare(args) -> int:
 
     from . import atomic
     from .demo import metric_table
-    from .othello_models import compare_averaging
+    from .othello_models import compare
 
-    results = compare_averaging(args.preset, args.data, args.out, args.set, args.overwrite, progress=not args.quiet)
+    results = compare(args.preset, args.data, args.out, args.what, args.set, args.overwrite, progress=not args.quiet)
     tables = "\n\n".join(metric_table(results, m) for m in ("legal_top1", "itr", "tv"))
     print(tables)
     atomic.write_text(Path(args.out) / "compare_table.txt", tables + "\n")
     atomic.write_json(Path(args.out) / "compare_results.json", {k: v.to_dict() for k, v in results.items()})
     plot_metrics(results, Path(args.out) / "compare", metrics=("legal_top1", "itr", "tv"),
-                 title="OthelloGPT: none / EMA / BEMA by move index (shaded: training range)")
+                 title=f"OthelloGPT, {args.what}: by move index (shaded: training range)")
     print(f"wrote {args.out}/compare_table.txt, compare_results.json, compare.png")
     return 0
 
@@ -125,7 +125,7 @@ def build_parser() -> Parser:
 
     for name, handler, text in (
         ("othello", cmd_othello, "train OthelloGPT (preset cpu or full) on a games dataset"),
-        ("othello-compare", cmd_othello_compare, "train none / EMA / BEMA at equal budget and seed; per-move-index figures"),
+        ("othello-compare", cmd_othello_compare, "train none/EMA/BEMA (or positional variants) at equal budget and seed"),
     ):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("--preset", choices=["cpu", "full"], default="cpu")
@@ -134,6 +134,9 @@ def build_parser() -> Parser:
         sp.add_argument("--overwrite", action="store_true")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
         sp.add_argument("--quiet", action="store_true")
+        if name == "othello-compare":
+            sp.add_argument("--what", choices=["averaging", "positional"], default="averaging",
+                            help="averaging: none / EMA / BEMA; positional: learned / rotary / none")
         sp.set_defaults(handler=handler)
 
     c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")

@@ -20,7 +20,11 @@ from .tasks.othello_task import D_VOCAB, N_CTX
 
 PUBLISHED = ModelConfig(n_layers=8, d_model=512, n_heads=8, d_head=64, attn_only=False, d_mlp=2048, act_fn="gelu",
                         normalization="LNPre", positional="learned")
-COMPARE = {"none": ["averaging.mode=none"], "ema": ["averaging.mode=ema"], "bema": ["averaging.mode=bema"]}
+COMPARISONS = {
+    "averaging": {"none": ["averaging.mode=none"], "ema": ["averaging.mode=ema"], "bema": ["averaging.mode=bema"]},
+    "positional": {"learned": ["model.positional=learned"], "rotary": ["model.positional=rotary"],
+                   "no_pos": ["model.positional=none"]},
+}
 
 
 def othello_config(preset: str, data: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
@@ -58,18 +62,19 @@ def load_published_othello(path: str | Path, cfg: ModelConfig = PUBLISHED, devic
     return model.eval()
 
 
-def compare_averaging(preset: str, data, out: str | Path, overrides=None, overwrite=False, progress=True):
-    """Train none / EMA / BEMA at equal budget and seed; per-move-index metrics for each."""
+def compare(preset: str, data, out: str | Path, what: str = "averaging", overrides=None, overwrite=False, progress=True):
+    """Train the variants of ``COMPARISONS[what]`` at equal budget and seed (none / EMA / BEMA, or
+    learned / rotary / no positions); per-move-index metrics of each (averaged weights where on)."""
     from .demo import prepare
     from .trainer import train
 
     out = Path(out)
-    configs = {name: othello_config(preset, data, (overrides or []) + extra) for name, extra in COMPARE.items()}
+    configs = {name: othello_config(preset, data, (overrides or []) + extra) for name, extra in COMPARISONS[what].items()}
     for cfg in configs.values():
         cfg.make_task()  # check the dataset once, before any training
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, cfg in configs.items():
         res = train(cfg, prepare(out, name, cfg, overwrite), progress=progress, desc=f"othello {name}")
-        results[name if name == "none" else f"{name} (avg)"] = res.final.get("averaged", res.final["raw"])
+        results[f"{name} (avg)" if "averaged" in res.final else name] = res.final.get("averaged", res.final["raw"])
     return results
