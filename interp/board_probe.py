@@ -1,0 +1,208 @@
+"""Linear probes on the residual stream: Othello board state (and set membership) as inputs grow.
+
+For every square a probe predicts one of a few classes from a residual-stream vector:
+
+- ``relative``: {empty, mine, theirs}, relative to the side to move next (Nanda's coordinates);
+- ``absolute``: {empty, black, white} (Li et al.'s coordinates, which linear probes read badly);
+- ``flipped``: {no, yes}: the disc was flipped by the move just played;
+- ``legal``: {no, yes}: the square is a legal move now.
+
+Probes are fit in closed form (ridge regression onto one-hot targets, prediction = argmax per
+square) from activations streamed in batches: only ``X^T X`` (d x d) and ``X^T Y`` (d x 64C) are
+kept, so memory does not grow with the number of games. Accuracy is reported per layer, per move
+index (including beyond the training length) and per square. Controls: the same probe on a
+randomly initialised model of the same shape, and on shuffled labels. ``membership_probe`` uses
+the same machinery for set-complement models: "item j is in the set" from the last position.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from training import atomic
+from training.tasks.othello import BLACK, bits_to_bool, replay, squares_to_tokens
+
+N_CTX = 59
+CLASSES = {"relative": 3, "absolute": 3, "flipped": 2, "legal": 2}
+Target = Literal["relative", "absolute", "flipped", "legal"]
+
+
+def board_labels(games: np.ndarray, target: Target = "relative") -> np.ndarray:
+    """``int64 [G, 59, 64]`` class of every square after moves 1..59 (position p sees p+1 moves)."""
+    st = replay(games)
+    sl = slice(1, N_CTX + 1)
+    if target == "flipped":
+        return bits_to_bool(st.flipped[:, sl]).astype(np.int64)
+    if target == "legal":
+        return bits_to_bool(st.legal[:, sl]).astype(np.int64)
+    black, white = bits_to_bool(st.black[:, sl]), bits_to_bool(st.white[:, sl])
+    if target == "absolute":
+        return black.astype(np.int64) + 2 * white.astype(np.int64)
+    black_to_move = (st.player[:, sl] == BLACK)[..., None]
+    mine = np.where(black_to_move, black, white)
+    theirs = np.where(black_to_move, white, black)
+    return mine.astype(np.int64) + 2 * theirs.astype(np.int64)
+
+
+@dataclass
+class LinearProbe:
+    """Per-hook weights ``[d_model + 1, 64 * n_classes]`` (last row: bias)."""
+
+    weights: dict[str, torch.Tensor]
+    n_classes: int
+    target: str
+    meta: dict
+
+    def predict(self, hook: str, x: torch.Tensor) -> torch.Tensor:
+        """Class per square, ``[..., 64]``, from activations ``[..., d_model]``."""
+        w = self.weights[hook].to(x.device, x.dtype)
+        scores = x @ w[:-1] + w[-1]
+        return scores.view(*x.shape[:-1], 64, self.n_classes).argmax(-1)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in self.weights.items()}
+        atomic.write_with(path / "probe.safetensors", lambda p: save_file(tensors, str(p)))
+        atomic.write_json(path / "probe.json", {"n_classes": self.n_classes, "target": self.target, **self.meta})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LinearProbe":
+        path = Path(path)
+        meta = json.loads((path / "probe.json").read_text())
+        n, target = meta.pop("n_classes"), meta.pop("target")
+        return cls(load_file(str(path / "probe.safetensors")), n, target, meta)
+
+
+def _activations(model, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hooks)
+    return {h: cache[h].float() for h in hooks}
+
+
+def default_hooks(model) -> list[str]:
+    return [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
+
+
+@torch.no_grad()
+def fit_board_probe(
+    model,
+    games: np.ndarray,
+    target: Target = "relative",
+    hooks: list[str] | None = None,
+    positions: tuple[int, int] = (0, N_CTX - 1),
+    ridge: float = 1e-2,
+    batch_size: int = 256,
+    shuffle_labels: bool = False,
+    seed: int = 0,
+) -> LinearProbe:
+    """Closed-form ridge probe per hook from ``games`` (positions ``lo..hi`` inclusive, 0-based)."""
+    model.eval()
+    hooks = hooks or default_hooks(model)
+    n_cls = CLASSES[target]
+    d = model.cfg.d_model
+    device = next(model.parameters()).device
+    xtx = {h: torch.zeros(d + 1, d + 1, dtype=torch.float64, device=device) for h in hooks}
+    xty = {h: torch.zeros(d + 1, 64 * n_cls, dtype=torch.float64, device=device) for h in hooks}
+    rng = np.random.default_rng(seed)
+    lo, hi = positions
+    for i in range(0, games.shape[0], batch_size):
+        g = np.asarray(games[i : i + batch_size])
+        labels = board_labels(g, target)[:, lo : hi + 1]
+        if shuffle_labels:  # control: boards paired with the wrong games
+            labels = labels[rng.permutation(len(g))]
+        y = torch.nn.functional.one_hot(torch.from_numpy(labels), n_cls).reshape(len(g), hi - lo + 1, -1).double().to(device)
+        acts = _activations(model, torch.from_numpy(squares_to_tokens(g[:, :N_CTX])).to(device), hooks)
+        keep = _not_over(g, lo, hi, device)
+        for h in hooks:
+            x = acts[h][:, lo : hi + 1][keep].double()
+            x = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=device)], 1)
+            xtx[h] += x.T @ x
+            xty[h] += x.T @ y[keep]
+    weights = {}
+    for h in hooks:
+        reg = ridge * torch.eye(d + 1, dtype=torch.float64, device=device) * xtx[h].diagonal().mean()
+        weights[h] = torch.linalg.solve(xtx[h] + reg, xty[h]).float().cpu()
+    meta = {"hooks": hooks, "positions": [lo, hi], "ridge": ridge, "shuffled_labels": shuffle_labels,
+            "games": int(games.shape[0])}
+    return LinearProbe(weights, n_cls, target, meta)
+
+
+def _not_over(g: np.ndarray, lo: int, hi: int, device) -> torch.Tensor:
+    """Positions whose move exists (the game had at least p+1 moves)."""
+    n_moves = (g >= 0).sum(1)
+    pos = np.arange(lo, hi + 1)
+    return torch.from_numpy(pos[None, :] < n_moves[:, None]).to(device)
+
+
+@dataclass
+class ProbeAccuracy:
+    by_layer: dict[str, float]
+    by_move: dict[str, list[float]]  # per hook, per move index 1..59
+    by_square: dict[str, list[float]]  # per hook, 64 squares (row-major 8x8)
+
+    def to_dict(self) -> dict:
+        return {"by_layer": self.by_layer, "by_move": self.by_move, "by_square": self.by_square}
+
+
+@torch.no_grad()
+def probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: int = 256) -> ProbeAccuracy:
+    """Accuracy of ``probe`` on ``games`` at every position, per hook, move index and square."""
+    model.eval()
+    device = next(model.parameters()).device
+    hooks = probe.meta["hooks"]
+    correct = {h: torch.zeros(N_CTX, 64, dtype=torch.float64) for h in hooks}
+    count = torch.zeros(N_CTX, dtype=torch.float64)
+    for i in range(0, games.shape[0], batch_size):
+        g = np.asarray(games[i : i + batch_size])
+        labels = torch.from_numpy(board_labels(g, probe.target))
+        live = _not_over(g, 0, N_CTX - 1, "cpu")
+        acts = _activations(model, torch.from_numpy(squares_to_tokens(g[:, :N_CTX])).to(device), hooks)
+        for h in hooks:
+            pred = probe.predict(h, acts[h]).cpu()
+            correct[h] += ((pred == labels) & live[..., None]).double().sum(0)
+        count += live.double().sum(0)
+    by_move = {h: (c.sum(1) / (64 * count.clamp(min=1))).tolist() for h, c in correct.items()}
+    by_square = {h: (c.sum(0) / count.sum()).tolist() for h, c in correct.items()}
+    by_layer = {h: (c.sum() / (64 * count.sum())).item() for h, c in correct.items()}
+    return ProbeAccuracy(by_layer, by_move, by_square)
+
+
+@torch.no_grad()
+def membership_probe(model, task, sets: int = 2048, hook: str | None = None, ridge: float = 1e-2, seed: int = 0,
+                     eval_seed: int = 1) -> dict:
+    """Ridge probe for "item j is in the set" from the residual stream at the set's last position;
+    returns accuracy per length (fit on one fixed-seed sample, scored on another)."""
+    from .sets import set_batches
+
+    model.eval()
+    hook = hook or f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    v, off, L = task.v, task.offset, task.cfg.max_eval_len
+    device = next(model.parameters()).device
+    d = model.cfg.d_model
+    xtx = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=device)
+    xty = torch.zeros(d + 1, v, dtype=torch.float64, device=device)
+
+    def rows(batch):
+        x = _activations(model, batch.tokens, [hook])[hook][:, off : off + L].double()
+        x = torch.cat([x, torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=device)], -1)
+        return x, task.membership(batch.items, v).double()
+
+    for batch in set_batches(task, sets, L, seed, 512, device):
+        x, y = rows(batch)
+        xtx += x.flatten(0, 1).T @ x.flatten(0, 1)
+        xty += x.flatten(0, 1).T @ y.flatten(0, 1)
+    w = torch.linalg.solve(xtx + ridge * torch.eye(d + 1, dtype=torch.float64, device=device) * xtx.diagonal().mean(), xty)
+    correct = torch.zeros(L, dtype=torch.float64, device=device)
+    for batch in set_batches(task, sets, L, eval_seed, 512, device):
+        x, y = rows(batch)
+        correct += ((x @ w > 0.5) == y.bool()).double().mean(-1).sum(0)
+    return {"hook": hook, "lengths": list(range(1, L + 1)), "accuracy": (correct / sets).tolist(),
+            "train_range": [task.cfg.train_min_len, task.cfg.train_max_len]}
+

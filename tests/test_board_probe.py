@@ -1,0 +1,85 @@
+"""Board-state probes against a model with a planted linear board feature, with controls."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from interp.board_probe import LinearProbe, board_labels, fit_board_probe, membership_probe, probe_accuracy
+from interp.theory import balanced_model
+from training.models import ModelConfig, build_model
+from training.tasks.othello import random_games, tokens_to_squares
+from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+
+
+class Planted(torch.nn.Module):
+    """Layer 1's residual stream is a random linear image of the {empty, mine, theirs} board plus
+    noise; layer 0's is noise only."""
+
+    def __init__(self, d=160, noise=0.05):  # 64 squares x 2 free dims fit in 160
+        super().__init__()
+        self.cfg = SimpleNamespace(n_layers=2, d_model=d)
+        g = torch.Generator().manual_seed(0)
+        self.R = torch.randn(64 * 3, d, generator=g)
+        self.noise = noise
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def run_with_cache(self, tokens, names_filter):
+        squares = tokens_to_squares(tokens.cpu().numpy())
+        labels = torch.from_numpy(board_labels(squares, "relative"))
+        onehot = torch.nn.functional.one_hot(labels, 3).reshape(*labels.shape[:2], -1).float()
+        planted = onehot @ self.R + self.noise * torch.randn(*labels.shape[:2], self.cfg.d_model)
+        cache = {"blocks.0.hook_resid_post": torch.randn_like(planted), "blocks.1.hook_resid_post": planted}
+        return None, {k: v for k, v in cache.items() if names_filter(k)}
+
+
+@pytest.fixture(scope="module")
+def games():
+    return random_games(600, np.random.default_rng(0))
+
+
+def test_labels_by_hand():
+    labels = board_labels(np.array([[19] + [-1] * 58]), "relative")[0]
+    # After black plays 19 (flipping 27), white is to move: white's discs are 'mine' (1).
+    assert labels[0, 19] == 2 and labels[0, 27] == 2 and labels[0, 36] == 1 and labels[0, 0] == 0
+    absolute = board_labels(np.array([[19] + [-1] * 58]), "absolute")[0]
+    assert absolute[0, 19] == 1 and absolute[0, 36] == 2
+    flipped = board_labels(np.array([[19] + [-1] * 58]), "flipped")[0]
+    assert np.flatnonzero(flipped[0]).tolist() == [27]
+
+
+def test_planted_feature_is_recovered_and_controls_fail(games, tmp_path):
+    model = Planted()
+    train, held = games[:400], games[400:]
+    probe = fit_board_probe(model, train, "relative")
+    acc = probe_accuracy(model, probe, held)
+    assert acc.by_layer["blocks.1.hook_resid_post"] > 0.99
+    assert acc.by_layer["blocks.0.hook_resid_post"] < 0.75  # noise layer: about the majority rate
+    assert len(acc.by_move["blocks.1.hook_resid_post"]) == 59 and len(acc.by_square["blocks.1.hook_resid_post"]) == 64
+    assert min(acc.by_move["blocks.1.hook_resid_post"][:50]) > 0.97
+    shuffled = fit_board_probe(model, train, "relative", shuffle_labels=True)
+    assert probe_accuracy(model, shuffled, held).by_layer["blocks.1.hook_resid_post"] < 0.8
+    probe.save(tmp_path / "probe")
+    again = LinearProbe.load(tmp_path / "probe")
+    x = torch.randn(5, 160)
+    assert torch.equal(again.predict("blocks.1.hook_resid_post", x), probe.predict("blocks.1.hook_resid_post", x))
+    assert again.target == "relative" and again.meta["hooks"] == probe.meta["hooks"]
+
+
+def test_random_model_control_runs(games):
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LN", positional="learned")
+    model = build_model(cfg, 61, 61, 59, seed=0)
+    probe = fit_board_probe(model, games[:300], "legal", positions=(0, 40))
+    acc = probe_accuracy(model, probe, games[300:])
+    assert set(acc.by_layer) == {"blocks.0.hook_resid_post", "blocks.1.hook_resid_post"}
+    assert all(0 <= a <= 1 for a in acc.by_layer.values())
+
+
+def test_membership_probe_on_the_balanced_model():
+    v = 12
+    task = SetComplementTask(SetComplementConfig(v=v, train_max_len=4))
+    res = membership_probe(balanced_model(v, 2.0, 5.0), task, sets=256)
+    assert res["accuracy"][0] == pytest.approx(1.0)
+    # never worse than predicting "not a member" everywhere
+    assert all(a >= 1 - s / v - 1e-9 for s, a in zip(res["lengths"], res["accuracy"]))
