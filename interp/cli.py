@@ -1,4 +1,4 @@
-"""Command line of the analysis side: ``python -m interp {eval,report,dim-scan}``."""
+"""Command line of the analysis side: ``python -m interp {eval,report,othello-report,dim-scan}``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_othello_report(args) -> int:
+    from .othello_report import build_othello_report
+
+    if args.probe_games < 1 or args.eval_games < 1:
+        raise WorkbenchError("--probe-games and --eval-games must be positive")
+    out = args.out or Path(args.run_dir) / "othello_report"
+    s = build_othello_report(args.run_dir, out, args.probe_games, args.eval_games, progress=not args.quiet)
+    for k, per in s["probe_accuracy_in_range_vs_beyond"].items():
+        print(f"{k:>16}: " + "  ".join(f"L{h.split('.')[1]} {v['in_range']:.3f}/{v['beyond']:.3f}" for h, v in per.items()))
+    print(f"(probe accuracy in range / beyond per layer) wrote {out}/README.md, summary.json and figures")
+    return 0
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -95,6 +108,14 @@ def build_parser() -> Parser:
     r.add_argument("--seed", type=int, default=12345)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(handler=cmd_report)
+
+    o = sub.add_parser("othello-report", help="OthelloGPT run: board probes by layer and move index, controls, legality, boards")
+    o.add_argument("run_dir", type=Path)
+    o.add_argument("--out", type=Path, help="report folder (default: RUN_DIR/othello_report)")
+    o.add_argument("--probe-games", type=int, default=2000, help="training games the probes are fit on")
+    o.add_argument("--eval-games", type=int, default=1000, help="held-out games the probes are scored on")
+    o.add_argument("--quiet", action="store_true")
+    o.set_defaults(handler=cmd_othello_report)
 
     d = sub.add_parser("dim-scan", help="train across d_model x d_head; smallest widths reaching a target in-range TV")
     d.add_argument("--out", type=Path, required=True, help="folder for the runs and dimension_scan.json/.png")

@@ -117,3 +117,23 @@ def test_compare_command(data, tmp_path, capsys, what, names):
     assert set(results) == names
     assert "LEGAL_TOP1" in capsys.readouterr().out
     assert (tmp_path / "cmp" / "compare.png").exists()
+
+
+def test_othello_report(data, tmp_path, capsys):
+    import json
+
+    from interp.cli import main as interp_main
+
+    over = TINY[:-7] + ["train.steps=20", "train.eval_every=20", "train.checkpoint_every=20", "train.final_eval_sets=50",
+                        "train.eval_sets=50", "train.device=cpu", "train.warmup_steps=2", "averaging.mode=bema"]
+    cfg = othello_config("cpu", data, over)
+    run_dir = runs.create_run_dir(tmp_path / "run", cfg)
+    train(cfg, run_dir, progress=False)
+    out = tmp_path / "rep"
+    assert interp_main(["othello-report", str(run_dir), "--out", str(out), "--probe-games", "100", "--eval-games", "60", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["probe_accuracy_by_layer"]) == {"relative", "absolute", "random model", "shuffled labels"}
+    assert summary["weights"] == "averaged" and summary["train_max_moves"] == 20
+    for name in summary["files"]:
+        assert (out / name).stat().st_size > 1000, name
+    assert interp_main(["othello-report", str(tmp_path / "missing")]) == 2
