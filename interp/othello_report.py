@@ -19,6 +19,7 @@ from training.errors import WorkbenchError
 from training.models import build_model
 from training.tasks.othello import squares_to_tokens
 
+from .board_intervention import intervene, plot_intervention
 from .board_probe import N_CTX, board_labels, fit_board_probe, probe_accuracy
 from .visualize import attention_html, plt, save_figure
 
@@ -85,6 +86,14 @@ def build_othello_report(run_dir, out=None, probe_games: int = 2000, eval_games:
     steps.update()
 
     figures += _board_figure(model, val_games[0], hi, out / "board_predictions")
+    probe = fit_board_probe(model, train_games, "relative", **fit)
+    edits = {}
+    for m in sorted({max(1, hi // 2), min(N_CTX - 1, hi + (N_CTX - hi) // 2)}):
+        for dst in ("theirs", "empty"):
+            r = intervene(model, probe, val_games, m, best, dst=dst)
+            edits[f"move {m}, mine->{dst}"] = r.summary()
+            if dst == "theirs":
+                figures += plot_intervention(r, out / f"intervention_move{m}")
     tokens = torch.from_numpy(squares_to_tokens(val_games[:1, :N_CTX]))[0]
     html = attention_html(model, tokens, out / "attention_game0.html", title=f"{run_dir.name}: a held-out game")
     steps.update()
@@ -99,6 +108,7 @@ def build_othello_report(run_dir, out=None, probe_games: int = 2000, eval_games:
             k: {h: {"in_range": float(np.mean(a.by_move[h][:hi])), "beyond": float(np.mean(a.by_move[h][hi:]))} for h in hooks}
             for k, a in acc.items()
         },
+        "interventions": edits,
         "files": sorted(p.name for p in figures + [html]),
     }
     atomic.write_json(out / "summary.json", summary)
@@ -111,7 +121,14 @@ def build_othello_report(run_dir, out=None, probe_games: int = 2000, eval_games:
     lg = summary["legal"]
     lines += ["", f"Top-1 legal: {lg['in_range']['legal_top1']:.4f} in range, {lg.get('beyond', {}).get('legal_top1', float('nan')):.4f} beyond.", "",
               "- [probes and legality](probes_and_legality.png)", "- [per-square accuracy](probe_by_square.png)",
-              "- [board predictions](board_predictions.png)", "- [attention, one game](attention_game0.html)", ""]
+              "- [board predictions](board_predictions.png)", "- [attention, one game](attention_game0.html)", "",
+              "Probe-direction edits at the best layer (mean logit change of moves that became legal / illegal "
+              "on the edited board; top-N errors against the edited legal set without and with the edit):", ""]
+    for k, e in edits.items():
+        lines.append(f"- {k}: newly legal {e['newly_legal_logit_change']:+.3f}, newly illegal {e['newly_illegal_logit_change']:+.3f}, "
+                     f"others {e['unchanged_logit_change']:+.3f}; top-N errors {e['topn_errors_before']:.2f} -> {e['topn_errors_after']:.2f}; "
+                     f"probe reads the edit {e['probe_reads_target']:.2f}")
+    lines.append("")
     atomic.write_text(out / "README.md", "\n".join(lines))
     return summary
 
