@@ -58,6 +58,8 @@ class TrainConfig:
     """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."""
     bf16: bool = False
     """bf16 autocast for the forward pass (CUDA only)."""
+    compile: bool = False
+    """torch.compile the model for the training forward pass (worth it on a GPU; evaluation is eager)."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms: without it, 2-thread CPU training of the demo model
     differs run to run by ~1e-7 (no measured speed cost on the CPU; warn-only on CUDA)."""

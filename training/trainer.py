@@ -96,6 +96,7 @@ class Trainer:
         )
         self.model = build()
         self.avg_model = build() if cfg.averaging.mode != "none" else None
+        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
         self.params = list(trainable_parameters(self.model).values())
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.train))
@@ -184,7 +185,7 @@ class Trainer:
             else contextlib.nullcontext()
         )
         with autocast:
-            logits = self.model(batch.tokens)
+            logits = self.forward(batch.tokens)
         loss = self.task.loss(logits, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
