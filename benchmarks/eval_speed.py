@@ -11,9 +11,9 @@ Target: the workbench under 5 s on the CPU for a 1-layer model.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import best_of
 
 from interp.metrics import complement_metrics, evaluate_lengths
 from training.config import load_config, preset_path
@@ -43,15 +43,14 @@ def main() -> None:
     task = SetComplementTask(cfg.task)
     model = build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()
     evaluate_lengths(model, task, sets_per_length=64)
-    ours, base = [], []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        evaluate_lengths(model, task, sets_per_length=args.sets)
-        ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        per_length_loop(model, task, args.sets)
-        base.append(time.perf_counter() - t0)
-    o, b = min(ours), min(base)
+    t = best_of(
+        {
+            "ours": lambda: evaluate_lengths(model, task, sets_per_length=args.sets),
+            "base": lambda: per_length_loop(model, task, args.sets),
+        },
+        args.repeats,
+    )
+    o, b = t["ours"], t["base"]
     print(f"v={task.v}: lengths 1..{task.v - 1} x {args.sets} sets, all six metrics")
     print(f"workbench one-pass evaluation: {o:.3f} s (target < 5 s)")
     print(f"per-length loop (tv only):     {b:.3f} s")

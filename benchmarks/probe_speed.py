@@ -10,9 +10,9 @@ one cached forward pass per length, the obvious way. Target: workbench under 10 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import best_of
 
 from interp.attention import attention_entropy, pattern_entropy
 from interp.displacement import decompose_logits, displacement_by_length
@@ -50,15 +50,14 @@ def main() -> None:
     task = SetComplementTask(cfg.task)
     model = build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()
     workbench(model, task, 32)
-    ours, base = [], []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        workbench(model, task, args.sets)
-        ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        per_length(model, task, args.sets)
-        base.append(time.perf_counter() - t0)
-    o, b = min(ours), min(base)
+    t = best_of(
+        {
+            "ours": lambda: workbench(model, task, args.sets),
+            "base": lambda: per_length(model, task, args.sets),
+        },
+        args.repeats,
+    )
+    o, b = t["ours"], t["base"]
     print(f"v={task.v}: lengths 1..{task.v - 1} x {args.sets} sets; metrics + attention entropy + logit displacement")
     print(f"workbench (batched over lengths): {o:.3f} s (target < 10 s)")
     print(f"per-length loop:                  {b:.3f} s")
