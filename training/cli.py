@@ -10,6 +10,7 @@ from pathlib import Path
 from . import runs
 from .clitools import Parser, run_cli
 from .config import RunConfig, load_config, preset_path
+from .errors import WorkbenchError
 
 
 def cmd_train(args) -> int:
@@ -85,6 +86,28 @@ def cmd_othello_compare(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .config import preset_path
+    from .sweep import run_sweep
+
+    if args.resume:
+        out = args.resume
+        space = None
+    else:
+        if args.out is None:
+            raise WorkbenchError("give --out DIR for a new sweep, or --resume DIR")
+        out = args.out
+        space = args.space or preset_path("sweep_quick" if args.quick else "sweep_default")
+    s = run_sweep(out, space, storage=args.storage, workers=args.workers, resume=args.resume is not None,
+                  progress=not args.quiet)
+    print(f"completed trials: {s['completed']}, failed: {s['failed']}")
+    for f in s["failures"]:
+        print(f"  trial {f['number']} failed: {f['error']}")
+    if s["best"]:
+        print(f"best trial {s['best']['number']}: beyond-range TV {s['best']['value']:.4f} with {json.dumps(s['best']['params'])}")
+    return 0
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m training", description="Train set-complement HookedTransformers with dropout and EMA/BEMA.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -138,6 +161,16 @@ def build_parser() -> Parser:
             sp.add_argument("--what", choices=["averaging", "positional"], default="averaging",
                             help="averaging: none / EMA / BEMA; positional: learned / rotary / none")
         sp.set_defaults(handler=handler)
+
+    w = sub.add_parser("sweep", help="random hyperparameter search (Optuna; SQLite by default, PostgreSQL to share)")
+    w.add_argument("--out", type=Path, help="sweep folder (study.db, sweep.json, trials/)")
+    w.add_argument("--space", type=Path, help="search-space JSON (default: training/configs/sweep_default.json)")
+    w.add_argument("--quick", action="store_true", help="the small quick space (about 2 minutes)")
+    w.add_argument("--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)")
+    w.add_argument("--workers", type=int, default=1, help="local worker processes")
+    w.add_argument("--resume", type=Path, metavar="DIR", help="continue the sweep in DIR")
+    w.add_argument("--quiet", action="store_true")
+    w.set_defaults(handler=cmd_sweep)
 
     c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")
     c.add_argument("--preset", choices=["demo", "othello_cpu", "othello_full"], help="start from a shipped config instead of the defaults")

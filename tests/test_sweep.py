@@ -1,0 +1,96 @@
+"""The random search: concurrent workers on SQLite, failures recorded, killed workers recovered,
+bad storage URLs reported in one line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from training.cli import main
+from training.config import preset_path
+from training.sweep import load_space, objective_factory, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _study(sweep_dir):
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    return optuna.load_study(study_name=meta["study_name"], storage=meta["storage"])
+
+
+def test_quick_study_with_two_workers(tmp_path):
+    s = run_sweep(tmp_path / "sw", preset_path("sweep_quick"), workers=2, progress=False)
+    assert s["completed"] >= 6 and s["failed"] == 0
+    trials = _study(tmp_path / "sw").get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))  # nothing duplicated
+    dirs = sorted(p.name for p in (tmp_path / "sw" / "trials").iterdir())
+    assert dirs == [f"trial_{n:04d}" for n in sorted(numbers)]  # nothing lost
+    for t in trials:
+        assert t.state == TrialState.COMPLETE
+        assert (Path(t.user_attrs["run_dir"]) / "final_metrics.json").exists()
+        assert len(t.user_attrs["raw_tv"]) == 11 and "beyond" in t.user_attrs["raw_summary"]
+    # resuming a finished study runs nothing more
+    again = run_sweep(tmp_path / "sw", resume=True, progress=False)
+    assert again["completed"] == s["completed"]
+
+
+def test_failing_trial_is_recorded_with_its_reason(tmp_path):
+    space = load_space(preset_path("sweep_quick"))
+    space["params"] = {"train.lr": {"type": "choice", "values": [-1.0]}}
+    study = optuna.create_study()
+    study.optimize(objective_factory(space, tmp_path), n_trials=1, catch=(Exception,))
+    t = study.trials[0]
+    assert t.state == TrialState.FAIL
+    assert t.user_attrs["error"] == "ConfigError: train.lr must be positive, got -1.0"
+
+
+def test_killed_worker_trial_is_retried(tmp_path):
+    sweep = tmp_path / "sw"
+    env = {**os.environ, "WM_SWEEP_HEARTBEAT_S": "1", "WM_SWEEP_GRACE_S": "3"}
+    space = load_space(preset_path("sweep_quick"))
+    space["n_trials"] = 3
+    space["fixed"] = [f for f in space["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))]
+    space["fixed"] += ["train.steps=3000", "train.eval_every=3000", "train.checkpoint_every=3000"]
+    (tmp_path / "space.json").write_text(json.dumps(space))
+    proc = subprocess.Popen([sys.executable, "-m", "training", "sweep", "--out", str(sweep), "--space", str(tmp_path / "space.json"), "--quiet"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if (sweep / "sweep.json").exists() and any(t.state == TrialState.RUNNING for t in _study(sweep).get_trials()):
+            break
+        time.sleep(0.3)
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = [t.number for t in _study(sweep).get_trials() if t.state == TrialState.RUNNING]
+    assert killed, "no trial was running when the worker was killed"
+    time.sleep(4)  # past the grace period
+    fast = [f for f in space["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))]
+    meta = json.loads((sweep / "sweep.json").read_text())
+    meta["space"]["fixed"] = fast + ["train.steps=100", "train.eval_every=100", "train.checkpoint_every=100"]
+    (sweep / "sweep.json").write_text(json.dumps(meta))
+    env_keys = {"WM_SWEEP_HEARTBEAT_S": "1", "WM_SWEEP_GRACE_S": "3"}
+    proc = subprocess.run([sys.executable, "-m", "training", "sweep", "--resume", str(sweep), "--quiet"],
+                          cwd=ROOT, env={**os.environ, **env_keys}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    trials = _study(sweep).get_trials()
+    assert all(trials[n].state == TrialState.FAIL for n in killed)
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") in killed]
+    assert retried and all(t.state == TrialState.COMPLETE for t in retried)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 3
+
+
+@pytest.mark.parametrize("url", ["notaurl", "postgresql://nobody@127.0.0.1:1/none"])
+def test_bad_storage_urls_are_one_line_errors(tmp_path, capsys, url):
+    assert main(["sweep", "--quick", "--out", str(tmp_path / "sw"), "--storage", url, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert not (tmp_path / "sw").exists()

@@ -1,0 +1,207 @@
+"""Random hyperparameter search on the set complement task (Optuna, seeded ``RandomSampler``).
+
+A search space is a readable JSON file (``training/configs/sweep_default.json``, ``sweep_quick.json``):
+a base config, ``fixed`` overrides, and ``params`` (``loguniform``/``uniform``/``int``/``choice``
+per dotted config key). Every trial is a normal training run kept under ``DIR/trials/``; its
+per-length metrics are stored on the trial as user attributes. The objective (minimised) is the
+beyond-range TV of the averaged weights (raw when averaging is off).
+
+The study lives in an SQLite file in the sweep folder by default; ``--storage postgresql://...``
+shares one study between machines. Trials that raise or diverge are recorded as failed with their
+reason. Workers send heartbeats: a trial whose worker died (``kill -9``) is marked failed after a
+grace period and re-queued with the same parameters, so the study still reaches its number of
+completed trials.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+from . import atomic
+from .errors import ConfigError, WorkbenchError
+
+# A worker that dies is noticed GRACE_S after its last heartbeat (overridable for tests).
+HEARTBEAT_S = int(os.environ.get("WM_SWEEP_HEARTBEAT_S", 5))
+GRACE_S = int(os.environ.get("WM_SWEEP_GRACE_S", 20))
+
+
+def load_space(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"search space not found: {path}")
+    try:
+        space = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"search space {path} is not valid JSON: {e}") from None
+    unknown = set(space) - {"base", "n_trials", "seed", "fixed", "params"}
+    if unknown:
+        raise ConfigError(f"unknown search-space key '{sorted(unknown)[0]}'")
+    for key, spec in space.get("params", {}).items():
+        if spec.get("type") not in ("loguniform", "uniform", "int", "choice"):
+            raise ConfigError(f"params.{key}.type must be loguniform, uniform, int or choice")
+    return space
+
+
+def _suggest(trial, key: str, spec: dict):
+    kind = spec["type"]
+    if kind == "loguniform":
+        return trial.suggest_float(key, spec["low"], spec["high"], log=True)
+    if kind == "uniform":
+        return trial.suggest_float(key, spec["low"], spec["high"])
+    if kind == "int":
+        return trial.suggest_int(key, spec["low"], spec["high"])
+    return trial.suggest_categorical(key, spec["values"])
+
+
+def trial_config(space: dict, values: dict):
+    from .config import load_config, preset_path
+
+    base = space.get("base", "demo")
+    base_path = preset_path(base) if not str(base).endswith(".json") else Path(base)
+    return load_config(base_path, list(space.get("fixed", [])) + [f"{k}={json.dumps(v)}" for k, v in values.items()])
+
+
+def objective_factory(space: dict, sweep_dir: Path):
+    def objective(trial):
+        from . import runs
+        from .trainer import train
+
+        values = {k: _suggest(trial, k, spec) for k, spec in space["params"].items()}
+        try:
+            cfg = trial_config(space, values)
+            run_dir = runs.create_run_dir(sweep_dir / "trials" / f"trial_{trial.number:04d}", cfg, overwrite=True)
+            trial.set_user_attr("run_dir", str(run_dir))
+            res = train(cfg, run_dir, progress=False)
+        except Exception as e:  # recorded on the trial, then Optuna marks it failed
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+        final = {k: m.to_dict() for k, m in res.final.items()}
+        for kind, m in final.items():
+            trial.set_user_attr(f"{kind}_summary", m["summary"])
+            trial.set_user_attr(f"{kind}_tv", m["values"]["tv"])
+            trial.set_user_attr(f"{kind}_itr", m["values"]["itr"])
+        trial.set_user_attr("train_range", final["raw"]["train_range"])
+        chosen = final.get("averaged", final["raw"])["summary"]
+        return chosen["beyond"]["tv"] if "beyond" in chosen else chosen["in_range"]["tv"]
+
+    return objective
+
+
+def make_storage(url: str):
+    import warnings
+
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    # heartbeats are marked experimental in Optuna; we rely on them knowingly
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+    except ImportError as e:
+        raise WorkbenchError(f"storage {url!r} needs a missing database driver ({e.name})") from None
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WorkbenchError(f"cannot open study storage {url!r}: {msg}") from None
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _worker(args) -> None:
+    import optuna
+    import torch
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    sweep_dir, url, name, space, threads, index = args
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=make_storage(url),
+                              sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0) * 1000 + index))
+    done = MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,))
+    if sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) >= space["n_trials"]:
+        return
+    study.optimize(objective_factory(space, Path(sweep_dir)), callbacks=[done], catch=(Exception,))
+
+
+def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, storage: str | None = None,
+              workers: int = 1, resume: bool = False, progress: bool = True) -> dict:
+    """Create (or resume) a study in ``sweep_dir`` and run ``workers`` local worker processes."""
+    import optuna
+
+    sweep_dir = Path(sweep_dir)
+    meta_path = sweep_dir / "sweep.json"
+    if resume:
+        if not meta_path.is_file():
+            raise WorkbenchError(f"{sweep_dir} holds no sweep to resume (sweep.json missing)")
+        meta = json.loads(meta_path.read_text())
+        space, url = meta["space"], storage or meta["storage"]
+    else:
+        if meta_path.exists():
+            raise WorkbenchError(f"{sweep_dir} already holds a sweep (use --resume)")
+        space = load_space(space_path)
+        for spec_key in space["params"]:  # every dotted key must exist in the config
+            trial_config(space, {})
+        trial_config(space, {k: (s["values"][0] if s["type"] == "choice" else s["low"]) for k, s in space["params"].items()})
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        url = storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
+    if workers < 1:
+        raise WorkbenchError("--workers must be positive")
+    name = "whats-missing-sweep"
+    try:
+        study = optuna.create_study(study_name=name, storage=make_storage(url), direction="minimize",
+                                    sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0)), load_if_exists=True)
+    except WorkbenchError:
+        if not resume and sweep_dir.is_dir() and not any(sweep_dir.iterdir()):
+            sweep_dir.rmdir()  # leave nothing behind for a study that could not be opened
+        raise
+    if not resume:
+        atomic.write_json(meta_path, {"space": space, "storage": url, "study_name": name})
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    args = (str(sweep_dir), url, name, space, threads)
+    if workers == 1:
+        _worker(args + (0,))
+    else:
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=_worker, args=(args + (i,),)) for i in range(workers)]
+        for p in procs:
+            p.start()
+        _watch(study, space["n_trials"], procs, progress)
+        for p in procs:
+            p.join()
+    return summarize(study)
+
+
+def _watch(study, n_trials: int, procs, progress: bool) -> None:
+    import time
+
+    from optuna.trial import TrialState
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n_trials, desc="sweep trials", disable=not progress)
+    while any(p.is_alive() for p in procs):
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        bar.n = min(len(done), n_trials)
+        if done:
+            bar.set_postfix_str(f"best beyond-range TV {min(t.value for t in done):.4f}")
+        bar.refresh()
+        time.sleep(1.0)
+    bar.close()
+
+
+def summarize(study) -> dict:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    return {
+        "completed": len(complete),
+        "failed": len(failed),
+        "failures": [{"number": t.number, "error": t.user_attrs.get("error", "worker died (heartbeat lost)")} for t in failed],
+        "best": {"number": study.best_trial.number, "value": study.best_value, "params": study.best_params} if complete else None,
+    }
