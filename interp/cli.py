@@ -63,6 +63,17 @@ def cmd_othello_report(args) -> int:
     return 0
 
 
+def cmd_sweep_report(args) -> int:
+    from .sweep_analysis import format_report, sweep_report
+
+    if not (Path(args.sweep_dir) / "sweep.json").is_file():
+        raise WorkbenchError(f"{args.sweep_dir} holds no sweep (sweep.json missing)")
+    result = sweep_report(args.sweep_dir, args.out)
+    print(format_report(result))
+    print(f"wrote {args.out or Path(args.sweep_dir) / 'report'}/sweep_report.json and sweep.png")
+    return 0
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -116,6 +127,11 @@ def build_parser() -> Parser:
     o.add_argument("--eval-games", type=int, default=1000, help="held-out games the probes are scored on")
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(handler=cmd_othello_report)
+
+    sr = sub.add_parser("sweep-report", help="best metrics per variant, effects with bootstrap CIs, verdicts, plots")
+    sr.add_argument("sweep_dir", type=Path)
+    sr.add_argument("--out", type=Path, help="default: SWEEP_DIR/report")
+    sr.set_defaults(handler=cmd_sweep_report)
 
     d = sub.add_parser("dim-scan", help="train across d_model x d_head; smallest widths reaching a target in-range TV")
     d.add_argument("--out", type=Path, required=True, help="folder for the runs and dimension_scan.json/.png")
