@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/eval_speed.py
 	$(PY) benchmarks/probe_speed.py
 	$(PY) benchmarks/othello_datagen.py
+	$(PY) benchmarks/sweep_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

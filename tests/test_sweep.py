@@ -94,3 +94,25 @@ def test_bad_storage_urls_are_one_line_errors(tmp_path, capsys, url):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert not (tmp_path / "sw").exists()
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A fresh database on a local PostgreSQL server (CI installs one); skip only if none starts."""
+    url = os.environ.get("WM_TEST_POSTGRES_URL")
+    if not url:
+        proc = subprocess.run(["bash", str(ROOT / "tests" / "start_postgres.sh")], capture_output=True, text=True, timeout=120)
+        url = proc.stdout.strip()
+    if not url:
+        pytest.skip("no PostgreSQL server could be started")
+    return url
+
+
+def test_two_workers_share_one_postgres_study(tmp_path, postgres_url):
+    s = run_sweep(tmp_path / "pg", preset_path("sweep_quick"), storage=postgres_url, workers=2, progress=False)
+    assert s["completed"] >= 6 and s["failed"] == 0
+    meta = json.loads((tmp_path / "pg" / "sweep.json").read_text())
+    assert meta["storage"].startswith("postgresql://") and not (tmp_path / "pg" / "study.db").exists()
+    trials = optuna.load_study(study_name=meta["study_name"], storage=postgres_url).get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) and all(t.state == TrialState.COMPLETE for t in trials)

@@ -150,7 +150,12 @@ def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, stora
         url = storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
     if workers < 1:
         raise WorkbenchError("--workers must be positive")
-    name = "whats-missing-sweep"
+    if resume:
+        name = meta["study_name"]
+    else:  # unique, so that many sweeps can share one database
+        import uuid
+
+        name = f"wm-{sweep_dir.name}-{uuid.uuid4().hex[:8]}"
     try:
         study = optuna.create_study(study_name=name, storage=make_storage(url), direction="minimize",
                                     sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0)), load_if_exists=True)
