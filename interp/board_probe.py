@@ -125,13 +125,16 @@ def fit_board_probe(
             x = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=device)], 1)
             xtx[h] += x.T @ x
             xty[h] += x.T @ y[keep]
-    weights = {}
-    for h in hooks:
-        reg = ridge * torch.eye(d + 1, dtype=torch.float64, device=device) * xtx[h].diagonal().mean()
-        weights[h] = torch.linalg.solve(xtx[h] + reg, xty[h]).float().cpu()
+    weights = {h: _ridge_solve(xtx[h], xty[h], ridge).float().cpu() for h in hooks}
     meta = {"hooks": hooks, "positions": [lo, hi], "ridge": ridge, "shuffled_labels": shuffle_labels,
             "games": int(games.shape[0])}
     return LinearProbe(weights, n_cls, target, meta)
+
+
+def _ridge_solve(xtx: torch.Tensor, xty: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Solve (X^T X + ridge * mean(diag) * I) W = X^T Y: the penalty scales with the activations."""
+    eye = torch.eye(xtx.shape[0], dtype=xtx.dtype, device=xtx.device)
+    return torch.linalg.solve(xtx + ridge * xtx.diagonal().mean() * eye, xty)
 
 
 def _not_over(g: np.ndarray, lo: int, hi: int, device) -> torch.Tensor:
@@ -198,7 +201,7 @@ def membership_probe(model, task, sets: int = 2048, hook: str | None = None, rid
         x, y = rows(batch)
         xtx += x.flatten(0, 1).T @ x.flatten(0, 1)
         xty += x.flatten(0, 1).T @ y.flatten(0, 1)
-    w = torch.linalg.solve(xtx + ridge * torch.eye(d + 1, dtype=torch.float64, device=device) * xtx.diagonal().mean(), xty)
+    w = _ridge_solve(xtx, xty, ridge)
     correct = torch.zeros(L, dtype=torch.float64, device=device)
     for batch in set_batches(task, sets, L, eval_seed, 512, device):
         x, y = rows(batch)

@@ -170,9 +170,8 @@ def displacement_by_length(
     sums = {k: torch.zeros(L, dtype=torch.float64, device=device) for k in keys}
     head_gap = torch.zeros(cfg.n_layers, cfg.n_heads, L, dtype=torch.float64, device=device)
     d_self = torch.zeros(cfg.n_layers, cfg.n_heads, v, dtype=torch.float64, device=device)
-    d_count = torch.zeros(v, dtype=torch.float64, device=device)
+    counts = torch.zeros(v, dtype=torch.float64, device=device)  # occurrences of each item token
     b_self = torch.zeros(v, dtype=torch.float64, device=device)
-    b_count = torch.zeros(v, dtype=torch.float64, device=device)
     max_err = 0.0
     model.eval()
     names = _hook_names(model)
@@ -197,7 +196,7 @@ def displacement_by_length(
             selfd = (own - others).double()  # [b, L, head]
             for h in range(cfg.n_heads):
                 d_self[layer, h].index_add_(0, batch.items.reshape(-1), selfd[..., h].reshape(-1))
-        d_count.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=device))
+        counts.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=device))
         heads_total = sum(hs.sum(1) for hs in head_sums)
         mlp_total = sum(mlp) if mlp else torch.zeros_like(direct)
         total = direct + pos + heads_total + mlp_total + bias
@@ -212,7 +211,6 @@ def displacement_by_length(
         own = direct.gather(-1, batch.items[..., None]).squeeze(-1)
         bd = (own - (direct.sum(-1) - own) / (v - 1)).double()
         b_self.index_add_(0, batch.items.reshape(-1), bd.reshape(-1))
-        b_count.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=device))
     n = sets_per_length
     means = {k: (s / n).tolist() for k, s in sums.items()}
     gap2 = means["gap"][1] if L >= 2 else float("nan")
@@ -224,13 +222,13 @@ def displacement_by_length(
             for h in range(cfg.n_heads):
                 row[f"L{layer}H{h}_gap"] = (head_gap[layer, h, i] / n).item()
         rows.append(row)
-    seen = d_count > 0
+    seen = counts > 0
     balance = []
     for layer in range(cfg.n_layers):
         for h in range(cfg.n_heads):
-            d = (d_self[layer, h][seen] / d_count[seen]).float()
+            d = (d_self[layer, h][seen] / counts[seen]).float()
             balance.append(_spread(d, layer=layer, head=h, what="D_self"))
-    b = (b_self[b_count > 0] / b_count[b_count > 0]).float()
+    b = (b_self[seen] / counts[seen]).float()
     balance.append(_spread(b, layer=None, head=None, what="B_self"))
     return DisplacementStats(rows, balance, max_err, (task.cfg.train_min_len, task.cfg.train_max_len))
 

@@ -149,8 +149,6 @@ class Trainer:
             if "cuda_rng" in state and self.device.type == "cuda":
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
             self.step = int(state["step"])
-        except CheckpointError:
-            raise
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise CheckpointError(f"checkpoint {path} does not match this run ({type(e).__name__}: {e})") from None
         self._truncate_metrics(self.step)

@@ -151,9 +151,6 @@ class GameStates:
     flipped: np.ndarray
     length: np.ndarray
 
-    def legal_bool(self) -> np.ndarray:
-        return bits_to_bool(self.legal)
-
 
 def replay(moves: np.ndarray) -> GameStates:
     """Replay move sequences (``[games, 60]`` squares, -1 padded) and record every state.
