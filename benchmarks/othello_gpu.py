@@ -1,21 +1,27 @@
 """OthelloGPT on one GPU in one bounded run: data made on the GPU, the full preset trained, and
 tokens/s, model FLOP utilisation (MFU) and the top-1 legal rate per move index printed.
 
-    python benchmarks/othello_gpu.py [--minutes 6] [--games 2000000] [--compile] [--device cuda]
+    python benchmarks/othello_gpu.py [--minutes 4.5] [--games 8000000] [--batch 1024] [--compile auto]
     python benchmarks/othello_gpu.py --tiny --device cpu      # the same script at a tiny size
+    python benchmarks/othello_gpu.py --check-only             # imports only (installs wheels if given)
+
+Steps: (1) check that every needed package imports (in a child process, so a broken install is
+reported as the exception it raises), installing missing ones offline from ``--wheels DIR`` when
+given; (2) generate games on the device with the torch engine; (3) time pure training steps after
+a warm-up, eager and (``--compile auto|on``) compiled, and keep the faster; (4) train the full
+preset for as many steps as fit ``--minutes`` at that speed; (5) evaluate on held-out games.
 
 MFU = (6 N + 12 L d T) x tokens/s / peak, with N the non-embedding parameters, L layers, d_model,
 T the trained context, and peak 989 TFLOP/s (H100 bf16 dense). Tokens/s is measured over pure
-training steps after warm-up. A GPU machine may lack transformer-lens: the script checks its
-imports first, installs missing packages offline from wheel files in ``benchmarks/wheels/`` when
-that folder exists, and otherwise says exactly what is missing.
+training steps after warm-up; the whole training wall time (evaluation, checkpoint and a
+recompile included) is printed beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,101 +33,215 @@ sys.path.insert(0, str(HERE.parent))
 NEEDED = {"numpy": "numpy", "torch": "torch", "transformer_lens": "transformer-lens", "safetensors": "safetensors",
           "tqdm": "tqdm", "jaxtyping": "jaxtyping"}
 PEAK = 989e12
+_PROBE = """
+import importlib, json, sys
+bad = {}
+for mod in sys.argv[1:]:
+    try:
+        importlib.import_module(mod)
+    except Exception as e:
+        bad[mod] = f"{type(e).__name__}: {e}"
+print(json.dumps(bad))
+"""
 
 
-def check_imports() -> None:
-    missing = [pkg for mod, pkg in NEEDED.items() if importlib.util.find_spec(mod) is None]
-    wheels = HERE / "wheels"
-    if missing and wheels.is_dir() and any(wheels.glob("*.whl")):
-        print(f"installing {', '.join(missing)} from {wheels} (offline)")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels), *missing], check=False)
-        importlib.invalidate_caches()
-        missing = [pkg for mod, pkg in NEEDED.items() if importlib.util.find_spec(mod) is None]
-    if missing:
-        print(f"error: missing Python packages: {', '.join(missing)} (put their wheels in {wheels}/ and rerun)", file=sys.stderr)
+def import_problems(extra_path: Path | None = None) -> dict[str, str]:
+    """Package name -> the error its import raises, checked in a fresh interpreter."""
+    env = dict(os.environ)
+    if extra_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *NEEDED], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return {"python": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return {NEEDED[mod]: err for mod, err in json.loads(proc.stdout).items()}
+
+
+def check_imports(wheels: Path | None) -> None:
+    """Exit 2 naming each package that does not import; first try the wheels in ``wheels``."""
+    problems = import_problems()
+    if problems and wheels is not None:
+        found = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
+        if not found:
+            print(f"error: no wheel files in {wheels}", file=sys.stderr)
+            raise SystemExit(2)
+        target = Path(tempfile.mkdtemp(prefix="wm_site_"))
+        print(f"installing {len(found)} wheels from {wheels} into {target} (offline, no dependency resolution)")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                        "--target", str(target), *map(str, found)], check=False)
+        problems = import_problems(target)
+        if not problems:
+            sys.path.insert(0, str(target))
+    if problems:
+        for pkg, err in problems.items():
+            print(f"error: {pkg} does not import ({err})", file=sys.stderr)
+        print(f"error: missing Python packages: {', '.join(problems)} (rerun with --wheels DIR holding their wheels)",
+              file=sys.stderr)
         raise SystemExit(2)
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def generate(games_n: int, device, max_seconds: float):
+    """Games made on ``device`` in chunks, stopping early once ``max_seconds`` have passed."""
+    import torch
+
+    from training.tasks.othello_torch import random_games
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    chunk = 1_000_000 if device.type == "cuda" else 100_000
+    chunks, made, t0 = [], 0, time.perf_counter()
+    while made < games_n and (made == 0 or time.perf_counter() - t0 < max_seconds):
+        chunks.append(random_games(min(chunk, games_n - made), gen, device).cpu())
+        made += chunks[-1].shape[0]
+    return torch.cat(chunks), time.perf_counter() - t0
+
+
+def time_steps(trainer, warmup: int, timed: int) -> tuple[float, float]:
+    """(warm-up seconds, seconds per step afterwards) of pure optimizer steps."""
+    import torch
+
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        trainer.train_step()
+    sync()
+    t1 = time.perf_counter()
+    for _ in range(timed):
+        trainer.train_step()
+    sync()
+    return t1 - t0, (time.perf_counter() - t1) / timed
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--minutes", type=float, default=6.0, help="training budget in minutes (default 6)")
-    ap.add_argument("--games", type=int, default=2_000_000, help="games to generate on the device")
+    ap.add_argument("--minutes", type=float, default=4.5, help="training budget in minutes at the timed speed (default 4.5)")
+    ap.add_argument("--total-minutes", type=float, default=8.0,
+                    help="fewer training steps if needed so the whole script ends within this (default 8)")
+    ap.add_argument("--games", type=int, default=8_000_000, help="games to generate on the device (default 8M)")
+    ap.add_argument("--data-seconds", type=float, default=60.0, help="stop generating after this long (default 60)")
+    ap.add_argument("--batch", type=int, default=None, help="games per step (default: the preset's)")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
+    ap.add_argument("--compile", choices=("off", "on", "auto"), default="off",
+                    help="torch.compile the training forward: on, off, or time both and keep the faster")
     ap.add_argument("--tiny", action="store_true", help="tiny model and data (for a CPU check)")
     ap.add_argument("--out", type=Path, default=None, help="keep the run directory here")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--wheels", type=Path, default=None, help="install missing packages offline from the wheels here")
+    ap.add_argument("--check-only", action="store_true", help="check (and install) the imports, then stop")
     args = ap.parse_args()
-    check_imports()
+    start = time.perf_counter()
+    check_imports(args.wheels)
+    if args.check_only:
+        say("imports ok: " + ", ".join(NEEDED.values()))
+        return
 
     import numpy as np
     import torch
 
     from training import atomic, runs
     from training.othello_models import othello_config
-    from training.tasks.othello_torch import random_games
     from training.trainer import Trainer, train
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    games_n = 3000 if args.tiny else args.games
+    figures: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                     "torch": torch.__version__}
+    say(f"device: {figures['device']}, torch {torch.__version__}")
+
+    def record(**kw) -> None:
+        figures.update(kw)
+        if args.json:
+            atomic.write_json(args.json, figures)
+
     tmp = Path(tempfile.mkdtemp(prefix="othello_gpu_"))
     data = tmp / "data"
     data.mkdir()
-
-    t0 = time.perf_counter()
-    gen = torch.Generator(device=device).manual_seed(0)
-    chunks = [random_games(min(500_000, games_n - i), gen, device) for i in range(0, games_n, 500_000)]
-    games = torch.cat(chunks)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    gen_s = time.perf_counter() - t0
-    np.save(data / "games.npy", games.cpu().numpy())
-    atomic.write_json(data / "games.json", {"count": games_n, "seed": 0, "generator": "othello_torch", "device": str(device)})
-    print(f"data: {games_n} games on {device} in {gen_s:.1f} s ({games_n / gen_s:,.0f} games/s)")
+    games, gen_s = generate(3000 if args.tiny else args.games, device, args.data_seconds)
+    np.save(data / "games.npy", games.numpy())
+    atomic.write_json(data / "games.json", {"count": int(games.shape[0]), "seed": 0, "generator": "othello_torch",
+                                            "device": str(device)})
+    record(games=int(games.shape[0]), games_per_s=games.shape[0] / gen_s)
+    say(f"data: {games.shape[0]:,} games on {device} in {gen_s:.1f} s ({games.shape[0] / gen_s:,.0f} games/s)")
+    del games
 
     overrides = [f"train.device={device}", "train.eval_every=1000000", "train.checkpoint_every=1000000",
-                 f"train.compile={'true' if args.compile else 'false'}", "train.final_eval_sets=2000", "othello.val_games=2000"]
+                 "train.final_eval_sets=2000", "othello.val_games=2000"]
+    if args.batch:
+        overrides.append(f"train.batch_size={args.batch}")
+    if args.lr:
+        overrides.append(f"train.lr={args.lr}")
     if device.type != "cuda":
         overrides.append("train.bf16=false")
     if args.tiny:
         overrides += ["model.n_layers=2", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64",
                       "train.batch_size=16", "othello.val_games=200", "train.final_eval_sets=200", "train.warmup_steps=5"]
-    cfg = othello_config("full", data, overrides + ["train.steps=100000"])
 
-    # calibrate: time pure optimizer steps after a warm-up (compilation, allocator, kernels)
-    probe = Trainer(cfg, tmp)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(3 if args.tiny else 20):
-        probe.train_step()
-    sync()
-    n_cal = 5 if args.tiny else 50
-    t0 = time.perf_counter()
-    for _ in range(n_cal):
-        probe.train_step()
-    sync()
-    step_s = (time.perf_counter() - t0) / n_cal
-    m = probe.model.cfg
-    non_embed = sum(p.numel() for n, p in probe.model.named_parameters() if not n.startswith(("embed", "pos_embed", "unembed")))
+    # Time pure optimizer steps after a warm-up (compilation, allocator, kernel selection).
+    modes = {"off": [False], "on": [True], "auto": [False, True]}[args.compile]
+    warmup, timed = (3, 5) if args.tiny else (20, 50)
+    speed = {}
+    for compiled in modes:
+        cfg = othello_config("full", data, overrides + ["train.steps=100000", f"train.compile={str(compiled).lower()}"])
+        probe = Trainer(cfg, tmp)
+        try:
+            warm_s, step_s = time_steps(probe, warmup, timed)
+        except Exception as e:  # a compiler failure must not cost the eager run
+            say(f"timing with compile={compiled} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+            continue
+        name = "compiled" if compiled else "eager"
+        speed[compiled] = step_s
+        say(f"{name}: {step_s * 1e3:.2f} ms/step after a {warm_s:.1f} s warm-up of {warmup} steps")
+        record(**{f"{name}_ms_per_step": step_s * 1e3, f"{name}_warmup_s": warm_s})
+        m = probe.model.cfg
+        non_embed = sum(p.numel() for n, p in probe.model.named_parameters() if not n.startswith(("embed", "pos_embed", "unembed")))
+        del probe
+    if not speed:
+        raise SystemExit("error: no training mode could be timed")
+    compiled = min(speed, key=speed.get)
+    step_s = speed[compiled]
     T = cfg.othello.train_max_moves
     tokens_per_step = cfg.train.batch_size * T
     flops_per_token = 6 * non_embed + 12 * m.n_layers * m.d_model * T
     tok_s = tokens_per_step / step_s
-    del probe
+    mfu = flops_per_token * tok_s / PEAK
+    say(f"model: {m.n_layers} layers, d_model {m.d_model}, {non_embed / 1e6:.1f}M non-embedding parameters; "
+        f"batch {cfg.train.batch_size} x {T} tokens; bf16 {cfg.train.bf16 and device.type == 'cuda'}; "
+        f"training {'compiled' if compiled else 'eager'}")
+    say(f"tokens/s: {tok_s:,.0f} ({step_s * 1e3:.2f} ms/step)")
+    say(f"MFU: {mfu:.1%} of {PEAK / 1e12:.0f} TFLOP/s ({flops_per_token * tok_s / 1e12:.0f} TFLOP/s achieved)")
+    record(non_embedding_params=non_embed, batch=cfg.train.batch_size, compiled=compiled, tokens_per_s=tok_s, mfu=mfu)
 
-    steps = 20 if args.tiny else max(100, int(args.minutes * 60 / step_s))
-    cfg = othello_config("full", data, overrides + [f"train.steps={steps}", f"train.warmup_steps={min(1000, steps // 10)}"])
+    # The final run compiles again (a fresh model; the compiler's caches make it quicker) and
+    # evaluates five times; keep a reserve for that so the script ends within --total-minutes.
+    reserve = 30.0 + (0.6 * figures["compiled_warmup_s"] if compiled else 0.0)
+    left = args.total_minutes * 60 - (time.perf_counter() - start) - reserve
+    steps = 20 if args.tiny else max(100, int(min(args.minutes * 60, left) / step_s))
+    final_over = [f"train.compile={str(compiled).lower()}", f"train.steps={steps}",
+                  f"train.warmup_steps={min(cfg.train.warmup_steps, steps // 10)}", f"train.eval_every={max(1, steps // 4)}"]
+    cfg = othello_config("full", data, overrides + final_over)
     run_dir = runs.create_run_dir(args.out or tmp / "run", cfg, overwrite=True)
+    say(f"training {steps} steps ({steps * cfg.train.batch_size:,} games' first {T} moves), lr {cfg.train.lr}, "
+        f"evaluating every {cfg.train.eval_every}: run dir {run_dir}")
     t0 = time.perf_counter()
     res = train(cfg, run_dir, progress=not args.tiny)
     wall = time.perf_counter() - t0
     final = res.final["raw"]
     summ = final.summary()
-    print(f"model: {m.n_layers} layers, d_model {m.d_model}, {non_embed / 1e6:.1f}M non-embedding parameters; "
-          f"batch {cfg.train.batch_size} x {T} tokens; bf16 {cfg.train.bf16 and device.type == 'cuda'}; compile {args.compile}")
-    print(f"tokens/s: {tok_s:,.0f} ({step_s * 1e3:.1f} ms/step)")
-    print(f"MFU: {flops_per_token * tok_s / PEAK:.1%} of {PEAK / 1e12:.0f} TFLOP/s")
-    print(f"training: {steps} steps in {wall:.0f} s wall (evaluation included)")
-    print(f"legal top-1: in range (moves 1-{T}) {summ['in_range']['legal_top1']:.4f}, beyond {summ.get('beyond', {}).get('legal_top1', float('nan')):.4f}")
-    print("legal top-1 by move index: " + json.dumps([round(x, 4) for x in final.values["legal_top1"]]))
+    by_move = [round(x, 4) for x in final.values["legal_top1"]]
+    say(f"training: {steps} steps in {wall:.0f} s wall ({steps * tokens_per_step / wall:,.0f} tokens/s over the whole "
+        f"call: evaluation, checkpoint and compilation included)")
+    say(f"legal top-1: in range (moves 1-{T}) {summ['in_range']['legal_top1']:.4f}, "
+        f"beyond {summ.get('beyond', {}).get('legal_top1', float('nan')):.4f}")
+    say("legal top-1 by move index: " + json.dumps(by_move))
+    for line in runs.read_metrics(run_dir):
+        s = line["raw"]["summary"]
+        say(f"  step {line['step']}: loss {line['loss']:.4f}, legal top-1 in range {s['in_range']['legal_top1']:.4f}, "
+            f"beyond {s['beyond']['legal_top1']:.4f}, {line['elapsed_s']:.0f} s")
+    record(steps=steps, train_wall_s=wall, legal_top1_in_range=summ["in_range"]["legal_top1"],
+           legal_top1_beyond=summ.get("beyond", {}).get("legal_top1"), legal_top1_by_move=by_move,
+           itr_in_range=summ["in_range"]["itr"], run_dir=str(run_dir))
 
 
 if __name__ == "__main__":

@@ -1,28 +1,66 @@
-"""The GPU benchmark script runs end to end at a tiny size on the CPU, and names missing imports."""
+"""The GPU benchmark script runs end to end at a tiny size on the CPU, names packages that do not
+import, and installs missing ones from a folder of wheels."""
 
+import json
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "benchmarks" / "othello_gpu.py")
 
 
 def test_gpu_script_tiny_on_cpu(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/othello_gpu.py", "--tiny", "--device", "cpu", "--out", str(tmp_path / "run")],
+    proc = subprocess.run([sys.executable, SCRIPT, "--tiny", "--device", "cpu", "--compile", "auto",
+                           "--out", str(tmp_path / "run"), "--json", str(tmp_path / "figures.json")],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    for words in ("games/s", "tokens/s:", "MFU:", "legal top-1: in range", "legal top-1 by move index"):
+    for words in ("games/s", "eager:", "compiled:", "tokens/s:", "MFU:", "legal top-1: in range", "legal top-1 by move index"):
         assert words in out, words
-    assert (tmp_path / "run" / "final_metrics.json").exists()
+    final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    # the figures file repeats the run's own final evaluation, and the step time it chose
+    assert figures["legal_top1_by_move"] == [round(x, 4) for x in final["raw"]["values"]["legal_top1"]]
+    assert figures["tokens_per_s"] > 0 and figures["steps"] == final["step"] == 20
+    chosen = "compiled_ms_per_step" if figures["compiled"] else "eager_ms_per_step"
+    assert abs(figures["batch"] * 30 / (figures[chosen] / 1e3) - figures["tokens_per_s"]) < 1e-6 * figures["tokens_per_s"]
 
 
-def test_gpu_script_names_missing_packages(tmp_path):
-    # Hide transformer_lens behind a stub that makes find_spec fail, as on a bare GPU machine.
-    code = ("import importlib.util, sys, runpy; real = importlib.util.find_spec\n"
-            "importlib.util.find_spec = lambda name, *a: None if name == 'transformer_lens' else real(name, *a)\n"
-            "sys.argv = ['othello_gpu.py', '--tiny']\n"
-            f"runpy.run_path({str(ROOT / 'benchmarks' / 'othello_gpu.py')!r}, run_name='__main__')")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+def _fake_transformer_lens(tmp_path: Path) -> dict:
+    """A transformer_lens that fails to import because a dependency is missing, as when a GPU
+    machine has the package but not everything it needs."""
+    fake = tmp_path / "fake"
+    (fake / "transformer_lens").mkdir(parents=True, exist_ok=True)
+    (fake / "transformer_lens" / "__init__.py").write_text("import wm_missing_dep\n")
+    return {**os.environ, "PYTHONPATH": str(fake)}
+
+
+def test_gpu_script_names_what_does_not_import(tmp_path):
+    proc = subprocess.run([sys.executable, SCRIPT, "--tiny"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=_fake_transformer_lens(tmp_path))
     assert proc.returncode == 2
-    assert "missing Python packages: transformer-lens" in proc.stderr
+    assert "transformer-lens does not import (ModuleNotFoundError: No module named 'wm_missing_dep')" in proc.stderr
+    assert "missing Python packages: transformer-lens" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gpu_script_installs_missing_packages_from_wheels(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    dist = "wm_missing_dep-0.1.dist-info"
+    with zipfile.ZipFile(wheels / "wm_missing_dep-0.1-py3-none-any.whl", "w") as z:
+        z.writestr("wm_missing_dep.py", "VALUE = 1\n")
+        z.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: wm-missing-dep\nVersion: 0.1\n")
+        z.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{dist}/RECORD", f"wm_missing_dep.py,,\n{dist}/METADATA,,\n{dist}/WHEEL,,\n{dist}/RECORD,,\n")
+    proc = subprocess.run([sys.executable, SCRIPT, "--check-only", "--wheels", str(wheels)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env=_fake_transformer_lens(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "installing 1 wheels" in proc.stdout and "imports ok" in proc.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, SCRIPT, "--check-only", "--wheels", str(empty)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env=_fake_transformer_lens(tmp_path))
+    assert proc.returncode == 2 and f"no wheel files in {empty}" in proc.stderr

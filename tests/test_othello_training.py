@@ -1,6 +1,8 @@
 """OthelloGPT on the foundation trainer: evaluation against an oracle, a tiny model learns legal
 moves, the published-checkpoint converter, and one-line errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,20 @@ def test_batches_are_prefixes_of_training_games(data):
     b = task.sample_batch(16, generator=torch.Generator().manual_seed(0))
     assert b.tokens.shape == (16, 10) and torch.equal(b.tokens[:, 1:], b.targets[:, :-1])
     assert b.tokens.min() >= 1 and b.tokens.max() <= 60
+
+
+def test_resident_batches_equal_file_batches(data):
+    # The device-resident path (used on GPUs) must draw exactly the games the file path draws:
+    # rows of the training part of games.npy, chosen by the same random indices, sorted.
+    task = OthelloTask(OthelloConfig(data=str(data), val_games=200, train_max_moves=12))
+    a = task.sample_batch(32, generator=torch.Generator().manual_seed(5), resident=False)
+    b = task.sample_batch(32, generator=torch.Generator().manual_seed(5), resident=True)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.targets, b.targets) and b.tokens.dtype == torch.int64
+    games = np.load(Path(data) / "games.npy")
+    idx = np.sort(torch.randint(0, games.shape[0] - 200, (32,), generator=torch.Generator().manual_seed(5)).numpy())
+    lookup = {sq: tok for tok, sq in enumerate([s for s in range(64) if s not in (27, 28, 35, 36)], start=1)}
+    expected = [[lookup[int(sq)] for sq in games[i, :13]] for i in idx]  # early moves: never padding
+    assert b.tokens.tolist() == [row[:12] for row in expected] and b.targets.tolist() == [row[1:] for row in expected]
 
 
 def test_tiny_model_learns_legal_moves(data, tmp_path):
