@@ -64,3 +64,14 @@ def test_gpu_script_installs_missing_packages_from_wheels(tmp_path):
     proc = subprocess.run([sys.executable, SCRIPT, "--check-only", "--wheels", str(empty)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, env=_fake_transformer_lens(tmp_path))
     assert proc.returncode == 2 and f"no wheel files in {empty}" in proc.stderr
+
+
+def test_gpu_profile_script_tiny_on_cpu():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "othello_gpu_profile.py"), "--tiny", "--device", "cpu",
+                           "--compile", "off", "--batch", "8", "--scale-batch", "0", "--steps", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("eager, batch 8:"))
+    assert "ms/step" in line and "matmul" in line and "tokens/s" in line
+    kernels = [x for x in proc.stdout.splitlines() if x.startswith("    ")]
+    assert kernels and any("[mm]" in k for k in kernels)  # the matmuls are found and labelled
