@@ -75,3 +75,23 @@ def test_gpu_profile_script_tiny_on_cpu():
     assert "ms/step" in line and "matmul" in line and "tokens/s" in line
     kernels = [x for x in proc.stdout.splitlines() if x.startswith("    ")]
     assert kernels and any("[mm]" in k for k in kernels)  # the matmuls are found and labelled
+
+
+def test_profile_counts_each_gpu_kernel_once():
+    # An op's row carries the device time of the kernels it launched: on a GPU only kernel rows
+    # may be summed (a first H100 run summed both and reported twice the busy time).
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from othello_gpu_profile import device_rows, is_matmul
+
+    CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+    ev = lambda key, dev, dev_us, cpu_us, n: type("E", (), dict(key=key, device_type=dev, self_device_time_total=dev_us,  # noqa: E731
+                                                                   self_cpu_time_total=cpu_us, count=n))()
+    events = [ev("aten::mm", CPU, 4000, 50, 4), ev("nvjet_sm90_tst_128x128", CUDA, 4000, 0, 4),
+              ev("aten::add", CPU, 1000, 20, 2), ev("triton_poi_fused_add_0", CUDA, 1000, 0, 2)]
+    rows = device_rows(events, steps=2, cuda=True)
+    assert rows == [("nvjet_sm90_tst_128x128", 2.0, 2), ("triton_poi_fused_add_0", 0.5, 1)]
+    assert sum(r[1] for r in rows if is_matmul(r[0])) == 2.0
+    cpu_rows = device_rows(events, steps=2, cuda=False)
+    assert cpu_rows == [("aten::mm", 0.025, 2), ("aten::add", 0.01, 1)]
