@@ -126,6 +126,9 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     ap.add_argument("--compile", choices=("off", "on", "auto"), default="off",
                     help="torch.compile the training forward: on, off, or time both and keep the faster")
+    ap.add_argument("--compile-mode", default="default",
+                    choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                    help="torch.compile mode (reduce-overhead: CUDA graphs, against host launch gaps)")
     ap.add_argument("--tiny", action="store_true", help="tiny model and data (for a CPU check)")
     ap.add_argument("--out", type=Path, default=None, help="keep the run directory here")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -166,7 +169,7 @@ def main() -> None:
     say(f"data: {games.shape[0]:,} games on {device} in {gen_s:.1f} s ({games.shape[0] / gen_s:,.0f} games/s)")
     del games
 
-    overrides = [f"train.device={device}", "train.eval_every=1000000", "train.checkpoint_every=1000000",
+    overrides = [f"train.device={device}", f"train.compile_mode={args.compile_mode}", "train.eval_every=1000000", "train.checkpoint_every=1000000",
                  "train.final_eval_sets=2000", "othello.val_games=2000"]
     if args.batch:
         overrides.append(f"train.batch_size={args.batch}")

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
         (["model.d_modle=3"], "unknown config key 'model.d_modle'"),
         (["nosection.x=3"], "unknown config key 'nosection.x'"),
         (["train.steps=ten"], "train.steps must be an integer"),
+        (["train.compile_mode=fast"], "train.compile_mode must be one of default, reduce-overhead"),
     ],
 )
 def test_bad_config_one_line_exit_2_nothing_written(tmp_path, capsys, overrides, words):

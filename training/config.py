@@ -20,6 +20,7 @@ from .tasks.othello_task import D_VOCAB, N_CTX, OthelloConfig
 from .tasks.set_complement import SetComplementConfig, SetComplementTask
 
 DERIVED_KEYS = ("hooked_transformer_config", "meta")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -60,6 +61,9 @@ class TrainConfig:
     """bf16 autocast for the forward pass (CUDA only)."""
     compile: bool = False
     """torch.compile the model for the training forward pass (worth it on a GPU; evaluation is eager)."""
+    compile_mode: str = "default"
+    """torch.compile mode when compile is on: 'default', 'reduce-overhead' (CUDA graphs, against
+    host launch gaps), 'max-autotune' or 'max-autotune-no-cudagraphs' (slow to compile)."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms: without it, 2-thread CPU training of the demo model
     differs run to run by ~1e-7 (no measured speed cost on the CPU; warn-only on CUDA)."""
@@ -80,6 +84,8 @@ class TrainConfig:
         for name in ("eval_every", "eval_sets", "final_eval_sets", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"train.compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -96,7 +96,11 @@ class Trainer:
         )
         self.model = build()
         self.avg_model = build() if cfg.averaging.mode != "none" else None
-        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        if cfg.train.compile:
+            mode = None if cfg.train.compile_mode == "default" else cfg.train.compile_mode
+            self.forward = torch.compile(self.model, mode=mode)
+        else:
+            self.forward = self.model
         self.params = list(trainable_parameters(self.model).values())
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.train))
