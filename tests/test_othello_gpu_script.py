@@ -95,3 +95,33 @@ def test_profile_counts_each_gpu_kernel_once():
     assert sum(r[1] for r in rows if is_matmul(r[0])) == 2.0
     cpu_rows = device_rows(events, steps=2, cuda=False)
     assert cpu_rows == [("aten::mm", 0.025, 2), ("aten::add", 0.01, 1)]
+
+
+def test_pack_and_unpack_a_run_keeps_it_usable(tmp_path):
+    # pack -> unpack must give a run dir that loads, with weights equal to the fp16 rounding of the
+    # original and the held-out games unchanged.
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, SCRIPT, "--tiny", "--device", "cpu", "--out", str(run)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pack = str(ROOT / "benchmarks" / "pack_run.py")
+    for args in (["pack", str(run), str(tmp_path / "packed")], ["unpack", str(tmp_path / "packed"), str(tmp_path / "back")]):
+        proc = subprocess.run([sys.executable, pack, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert all(f.stat().st_size < 15_000_000 for f in (tmp_path / "packed").iterdir())
+    a, b = load_file(str(run / "weights_raw.safetensors")), load_file(str(tmp_path / "back" / "weights_raw.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k].half().float(), b[k]) for k in a)
+    src = np.load(json.loads((run / "config.json").read_text())["othello"]["data"] + "/games.npy")
+    back = np.load(tmp_path / "back" / "data" / "games.npy")
+    assert np.array_equal(back[-2000:], src[-2000:]) and np.array_equal(back[:2000], src[:2000])
+    from training import runs
+
+    assert isinstance(runs.load_run(tmp_path / "back"), torch.nn.Module)
+    assert runs.read_run_config(tmp_path / "back").othello.val_games == 2000
+    proc = subprocess.run([sys.executable, pack, "unpack", str(tmp_path / "nothing"), str(tmp_path / "x")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "holds no meta.tar" in proc.stderr and "Traceback" not in proc.stderr
