@@ -116,3 +116,13 @@ def test_two_workers_share_one_postgres_study(tmp_path, postgres_url):
     trials = optuna.load_study(study_name=meta["study_name"], storage=postgres_url).get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) and all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_one_worker_sweep_shows_progress(tmp_path, capsys):
+    space = load_space(preset_path("sweep_quick"))
+    space["n_trials"] = 2
+    (tmp_path / "space.json").write_text(json.dumps(space))
+    s = run_sweep(tmp_path / "sw", tmp_path / "space.json", workers=1, progress=True)
+    assert s["completed"] == 2
+    err = capsys.readouterr().err
+    assert "sweep trials" in err and "2/2" in err and "best beyond-range TV" in err

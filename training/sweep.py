@@ -110,7 +110,8 @@ def make_storage(url: str):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _worker(args) -> None:
+def _worker(args, progress: bool = False) -> None:
+    """One worker process (or, with one worker, the main process, which then shows the bar)."""
     import optuna
     import torch
     from optuna.study import MaxTrialsCallback
@@ -121,10 +122,16 @@ def _worker(args) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=make_storage(url),
                               sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0) * 1000 + index))
-    done = MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,))
+    callbacks = [MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,))]
     if sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) >= space["n_trials"]:
         return
-    study.optimize(objective_factory(space, Path(sweep_dir)), callbacks=[done], catch=(Exception,))
+    bar = _trial_bar(space["n_trials"], progress)
+    _show(bar, study, space["n_trials"])
+    callbacks.append(lambda st, _trial: _show(bar, st, space["n_trials"]))
+    try:
+        study.optimize(objective_factory(space, Path(sweep_dir)), callbacks=callbacks, catch=(Exception,))
+    finally:
+        bar.close()
 
 
 def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, storage: str | None = None,
@@ -168,7 +175,7 @@ def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, stora
     threads = max(1, (os.cpu_count() or 2) // workers)
     args = (str(sweep_dir), url, name, space, threads)
     if workers == 1:
-        _worker(args + (0,))
+        _worker(args + (0,), progress=progress)
     else:
         ctx = mp.get_context("spawn")
         procs = [ctx.Process(target=_worker, args=(args + (i,),)) for i in range(workers)]
@@ -180,21 +187,31 @@ def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, stora
     return summarize(study)
 
 
+def _trial_bar(n_trials: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n_trials, desc="sweep trials", disable=not progress)
+
+
+def _show(bar, study, n_trials: int) -> None:
+    """Completed trials and the best beyond-range TV so far, read from the shared study."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    bar.n = min(len(done), n_trials)
+    if done:
+        bar.set_postfix_str(f"best beyond-range TV {min(t.value for t in done):.4f}", refresh=False)
+    bar.refresh()
+
+
 def _watch(study, n_trials: int, procs, progress: bool) -> None:
     import time
 
-    from optuna.trial import TrialState
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=n_trials, desc="sweep trials", disable=not progress)
+    bar = _trial_bar(n_trials, progress)
     while any(p.is_alive() for p in procs):
-        trials = study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state == TrialState.COMPLETE]
-        bar.n = min(len(done), n_trials)
-        if done:
-            bar.set_postfix_str(f"best beyond-range TV {min(t.value for t in done):.4f}")
-        bar.refresh()
+        _show(bar, study, n_trials)
         time.sleep(1.0)
+    _show(bar, study, n_trials)
     bar.close()
 
 
