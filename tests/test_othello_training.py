@@ -133,6 +133,9 @@ def test_compare_command(data, tmp_path, capsys, what, names):
     assert set(results) == names
     assert "LEGAL_TOP1" in capsys.readouterr().out
     assert (tmp_path / "cmp" / "compare.png").exists()
+    if what == "averaging":  # 'none' is the EMA run's raw weights; no third run is trained
+        assert not (tmp_path / "cmp" / "none").exists()
+        assert results["none"] == json.loads((tmp_path / "cmp" / "ema" / "final_metrics.json").read_text())["raw"]
 
 
 def test_othello_report(data, tmp_path, capsys):

@@ -268,3 +268,15 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
         assert seen[-1] == expected
     Trainer(tiny_config("train.compile=false", "train.compile_mode=max-autotune"), tmp_path)
     assert len(seen) == 2  # compile off: the mode is ignored
+
+
+def test_averaging_never_changes_the_raw_trajectory(tmp_path):
+    # othello-compare reads the 'none' variant off the EMA run's raw weights; that is only
+    # sound if the averager touches no RNG and no parameter, so the raw weights are bit-identical.
+    raws = []
+    for mode in ("none", "ema", "bema"):
+        cfg = tiny_config(f"averaging.mode={mode}", "model.attn_dropout=0.2", "model.resid_dropout=0.1")
+        d = runs.create_run_dir(tmp_path / mode, cfg)
+        train(cfg, d, progress=False)
+        raws.append(_weights(d, "raw"))
+    assert _same(raws[0], raws[1]) and _same(raws[0], raws[2])
