@@ -8,16 +8,25 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "benchmarks" / "othello_gpu.py")
 
 
-def test_gpu_script_tiny_on_cpu(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_gpu_run(tmp_path_factory):
+    """One tiny CPU run of the GPU script (eager and compiled timed), shared by the tests below."""
+    tmp_path = tmp_path_factory.mktemp("gpu_script")
     proc = subprocess.run([sys.executable, SCRIPT, "--tiny", "--device", "cpu", "--compile", "auto",
                            "--out", str(tmp_path / "run"), "--json", str(tmp_path / "figures.json")],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
+    return tmp_path, proc.stdout
+
+
+def test_gpu_script_tiny_on_cpu(tiny_gpu_run):
+    tmp_path, out = tiny_gpu_run
     for words in ("games/s", "eager:", "compiled:", "tokens/s:", "MFU:", "legal top-1: in range", "legal top-1 by move index"):
         assert words in out, words
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
@@ -97,17 +106,14 @@ def test_profile_counts_each_gpu_kernel_once():
     assert cpu_rows == [("aten::mm", 0.025, 2), ("aten::add", 0.01, 1)]
 
 
-def test_pack_and_unpack_a_run_keeps_it_usable(tmp_path):
+def test_pack_and_unpack_a_run_keeps_it_usable(tiny_gpu_run, tmp_path):
     # pack -> unpack must give a run dir that loads, with weights equal to the fp16 rounding of the
     # original and the held-out games unchanged.
     import numpy as np
     import torch
     from safetensors.torch import load_file
 
-    run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, SCRIPT, "--tiny", "--device", "cpu", "--out", str(run)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tiny_gpu_run[0] / "run"
     pack = str(ROOT / "benchmarks" / "pack_run.py")
     for args in (["pack", str(run), str(tmp_path / "packed")], ["unpack", str(tmp_path / "packed"), str(tmp_path / "back")]):
         proc = subprocess.run([sys.executable, pack, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
