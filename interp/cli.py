@@ -1,4 +1,5 @@
-"""Command line of the analysis side: ``python -m interp {eval,report,othello-report,dim-scan}``."""
+"""Command line of the analysis side:
+``python -m interp {eval,report,othello-report,othello-positions,sweep-report,dim-scan}``."""
 
 from __future__ import annotations
 
@@ -100,6 +101,20 @@ def cmd_dim_scan(args) -> int:
     return 0
 
 
+def cmd_othello_positions(args) -> int:
+    from .metrics import format_table
+    from .othello_positions import compare_positions, write_results
+
+    if args.games < 1:
+        raise WorkbenchError("--games must be positive")
+    results = compare_positions(args.run_dir, args.games, progress=not args.quiet)
+    print(format_table(results, metrics=("legal_top1", "itr")))
+    out = args.out or Path(args.run_dir) / "positions"
+    write_results(results, out)
+    print(f"wrote {out}/positions.json and positions.png (.svg)")
+    return 0
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m interp", description="Measure and explain set-complement models by input length.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -127,6 +142,15 @@ def build_parser() -> Parser:
     o.add_argument("--eval-games", type=int, default=1000, help="held-out games the probes are scored on")
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(handler=cmd_othello_report)
+
+    op = sub.add_parser("othello-positions",
+                        help="OthelloGPT with learned positions: legality beyond training with untrained position rows "
+                             "replaced by trained ones of the same parity, the opposite parity, or their mean")
+    op.add_argument("run_dir", type=Path)
+    op.add_argument("--out", type=Path, help="default: RUN_DIR/positions")
+    op.add_argument("--games", type=int, default=1000, help="held-out games (default 1000)")
+    op.add_argument("--quiet", action="store_true")
+    op.set_defaults(handler=cmd_othello_positions)
 
     sr = sub.add_parser("sweep-report", help="best metrics per variant, effects with bootstrap CIs, verdicts, plots")
     sr.add_argument("sweep_dir", type=Path)

@@ -74,7 +74,8 @@ def _shade(ax, train_range):
     ax.axvspan(lo - 0.5, hi + 0.5, color="0.9", zorder=0, label="training lengths")
 
 
-def plot_metrics(results: dict, stem, metrics=("tv", "itr", "margin"), title: str = "metrics against length") -> list[Path]:
+def plot_metrics(results: dict, stem, metrics=("tv", "itr", "margin"), title: str = "metrics against length",
+                 xlabel: str = "set length s") -> list[Path]:
     """One panel per metric, one line per named ``LengthMetrics``."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
     axes = [axes] if len(metrics) == 1 else axes
@@ -83,7 +84,7 @@ def plot_metrics(results: dict, stem, metrics=("tv", "itr", "margin"), title: st
         _shade(ax, first.train_range)
         for name, res in results.items():
             ax.plot(res.lengths, res.values[m], marker=".", label=name, linestyle="--" if "avg" in name else "-")
-        ax.set(xlabel="set length s", title=m)
+        ax.set(xlabel=xlabel, title=m)
         if m in ("tv", "itr", "kl"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)

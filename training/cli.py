@@ -81,7 +81,7 @@ def cmd_othello_compare(args) -> int:
     atomic.write_text(Path(args.out) / "compare_table.txt", tables + "\n")
     atomic.write_json(Path(args.out) / "compare_results.json", {k: v.to_dict() for k, v in results.items()})
     plot_metrics(results, Path(args.out) / "compare", metrics=("legal_top1", "itr", "tv"),
-                 title=f"OthelloGPT, {args.what}: by move index (shaded: training range)")
+                 title=f"OthelloGPT, {args.what}: by move index (shaded: training range)", xlabel="move index")
     print(f"wrote {args.out}/compare_table.txt, compare_results.json, compare.png")
     return 0
 
