@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import best_of
+from timing import best_of, demo_task_and_model
 
 from interp.metrics import complement_metrics, evaluate_lengths
-from training.config import load_config, preset_path
-from training.models import build_model
-from training.tasks.set_complement import SetComplementTask
 
 
 @torch.no_grad()
@@ -39,9 +36,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(preset_path("demo"), ["train.device=cpu"])
-    task = SetComplementTask(cfg.task)
-    model = build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()
+    task, model = demo_task_and_model()
     evaluate_lengths(model, task, sets_per_length=64)
     t = best_of(
         {

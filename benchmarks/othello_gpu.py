@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 NEEDED = {"numpy": "numpy", "torch": "torch", "transformer_lens": "transformer-lens", "safetensors": "safetensors",
           "tqdm": "tqdm", "jaxtyping": "jaxtyping"}
 PEAK = 989e12
+TINY_MODEL = ["model.n_layers=2", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64"]
 _PROBE = """
 import importlib, json, sys
 bad = {}
@@ -98,11 +99,23 @@ def generate(games_n: int, device, max_seconds: float):
     return torch.cat(chunks), time.perf_counter() - t0
 
 
-def time_steps(trainer, warmup: int, timed: int) -> tuple[float, float]:
-    """(warm-up seconds, seconds per step afterwards) of pure optimizer steps."""
+def device_sync(device):
+    """A function that waits for the device's queued work (a no-op on the CPU)."""
     import torch
 
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def flops_per_token(model, T: int) -> tuple[int, int]:
+    """(N, 6 N + 12 L d T): non-embedding parameters and training FLOPs per token at context T."""
+    m = model.cfg
+    n = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(("embed", "pos_embed", "unembed")))
+    return n, 6 * n + 12 * m.n_layers * m.d_model * T
+
+
+def time_steps(trainer, warmup: int, timed: int) -> tuple[float, float]:
+    """(warm-up seconds, seconds per step afterwards) of pure optimizer steps."""
+    sync = device_sync(trainer.device)
     t0 = time.perf_counter()
     for _ in range(warmup):
         trainer.train_step()
@@ -126,6 +139,7 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     ap.add_argument("--compile", choices=("off", "on", "auto"), default="off",
                     help="torch.compile the training forward: on, off, or time both and keep the faster")
+    # the literal list of training.config.COMPILE_MODES: that module needs torch, not yet checked here
     ap.add_argument("--compile-mode", default="default",
                     choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                     help="torch.compile mode (reduce-overhead: CUDA graphs, against host launch gaps)")
@@ -169,8 +183,8 @@ def main() -> None:
     say(f"data: {games.shape[0]:,} games on {device} in {gen_s:.1f} s ({games.shape[0] / gen_s:,.0f} games/s)")
     del games
 
-    overrides = [f"train.device={device}", f"train.compile_mode={args.compile_mode}", "train.eval_every=1000000", "train.checkpoint_every=1000000",
-                 "train.final_eval_sets=2000", "othello.val_games=2000"]
+    overrides = [f"train.device={device}", f"train.compile_mode={args.compile_mode}", "train.eval_every=1000000",
+                 "train.checkpoint_every=1000000", "train.final_eval_sets=2000", "othello.val_games=2000"]
     if args.batch:
         overrides.append(f"train.batch_size={args.batch}")
     if args.lr:
@@ -178,8 +192,7 @@ def main() -> None:
     if device.type != "cuda":
         overrides.append("train.bf16=false")
     if args.tiny:
-        overrides += ["model.n_layers=2", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64",
-                      "train.batch_size=16", "othello.val_games=200", "train.final_eval_sets=200", "train.warmup_steps=5"]
+        overrides += TINY_MODEL + ["train.batch_size=16", "othello.val_games=200", "train.final_eval_sets=200", "train.warmup_steps=5"]
 
     # Time pure optimizer steps after a warm-up (compilation, allocator, kernel selection).
     modes = {"off": [False], "on": [True], "auto": [False, True]}[args.compile]
@@ -198,22 +211,21 @@ def main() -> None:
         say(f"{name}: {step_s * 1e3:.2f} ms/step after a {warm_s:.1f} s warm-up of {warmup} steps")
         record(**{f"{name}_ms_per_step": step_s * 1e3, f"{name}_warmup_s": warm_s})
         m = probe.model.cfg
-        non_embed = sum(p.numel() for n, p in probe.model.named_parameters() if not n.startswith(("embed", "pos_embed", "unembed")))
+        T = cfg.othello.train_max_moves
+        non_embed, flops = flops_per_token(probe.model, T)
         del probe
     if not speed:
         raise SystemExit("error: no training mode could be timed")
     compiled = min(speed, key=speed.get)
     step_s = speed[compiled]
-    T = cfg.othello.train_max_moves
     tokens_per_step = cfg.train.batch_size * T
-    flops_per_token = 6 * non_embed + 12 * m.n_layers * m.d_model * T
     tok_s = tokens_per_step / step_s
-    mfu = flops_per_token * tok_s / PEAK
+    mfu = flops * tok_s / PEAK
     say(f"model: {m.n_layers} layers, d_model {m.d_model}, {non_embed / 1e6:.1f}M non-embedding parameters; "
         f"batch {cfg.train.batch_size} x {T} tokens; bf16 {cfg.train.bf16 and device.type == 'cuda'}; "
         f"training {'compiled' if compiled else 'eager'}")
     say(f"tokens/s: {tok_s:,.0f} ({step_s * 1e3:.2f} ms/step)")
-    say(f"MFU: {mfu:.1%} of {PEAK / 1e12:.0f} TFLOP/s ({flops_per_token * tok_s / 1e12:.0f} TFLOP/s achieved)")
+    say(f"MFU: {mfu:.1%} of {PEAK / 1e12:.0f} TFLOP/s ({flops * tok_s / 1e12:.0f} TFLOP/s achieved)")
     record(non_embedding_params=non_embed, batch=cfg.train.batch_size, compiled=compiled, tokens_per_s=tok_s, mfu=mfu)
 
     # The final run compiles again (a fresh model; the compiler's caches make it quicker) and

@@ -23,7 +23,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from othello_gpu import PEAK, check_imports, generate, say, time_steps  # noqa: E402
+from othello_gpu import (PEAK, TINY_MODEL, check_imports, device_sync, flops_per_token, generate,  # noqa: E402
+                         say, time_steps)
 
 MATMUL_WORDS = ("gemm", "cublas", "cutlass", "xmma", "nvjet", "matmul", "addmm", "aten::mm", "aten::bmm")
 
@@ -76,9 +77,7 @@ def profile_steps(trainer, steps: int) -> dict:
 
 def host_ms(trainer, steps: int) -> float:
     """Host time to issue one step when the device never holds it back (queue drained first)."""
-    import torch
-
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync = device_sync(trainer.device)
     sync()
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -115,14 +114,15 @@ def main() -> None:
     if device.type != "cuda":
         base.append("train.bf16=false")
     if args.tiny:
-        base += ["model.n_layers=2", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64"]
+        base += TINY_MODEL
     warmup, timed = (3, 5) if args.tiny else (20, 30)
     say(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}")
 
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     for compiled in modes:
         for batch in [args.batch] + ([args.scale_batch] if args.scale_batch and compiled == modes[-1] else []):
-            cfg = othello_config("full", tmp / "data", base + [f"train.batch_size={batch}", f"train.compile={str(compiled).lower()}"])
+            cfg = othello_config("full", tmp / "data",
+                                 base + [f"train.batch_size={batch}", f"train.compile={str(compiled).lower()}"])
             tr = Trainer(cfg, tmp)
             name = f"{'compiled' if compiled else 'eager'}, batch {batch}"
             try:
@@ -132,11 +132,9 @@ def main() -> None:
             except Exception as e:  # a compiler failure must not hide the other figures
                 say(f"{name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
                 continue
-            m = tr.model.cfg
-            non_embed = sum(p.numel() for n, p in tr.model.named_parameters() if not n.startswith(("embed", "pos_embed", "unembed")))
             T = cfg.othello.train_max_moves
             tok_s = batch * T / step_s
-            mfu = (6 * non_embed + 12 * m.n_layers * m.d_model * T) * tok_s / PEAK
+            mfu = flops_per_token(tr.model, T)[1] * tok_s / PEAK
             say(f"{name}: {step_s * 1e3:.2f} ms/step (warm-up {warm_s:.1f} s), host issues a step in {issue:.2f} ms, "
                 f"device busy {prof['busy_ms']:.2f} ms/step of which matmul {prof['matmul_ms']:.2f} ms "
                 f"({prof['matmul_ms'] / max(prof['busy_ms'], 1e-9):.0%}); {tok_s:,.0f} tokens/s, MFU {mfu:.1%}")

@@ -1,4 +1,5 @@
-"""Shared helper for the benchmark scripts: time candidates side by side, alternating rounds."""
+"""Shared helpers for the benchmark scripts: time candidates side by side, alternating rounds, and
+build the demo model they time."""
 
 from __future__ import annotations
 
@@ -16,3 +17,14 @@ def best_of(candidates: dict[str, Callable[[], object]], repeats: int = 3) -> di
             fn()
             best[name] = min(best[name], time.perf_counter() - t0)
     return best
+
+
+def demo_task_and_model():
+    """The demo preset's set-complement task and a freshly initialised model in eval mode, on the CPU."""
+    from training.config import load_config, preset_path
+    from training.models import build_model
+    from training.tasks.set_complement import SetComplementTask
+
+    cfg = load_config(preset_path("demo"), ["train.device=cpu"])
+    task = SetComplementTask(cfg.task)
+    return task, build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()

@@ -48,10 +48,10 @@ def transplant(model, trained: int, variant: str):
         raise WorkbenchError("the model has no learned position embeddings (positional 'learned' only)")
     out = copy.deepcopy(model)
     W = model.W_pos.detach()
-    rows = source_rows(W.shape[0], trained, variant)
+    mean = W[:trained].mean(0)
     with torch.no_grad():
-        for i, src in enumerate(rows):
-            out.W_pos[i] = W[:trained].mean(0) if src is None else W[src]
+        for i, src in enumerate(source_rows(W.shape[0], trained, variant)):
+            out.W_pos[i] = mean if src is None else W[src]
     return out
 
 

@@ -69,6 +69,7 @@ class OthelloTask:
             raise ConfigError(f"the dataset has {self.games.shape[0]} games; need more than othello.val_games={cfg.val_games}")
         self.n_train = self.games.shape[0] - cfg.val_games
         self._eval_cache: dict[int, tuple] = {}
+        self._resident: tuple[tuple, torch.Tensor] | None = None  # ((width, device), tokens)
 
     def context_needed(self, _max_len=None) -> int:
         return N_CTX
@@ -86,7 +87,7 @@ class OthelloTask:
             tokens = self.resident_tokens(L + 1, device)[idx.to(device).sort().values].long()
         else:
             rows = np.asarray(self.games[np.sort(idx.cpu().numpy())][:, : L + 1])
-            tokens = torch.from_numpy(squares_to_tokens(rows))
+            tokens = torch.from_numpy(squares_to_tokens(rows)).to(device)
         return OthelloBatch(tokens=tokens[:, :L], targets=tokens[:, 1 : L + 1])
 
     def resident_tokens(self, width: int, device) -> torch.Tensor:
@@ -97,7 +98,7 @@ class OthelloTask:
         conversion runs in chunks so host memory stays bounded for large datasets."""
         device = torch.device(device)
         key = (width, str(device))
-        if getattr(self, "_resident", (None,))[0] != key:
+        if self._resident is None or self._resident[0] != key:
             out = torch.empty((self.n_train, width), dtype=torch.uint8, device=device)
             for i in range(0, self.n_train, 1_000_000):
                 rows = np.asarray(self.games[i : min(i + 1_000_000, self.n_train), :width])
