@@ -160,7 +160,7 @@ def main() -> None:
 
     from training import atomic, runs
     from training.othello_models import othello_config
-    from training.trainer import Trainer, train
+    from training.trainer import Trainer, train, training_scope
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     figures: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -200,9 +200,10 @@ def main() -> None:
     speed = {}
     for compiled in modes:
         cfg = othello_config("full", data, overrides + ["train.steps=100000", f"train.compile={str(compiled).lower()}"])
-        probe = Trainer(cfg, tmp)
         try:
-            warm_s, step_s = time_steps(probe, warmup, timed)
+            with training_scope(cfg):  # the kernels and seeding a real run gets
+                probe = Trainer(cfg, tmp)
+                warm_s, step_s = time_steps(probe, warmup, timed)
         except Exception as e:  # a compiler failure must not cost the eager run
             say(f"timing with compile={compiled} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
             continue

@@ -103,7 +103,7 @@ def main() -> None:
     import torch
 
     from training.othello_models import othello_config
-    from training.trainer import Trainer
+    from training.trainer import Trainer, training_scope
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tmp = Path(tempfile.mkdtemp(prefix="othello_profile_"))
@@ -123,12 +123,13 @@ def main() -> None:
         for batch in [args.batch] + ([args.scale_batch] if args.scale_batch and compiled == modes[-1] else []):
             cfg = othello_config("full", tmp / "data",
                                  base + [f"train.batch_size={batch}", f"train.compile={str(compiled).lower()}"])
-            tr = Trainer(cfg, tmp)
             name = f"{'compiled' if compiled else 'eager'}, batch {batch}"
             try:
-                warm_s, step_s = time_steps(tr, warmup, timed)
-                issue = host_ms(tr, timed)
-                prof = profile_steps(tr, args.steps)
+                with training_scope(cfg):  # the kernels and seeding a real run gets
+                    tr = Trainer(cfg, tmp)
+                    warm_s, step_s = time_steps(tr, warmup, timed)
+                    issue = host_ms(tr, timed)
+                    prof = profile_steps(tr, args.steps)
             except Exception as e:  # a compiler failure must not hide the other figures
                 say(f"{name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
                 continue

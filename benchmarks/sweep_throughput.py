@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.config import preset_path  # noqa: E402
-from training.sweep import run_sweep  # noqa: E402
+from training.experiments.sweep import run_sweep  # noqa: E402
 
 
 def rate(workers: int, trials: int) -> tuple[float, int]:

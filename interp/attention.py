@@ -26,9 +26,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from training.scoped import eval_mode, model_device
 from training.tasks.set_complement import SetComplementTask
-
-from .sets import model_device, set_batches
+from training.tasks.set_complement_eval import set_batches
 
 STATS = ("entropy_mean", "entropy_std", "norm_entropy_mean", "bos_mass_mean", "uniform_entropy")
 
@@ -86,9 +86,7 @@ def attention_entropy(
     shape = (cfg.n_layers, cfg.n_heads, L)
     s1, s2, sn, sb = (torch.zeros(shape, dtype=torch.float64, device=device) for _ in range(4))
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(cfg.n_layers)]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for batch in set_batches(task, sets_per_length, L, seed, batch_size, device):
             _, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n in names)
             for layer, name in enumerate(names):
@@ -103,8 +101,6 @@ def attention_entropy(
                 s2[layer] += (ent**2).sum(0)
                 sn[layer] += norm.sum(0)
                 sb[layer] += bos.sum(0)
-    finally:
-        model.train(was_training)
     n = sets_per_length
     uniform = log_n if positions == "last" else log_n.cumsum(0) / torch.arange(1, L + 1, device=device)
     mean = s1 / n

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from jaxtyping import Float, Int
+from torch import Tensor
 
+from training.scoped import eval_mode, model_device
 from training.tasks.othello import BLACK, SQUARE_TO_TOKEN, bits_to_bool, legal_moves, replay, squares_to_tokens
+from training.tasks.othello_task import N_CTX
 
-from .board_probe import N_CTX, LinearProbe
+from .board_probe import LinearProbe, board_labels
 
 CLASS = {"empty": 0, "mine": 1, "theirs": 2}
 
@@ -58,6 +62,68 @@ def edited_legal_sets(games: np.ndarray, move_index: int, squares: np.ndarray, d
     return bits_to_bool(legal_moves(own, opp)), bits_to_bool(legal_moves(own2, opp2))
 
 
+def pick_edits(games: np.ndarray, move_index: int, src: str = "mine", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Games that go on after ``move_index`` moves and hold a ``src`` disc then, with one uniformly
+    chosen ``src`` square each: ``(games [G, 60], squares [G])``."""
+    games = np.asarray(games)
+    games = games[(games >= 0).sum(1) > move_index]  # the game goes on after this move
+    labels = board_labels(games[:, :N_CTX], "relative")[:, move_index - 1]  # [G, 64]
+    has = labels == CLASS[src]
+    games, has = games[has.any(1)], has[has.any(1)]
+    keys = np.where(has, np.random.default_rng(seed).random(has.shape), -1.0)
+    return games, keys.argmax(1)
+
+
+def edit_hook(W: Float[Tensor, "d_model_plus_1 cols"], n_classes: int, pos: int, squares: Int[Tensor, "games"],
+              src: str, dst: str, margin: float, read: dict):
+    """A forward hook moving each game's residual vector at ``pos`` along ``w_dst - w_src`` of its
+    square, just far enough that the probe reads ``dst`` by ``margin`` over every other class;
+    ``read["ok"]`` records the fraction of edits the probe then reads as ``dst``."""
+    C = n_classes
+    cols = lambda c: squares * C + c  # noqa: E731
+    w_dst = W[:-1, cols(CLASS[dst])].T  # [G, d]
+    u = w_dst - W[:-1, cols(CLASS[src])].T
+    rows = torch.arange(len(squares), device=squares.device)
+
+    def square_scores(v):
+        return (v @ W[:-1] + W[-1]).view(len(v), 64, C)[rows, squares]  # [G, C]
+
+    def hook(x, hook):
+        v = x[:, pos]
+        scores = square_scores(v)
+        # Smallest step t along u so that dst beats every other class k by `margin`:
+        # (s_dst - s_k) + t * (w_dst - w_k) . u >= margin, for each k with a positive slope.
+        t = torch.zeros(len(v), device=v.device)
+        for k in range(C):
+            if k == CLASS[dst]:
+                continue
+            slope = ((w_dst - W[:-1, cols(k)].T) * u).sum(-1)
+            need = (margin - (scores[:, CLASS[dst]] - scores[:, k])) / slope.clamp(min=1e-12)
+            t = torch.maximum(t, torch.where(slope > 0, need, torch.zeros_like(need)))
+        x = x.clone()
+        x[:, pos] = v + t[:, None] * u
+        read["ok"] = (square_scores(x[:, pos]).argmax(-1) == CLASS[dst]).float().mean().item()
+        return x
+
+    return hook
+
+
+def logits_by_square(logits: Float[Tensor, "games vocab"]) -> np.ndarray:
+    """``[G, 64]`` next-move logits on the board's squares (NaN on the four centre squares)."""
+    playable = SQUARE_TO_TOKEN >= 0
+    out = torch.full((len(logits), 64), float("nan"), device=logits.device)
+    idx = torch.from_numpy(np.flatnonzero(playable)).to(logits.device)
+    out[:, idx] = logits[:, torch.from_numpy(SQUARE_TO_TOKEN[playable]).to(logits.device)]
+    return out.cpu().numpy()
+
+
+def topn_errors(logits: np.ndarray, legal: np.ndarray) -> float:
+    """Mean mismatches between the model's top-N moves and a legal set (N = its size)."""
+    n = legal.sum(1, keepdims=True)
+    rank = np.argsort(np.argsort(-np.nan_to_num(logits, nan=-np.inf), axis=1), axis=1)
+    return float((((rank < n) ^ legal).sum(1) / 2).mean())
+
+
 @torch.no_grad()
 def intervene(model, probe: LinearProbe, games: np.ndarray, move_index: int, layer_hook: str,
               src: str = "mine", dst: str = "theirs", margin: float = 1.0, seed: int = 0) -> InterventionResult:
@@ -66,90 +132,40 @@ def intervene(model, probe: LinearProbe, games: np.ndarray, move_index: int, lay
         raise ValueError("interventions need a 'relative' (empty/mine/theirs) probe")
     if src != "mine" or dst not in ("theirs", "empty"):
         raise ValueError("supported edits: mine -> theirs, mine -> empty")
-    model.eval()
-    games = np.asarray(games)
-    keep = (games >= 0).sum(1) > move_index  # the game goes on after this move
-    games = games[keep]
-    from .board_probe import board_labels
-
-    labels = board_labels(games[:, :N_CTX], "relative")[:, move_index - 1]  # [G, 64]
-    rng = np.random.default_rng(seed)
-    has = labels == CLASS[src]
-    games, labels, has = games[has.any(1)], labels[has.any(1)], has[has.any(1)]
-    keys = np.where(has, rng.random(has.shape), -1.0)
-    squares = keys.argmax(1)  # one uniformly chosen src square per game
+    games, squares = pick_edits(games, move_index, src, seed)
     legal_before, legal_after = edited_legal_sets(games, move_index, squares, dst)
-
-    device = next(model.parameters()).device
+    device = model_device(model)
     tokens = torch.from_numpy(squares_to_tokens(games[:, :N_CTX])).to(device)
     pos = move_index - 1
-    W = probe.weights[layer_hook].to(device)
-    C = probe.n_classes
-    sq = torch.from_numpy(squares).to(device)
-    cols = lambda c: sq * C + c  # noqa: E731
-    w_dst = W[:-1, cols(CLASS[dst])].T  # [G, d]
-    w_src = W[:-1, cols(CLASS[src])].T
-    u = w_dst - w_src
-    read = {}
-
-    def hook(x, hook):
-        v = x[:, pos]
-        scores = (v @ W[:-1] + W[-1]).view(len(v), 64, C)[torch.arange(len(v)), sq]  # [G, C]
-        # Smallest step t along u so that dst beats every other class k by `margin`:
-        # (s_dst - s_k) + t * (w_dst - w_k) . u >= margin, for each k with a positive slope.
-        t = torch.zeros(len(v), device=v.device)
-        for k in range(C):
-            if k == CLASS[dst]:
-                continue
-            w_k = W[:-1, cols(k)].T
-            slope = ((w_dst - w_k) * u).sum(-1)
-            need = (margin - (scores[:, CLASS[dst]] - scores[:, k])) / slope.clamp(min=1e-12)
-            t = torch.maximum(t, torch.where(slope > 0, need, torch.zeros_like(need)))
-        x = x.clone()
-        x[:, pos] = v + t[:, None] * u
-        new = (x[:, pos] @ W[:-1] + W[-1]).view(len(v), 64, C)[torch.arange(len(v)), sq].argmax(-1)
-        read["ok"] = (new == CLASS[dst]).float().mean().item()
-        return x
-
-    before = model(tokens)[:, pos].float()
-    after = model.run_with_hooks(tokens, fwd_hooks=[(layer_hook, hook)])[:, pos].float()
-    tok = SQUARE_TO_TOKEN
-    playable = tok >= 0
-
-    def to_squares(logits):
-        out = torch.full((len(logits), 64), float("nan"), device=logits.device)
-        out[:, torch.from_numpy(np.flatnonzero(playable)).to(device)] = logits[:, torch.from_numpy(tok[playable]).to(device)]
-        return out.cpu().numpy()
-
-    lb, la = to_squares(before), to_squares(after)
+    read: dict = {}
+    hook = edit_hook(probe.weights[layer_hook].to(device), probe.n_classes, pos, torch.from_numpy(squares).to(device),
+                     src, dst, margin, read)
+    with eval_mode(model):
+        lb = logits_by_square(model(tokens)[:, pos].float())
+        la = logits_by_square(model.run_with_hooks(tokens, fwd_hooks=[(layer_hook, hook)])[:, pos].float())
     delta = la - lb
     newly_legal = legal_after & ~legal_before
     newly_illegal = legal_before & ~legal_after
-    same = playable[None] & ~newly_legal & ~newly_illegal
+    same = (SQUARE_TO_TOKEN >= 0)[None] & ~newly_legal & ~newly_illegal
 
     def mean(mask):
         return float(np.nanmean(delta[mask])) if mask.any() else float("nan")
 
-    def topn_errors(logits):
-        """Mismatches between the model's top-N moves and the edited legal set (N = its size)."""
-        n = legal_after.sum(1, keepdims=True)
-        rank = np.argsort(np.argsort(-np.nan_to_num(logits, nan=-np.inf), axis=1), axis=1)
-        top = rank < n
-        return float(((top ^ legal_after).sum(1) / 2).mean())
-
     return InterventionResult(layer_hook, move_index, len(games), mean(newly_legal), mean(newly_illegal), mean(same),
-                              topn_errors(lb), topn_errors(la), read.get("ok", float("nan")), squares.tolist(),
-                              legal_after, lb, la)
+                              topn_errors(lb, legal_after), topn_errors(la, legal_after), read.get("ok", float("nan")),
+                              squares.tolist(), legal_after, lb, la)
 
 
-def plot_intervention(result: InterventionResult, stem, game: int = 0) -> list:
+def plot_intervention(result: InterventionResult, stem=None, game: int = 0):
     """Logit change of every move on the 8x8 board for one game: the edited square is marked x and
-    the moves legal on the edited board are outlined green."""
-    from .visualize import plt, save_figure
+    the moves legal on the edited board are outlined green. Returns the figure; saved given ``stem``."""
+    from matplotlib.patches import Rectangle
+
+    from .visualize import finish, new_figure
 
     delta = (result.logits_after - result.logits_before)[game].reshape(8, 8)
     lim = max(np.nanmax(np.abs(delta)), 1e-6)
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    fig, ax = new_figure(figsize=(4.8, 4.4))
     im = ax.imshow(np.nan_to_num(delta), cmap="RdBu", vmin=-lim, vmax=lim)
     r0, c0 = divmod(result.squares[game], 8)
     ax.text(c0, r0, "x", ha="center", va="center", fontsize=14)
@@ -157,9 +173,9 @@ def plot_intervention(result: InterventionResult, stem, game: int = 0) -> list:
     for sq in range(64):
         r, c = divmod(sq, 8)
         if after[sq]:
-            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="green", lw=1.5))
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="green", lw=1.5))
     ax.set(title=f"logit change after the edit ({result.layer_hook}, move {result.move_index})\n"
                  "x: edited square; green: legal on the edited board", xticks=range(8), yticks=range(8))
     ax.title.set_fontsize(8)
     fig.colorbar(im, ax=ax)
-    return save_figure(fig, stem)
+    return finish(fig, stem)

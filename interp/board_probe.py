@@ -26,10 +26,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from training import atomic
-from training.tasks.othello import BLACK, bits_to_bool, replay, squares_to_tokens
+from jaxtyping import Float, Int
+from torch import Tensor
 
-N_CTX = 59
+from training import atomic
+from training.scoped import eval_mode, model_device
+from training.tasks.othello import BLACK, bits_to_bool, replay, squares_to_tokens
+from training.tasks.othello_task import N_CTX
+
 CLASSES = {"relative": 3, "absolute": 3, "flipped": 2, "legal": 2}
 Target = Literal["relative", "absolute", "flipped", "legal"]
 
@@ -60,8 +64,8 @@ class LinearProbe:
     target: str
     meta: dict
 
-    def predict(self, hook: str, x: torch.Tensor) -> torch.Tensor:
-        """Class per square, ``[..., 64]``, from activations ``[..., d_model]``."""
+    def predict(self, hook: str, x: Float[Tensor, "... d_model"]) -> Int[Tensor, "... 64"]:
+        """Class of every square from residual-stream activations."""
         w = self.weights[hook].to(x.device, x.dtype)
         scores = x @ w[:-1] + w[-1]
         return scores.view(*x.shape[:-1], 64, self.n_classes).argmax(-1)
@@ -81,7 +85,7 @@ class LinearProbe:
         return cls(load_file(str(path / "probe.safetensors")), n, target, meta)
 
 
-def _activations(model, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
+def _activations(model, tokens: Int[Tensor, "batch pos"], hooks: list[str]) -> dict[str, Float[Tensor, "batch pos d_model"]]:
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hooks)
     return {h: cache[h].float() for h in hooks}
 
@@ -103,11 +107,15 @@ def fit_board_probe(
     seed: int = 0,
 ) -> LinearProbe:
     """Closed-form ridge probe per hook from ``games`` (positions ``lo..hi`` inclusive, 0-based)."""
-    model.eval()
-    hooks = hooks or default_hooks(model)
+    with eval_mode(model):
+        return _fit_board_probe(model, games, target, hooks or default_hooks(model), positions, ridge, batch_size,
+                                shuffle_labels, seed)
+
+
+def _fit_board_probe(model, games, target, hooks, positions, ridge, batch_size, shuffle_labels, seed) -> LinearProbe:
     n_cls = CLASSES[target]
     d = model.cfg.d_model
-    device = next(model.parameters()).device
+    device = model_device(model)
     xtx = {h: torch.zeros(d + 1, d + 1, dtype=torch.float64, device=device) for h in hooks}
     xty = {h: torch.zeros(d + 1, 64 * n_cls, dtype=torch.float64, device=device) for h in hooks}
     rng = np.random.default_rng(seed)
@@ -157,8 +165,12 @@ class ProbeAccuracy:
 @torch.no_grad()
 def probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: int = 256) -> ProbeAccuracy:
     """Accuracy of ``probe`` on ``games`` at every position, per hook, move index and square."""
-    model.eval()
-    device = next(model.parameters()).device
+    with eval_mode(model):
+        return _probe_accuracy(model, probe, games, batch_size)
+
+
+def _probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: int) -> ProbeAccuracy:
+    device = model_device(model)
     hooks = probe.meta["hooks"]
     correct = {h: torch.zeros(N_CTX, 64, dtype=torch.float64) for h in hooks}
     count = torch.zeros(N_CTX, dtype=torch.float64)
@@ -182,12 +194,16 @@ def membership_probe(model, task, sets: int = 2048, hook: str | None = None, rid
                      eval_seed: int = 1) -> dict:
     """Ridge probe for "item j is in the set" from the residual stream at the set's last position;
     returns accuracy per length (fit on one fixed-seed sample, scored on another)."""
-    from .sets import set_batches
+    with eval_mode(model):
+        return _membership_probe(model, task, sets, hook or f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", ridge,
+                                 seed, eval_seed)
 
-    model.eval()
-    hook = hook or f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+
+def _membership_probe(model, task, sets, hook, ridge, seed, eval_seed) -> dict:
+    from training.tasks.set_complement_eval import set_batches
+
     v, off, L = task.v, task.offset, task.cfg.max_eval_len
-    device = next(model.parameters()).device
+    device = model_device(model)
     d = model.cfg.d_model
     xtx = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=device)
     xty = torch.zeros(d + 1, v, dtype=torch.float64, device=device)

@@ -13,23 +13,23 @@ from training.errors import WorkbenchError
 
 def cmd_eval(args) -> int:
     from training import runs
-
-    from .metrics import evaluate_lengths, format_table
+    from training.metrics import metric_tables
+    from training.tasks import registry
 
     cfg = runs.read_run_config(args.run_dir)
+    task_cls = registry.entry(cfg.kind).task_cls
+    metrics = tuple(args.metrics.split(",")) if args.metrics else task_cls.table_metrics
+    bad = [m for m in metrics if m not in task_cls.metric_names]
+    if bad:
+        raise WorkbenchError(f"unknown metric {bad[0]!r} (choose from {', '.join(task_cls.metric_names)})")
     task = cfg.make_task()
     kinds = ["raw", "averaged"] if args.weights == "both" else [args.weights]
     if cfg.averaging.mode == "none" and "averaged" in kinds and len(kinds) > 1:
         kinds = ["raw"]
-    results = {}
-    for kind in kinds:
-        model = runs.load_run(args.run_dir, weights=kind)
-        if cfg.kind == "othello":  # --sets counts held-out games here
-            results[kind] = task.evaluate(model, n_games=args.sets)
-        else:
-            results[kind] = evaluate_lengths(model, task, sets_per_length=args.sets, seed=args.seed)
-    metrics = ("legal_top1", "itr", "tv") if cfg.kind == "othello" else tuple(args.metrics.split(","))
-    print(format_table(results, metrics=metrics))
+    # --sets counts examples per length: random sets, or held-out games for Othello
+    results = {kind: task.evaluate(runs.load_run(args.run_dir, weights=kind), args.sets, args.seed) for kind in kinds}
+    first = next(iter(results.values()))
+    print(metric_tables(results, metrics, lengths=first.lengths, index_label=task_cls.index_label))
     if args.json:
         atomic.write_json(args.json, {k: v.to_dict() for k, v in results.items()})
         print(f"wrote {args.json}")
@@ -37,12 +37,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from training import runs
-
     from .report import build_report
 
-    if runs.read_run_config(args.run_dir).kind != "set_complement":
-        raise WorkbenchError("report covers set-complement runs; for Othello runs use python -m interp eval")
     if args.sets < 1:
         raise WorkbenchError("--sets must be positive")
     out = args.out or Path(args.run_dir) / "report"
@@ -86,10 +82,16 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_dim_scan(args) -> int:
-    from .theory import dimension_scan
+    from training.experiments.dim_scan import dimension_scan
 
-    result = dimension_scan(_int_list(args.d_models), _int_list(args.d_heads), args.out, overrides=args.set,
-                            target_tv=args.target_tv, weights=args.weights, progress=not args.quiet)
+    from .visualize import plot_dimension_scan, save_figure
+
+    out = Path(args.out)
+    result = dimension_scan(_int_list(args.d_models), _int_list(args.d_heads), out, overrides=args.set,
+                            target_tv=args.target_tv, weights=args.weights, overwrite=args.overwrite,
+                            progress=not args.quiet)
+    atomic.write_json(out / "dimension_scan.json", result)
+    save_figure(plot_dimension_scan(result), out / "dimension_scan")
     print(f"{'d_model':>8} {'d_head':>7} {'TV in-range':>12} {'TV beyond':>10}")
     for c in result["cells"]:
         beyond = f"{c['tv_beyond']:10.4f}" if c["tv_beyond"] is not None else f"{'-':>10}"
@@ -102,13 +104,14 @@ def cmd_dim_scan(args) -> int:
 
 
 def cmd_othello_positions(args) -> int:
-    from .metrics import format_table
+    from training.metrics import metric_tables
+
     from .othello_positions import compare_positions, write_results
 
     if args.games < 1:
         raise WorkbenchError("--games must be positive")
     results = compare_positions(args.run_dir, args.games, progress=not args.quiet)
-    print(format_table(results, metrics=("legal_top1", "itr")))
+    print(metric_tables(results, ("legal_top1", "itr"), lengths=next(iter(results.values())).lengths, index_label="move"))
     out = args.out or Path(args.run_dir) / "positions"
     write_results(results, out)
     print(f"wrote {out}/positions.json and positions.png (.svg)")
@@ -123,7 +126,8 @@ def build_parser() -> Parser:
     e.add_argument("--weights", choices=["raw", "averaged", "both"], default="both")
     e.add_argument("--sets", type=int, default=2048, help="random sets per length (default 2048)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation sets")
-    e.add_argument("--metrics", default="tv,itr,margin,acc", help="comma-separated subset of tv,kl,itr,margin,gap,acc")
+    e.add_argument("--metrics", help="comma-separated metrics (set task: any of tv,kl,itr,margin,gap,acc, default "
+                                     "tv,itr,margin,acc; Othello: legal_top1,itr,tv, the default)")
     e.add_argument("--json", type=Path, help="also write the per-length metrics to this JSON file")
     e.set_defaults(handler=cmd_eval)
 
@@ -163,6 +167,7 @@ def build_parser() -> Parser:
     d.add_argument("--d-heads", default="4,8,16,32", help="comma-separated d_head values (default 4,8,16,32)")
     d.add_argument("--target-tv", type=float, default=0.05, help="in-range TV to reach (default 0.05)")
     d.add_argument("--weights", choices=["raw", "averaged"], default="raw")
+    d.add_argument("--overwrite", action="store_true", help="retrain cells whose folder holds a run of another config")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config, e.g. --set train.steps=2000")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(handler=cmd_dim_scan)
@@ -171,17 +176,10 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "eval":
-        from .metrics import METRICS
-
-        bad = [m for m in args.metrics.split(",") if m not in METRICS]
-        if bad:
-            print(f"error: unknown metric {bad[0]!r} (choose from {', '.join(METRICS)})", file=sys.stderr)
-            return 2
-        if args.sets < 1:
-            print("error: --sets must be positive", file=sys.stderr)
-            return 2
-    return run_cli(args.handler, args)
+    if getattr(args, "sets", 1) < 1:
+        print("error: --sets must be positive", file=sys.stderr)
+        return 2
+    return run_cli(args.handler, args, interrupted="interrupted (every file written so far is complete: writes are atomic)")
 
 
 if __name__ == "__main__":

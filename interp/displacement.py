@@ -13,9 +13,14 @@ the cached scale is a per-position constant), so the parts sum to the logits to 
 
 ``displacement_by_length`` aggregates this over many sets per length: the mean head displacement
 of invalid tokens (set members) and valid tokens and their gap, the direct-path gap, the total gap
-next to the balanced-theory prediction ``gap(s) = (2/s) gap(2)``, and how balanced the unweighted
+next to the balanced-theory prediction (``theory_gaps``), and how balanced the unweighted
 per-token displacement ``D[t]`` is across tokens (mean, spread and coefficient of variation of
 each token's self-displacement ``D[t][t] - mean_{j != t} D[t][j]``).
+
+The balanced theory (``interp/theory.py``: uniform attention, ``B = -b I``, ``D = -c I``) gives
+``gap(s) = b/s + c/n(s)``, where ``n(s)`` is the number of attended tokens: ``s``, or ``s + 1`` with
+BOS. Without BOS that is ``(b + c)/s = (2/s) gap(2)``; with BOS, ``b`` and ``c`` are solved from
+the measured ``gap(1)`` and ``gap(2)``.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from training.scoped import eval_mode, model_device
 from training.tasks.set_complement import SetComplementTask
-
-from .sets import model_device, set_batches
+from training.tasks.set_complement_eval import set_batches
 
 
 class _Unembed:
@@ -113,8 +118,8 @@ def _parts(model, cache, q: slice | int):
 def decompose_logits(model, tokens, position: int = -1) -> LogitDecomposition:
     """Split the logits at ``position`` into direct, positional, per-(layer, head, source), MLP
     and bias parts that sum to the model's logits."""
-    model.eval()
-    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in _hook_names(model))
+    with eval_mode(model):
+        logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in _hook_names(model))
     q = position % tokens.shape[1]
     direct, pos, heads, mlp, bias, div = _parts(model, cache, q)
     per_source = torch.stack(
@@ -152,6 +157,104 @@ class DisplacementStats:
         }
 
 
+def theory_gaps(gaps: list[float], offset: int = 0) -> list[float]:
+    """The balanced theory's gap at lengths 1..len(gaps), from the measured ``gap(1)``, ``gap(2)``:
+    ``gap(s) = b/s + c/(s + offset)`` (``offset`` 1 with BOS). Without BOS only ``b + c`` is
+    identified, and the curve is ``(2/s) gap(2)``."""
+    L = len(gaps)
+    if L < 2:
+        return [float("nan")] * L
+    if offset == 0:
+        gap2 = gaps[1]
+        return [2.0 / s * gap2 for s in range(1, L + 1)]
+    # b + c/(1+o) = gap(1) and b/2 + c/(2+o) = gap(2)
+    c = (2 * gaps[1] - gaps[0]) / (2 / (2 + offset) - 1 / (1 + offset))
+    b = gaps[0] - c / (1 + offset)
+    return [b / s + c / (s + offset) for s in range(1, L + 1)]
+
+
+class _Sums:
+    """Running sums over sets of every quantity ``displacement_by_length`` reports."""
+
+    KEYS = ("gap", "direct_gap", "heads_gap", "mlp_gap", "heads_valid", "heads_invalid")
+
+    def __init__(self, model, task: SetComplementTask, L: int):
+        cfg, device = model.cfg, model_device(model)
+        self.model, self.task, self.L = model, task, L
+        self.n_layers, self.n_heads, self.v = cfg.n_layers, cfg.n_heads, task.v
+        self.sums = {k: torch.zeros(L, dtype=torch.float64, device=device) for k in self.KEYS}
+        self.head_gap = torch.zeros(cfg.n_layers, cfg.n_heads, L, dtype=torch.float64, device=device)
+        self.d_self = torch.zeros(cfg.n_layers, cfg.n_heads, task.v, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(task.v, dtype=torch.float64, device=device)  # occurrences of each item token
+        self.b_self = torch.zeros(task.v, dtype=torch.float64, device=device)
+        self.max_err = 0.0
+        self.names = _hook_names(model)
+
+    def add(self, batch) -> None:
+        off, L = self.task.offset, self.L
+        logits, cache = self.model.run_with_cache(batch.tokens, names_filter=lambda n: n in self.names)
+        q = slice(off, off + L)
+        direct, pos, heads, mlp, bias, div = _parts(self.model, cache, q)
+        members = self.task.membership(batch.items, self.v)  # [b, L, v]
+        heads_total = self._add_heads(heads, div, q, members, batch.items)
+        self.counts.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=self.counts.device))
+        mlp_total = sum(mlp) if mlp else torch.zeros_like(direct)
+        total = direct + pos + heads_total + mlp_total + bias
+        self.max_err = max(self.max_err, (total - logits[:, q]).abs().max().item())
+        for key, part in (("gap", logits[:, q]), ("direct_gap", direct + pos), ("heads_gap", heads_total), ("mlp_gap", mlp_total)):
+            gv, gi = _gap(part, members)
+            self.sums[key] += (gv - gi).double().sum(0)
+        gv, gi = _gap(heads_total, members)
+        self.sums["heads_valid"] += gv.double().sum(0)
+        self.sums["heads_invalid"] += gi.double().sum(0)
+        # direct-path self-suppression B[t][t] - mean_{j != t} B[t][j] of the query token
+        own = direct.gather(-1, batch.items[..., None]).squeeze(-1)
+        bd = (own - (direct.sum(-1) - own) / (self.v - 1)).double()
+        self.b_self.index_add_(0, batch.items.reshape(-1), bd.reshape(-1))
+
+    def _add_heads(self, heads, div, q, members, items) -> Tensor:
+        """Per-head gaps and self-displacements; returns the heads' summed logit contribution."""
+        off, L, v = self.task.offset, self.L, self.v
+        head_sums = []
+        for layer, (pattern, ov_logits) in enumerate(heads):
+            # sum over sources: [b, head, L, vocab]
+            hs = torch.einsum("bhqk,bkhv->bqhv", pattern, ov_logits)
+            hs = div(hs, q).permute(0, 2, 1, 3)
+            head_sums.append(hs)
+            for h in range(self.n_heads):
+                gv, gi = _gap(hs[:, h], members)
+                self.head_gap[layer, h] += (gv - gi).double().sum(0)
+            # unweighted self-displacement of each source token (item positions only)
+            src = ov_logits[:, off : off + L]  # [b, L, head, vocab]
+            own = src.gather(-1, items[:, :, None, None].expand(-1, -1, self.n_heads, 1)).squeeze(-1)
+            others = (src.sum(-1) - own) / (v - 1)
+            selfd = (own - others).double()  # [b, L, head]
+            for h in range(self.n_heads):
+                self.d_self[layer, h].index_add_(0, items.reshape(-1), selfd[..., h].reshape(-1))
+        return sum(hs.sum(1) for hs in head_sums)
+
+    def result(self, n: int) -> "DisplacementStats":
+        means = {k: (s / n).tolist() for k, s in self.sums.items()}
+        theory = theory_gaps(means["gap"], self.task.offset)
+        rows = []
+        for i in range(self.L):
+            row = {"length": i + 1, **{k: means[k][i] for k in self.KEYS}, "theory_gap": theory[i]}
+            for layer in range(self.n_layers):
+                for h in range(self.n_heads):
+                    row[f"L{layer}H{h}_gap"] = (self.head_gap[layer, h, i] / n).item()
+            rows.append(row)
+        seen = self.counts > 0
+        balance = []
+        for layer in range(self.n_layers):
+            for h in range(self.n_heads):
+                d = (self.d_self[layer, h][seen] / self.counts[seen]).float()
+                balance.append(_spread(d, layer=layer, head=h, what="D_self"))
+        b = (self.b_self[seen] / self.counts[seen]).float()
+        balance.append(_spread(b, layer=None, head=None, what="B_self"))
+        cfg = self.task.cfg
+        return DisplacementStats(rows, balance, self.max_err, (cfg.train_min_len, cfg.train_max_len))
+
+
 @torch.no_grad()
 def displacement_by_length(
     model,
@@ -161,76 +264,13 @@ def displacement_by_length(
     seed: int = 0,
     batch_size: int = 256,
 ) -> DisplacementStats:
-    """Valid/invalid displacement and gaps at every length, with the (2/s) gap(2) prediction."""
-    cfg = model.cfg
+    """Valid/invalid displacement and gaps at every length, with the balanced theory's gap."""
     L = task.cfg.max_eval_len if max_len is None else max_len
-    off, v = task.offset, task.v
-    device = model_device(model)
-    keys = ("gap", "direct_gap", "heads_gap", "mlp_gap", "heads_valid", "heads_invalid")
-    sums = {k: torch.zeros(L, dtype=torch.float64, device=device) for k in keys}
-    head_gap = torch.zeros(cfg.n_layers, cfg.n_heads, L, dtype=torch.float64, device=device)
-    d_self = torch.zeros(cfg.n_layers, cfg.n_heads, v, dtype=torch.float64, device=device)
-    counts = torch.zeros(v, dtype=torch.float64, device=device)  # occurrences of each item token
-    b_self = torch.zeros(v, dtype=torch.float64, device=device)
-    max_err = 0.0
-    model.eval()
-    names = _hook_names(model)
-    for batch in set_batches(task, sets_per_length, L, seed, batch_size, device):
-        logits, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n in names)
-        q = slice(off, off + L)
-        direct, pos, heads, mlp, bias, div = _parts(model, cache, q)
-        members = task.membership(batch.items, v)  # [b, L, v]
-        head_sums = []
-        for layer, (pattern, ov_logits) in enumerate(heads):
-            # sum over sources: [b, head, L, vocab]
-            hs = torch.einsum("bhqk,bkhv->bqhv", pattern, ov_logits)
-            hs = div(hs, q).permute(0, 2, 1, 3)
-            head_sums.append(hs)
-            for h in range(cfg.n_heads):
-                gv, gi = _gap(hs[:, h], members)
-                head_gap[layer, h] += (gv - gi).double().sum(0)
-            # unweighted self-displacement of each source token (item positions only)
-            src = ov_logits[:, off : off + L]  # [b, L, head, vocab]
-            own = src.gather(-1, batch.items[:, :, None, None].expand(-1, -1, cfg.n_heads, 1)).squeeze(-1)
-            others = (src.sum(-1) - own) / (v - 1)
-            selfd = (own - others).double()  # [b, L, head]
-            for h in range(cfg.n_heads):
-                d_self[layer, h].index_add_(0, batch.items.reshape(-1), selfd[..., h].reshape(-1))
-        counts.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=device))
-        heads_total = sum(hs.sum(1) for hs in head_sums)
-        mlp_total = sum(mlp) if mlp else torch.zeros_like(direct)
-        total = direct + pos + heads_total + mlp_total + bias
-        max_err = max(max_err, (total - logits[:, q]).abs().max().item())
-        for key, part in (("gap", logits[:, q]), ("direct_gap", direct + pos), ("heads_gap", heads_total), ("mlp_gap", mlp_total)):
-            gv, gi = _gap(part, members)
-            sums[key] += (gv - gi).double().sum(0)
-        gv, gi = _gap(heads_total, members)
-        sums["heads_valid"] += gv.double().sum(0)
-        sums["heads_invalid"] += gi.double().sum(0)
-        # direct-path self-suppression B[t][t] - mean_{j != t} B[t][j] of the query token
-        own = direct.gather(-1, batch.items[..., None]).squeeze(-1)
-        bd = (own - (direct.sum(-1) - own) / (v - 1)).double()
-        b_self.index_add_(0, batch.items.reshape(-1), bd.reshape(-1))
-    n = sets_per_length
-    means = {k: (s / n).tolist() for k, s in sums.items()}
-    gap2 = means["gap"][1] if L >= 2 else float("nan")
-    rows = []
-    for i in range(L):
-        s = i + 1
-        row = {"length": s, **{k: means[k][i] for k in keys}, "theory_gap": 2.0 / s * gap2}
-        for layer in range(cfg.n_layers):
-            for h in range(cfg.n_heads):
-                row[f"L{layer}H{h}_gap"] = (head_gap[layer, h, i] / n).item()
-        rows.append(row)
-    seen = counts > 0
-    balance = []
-    for layer in range(cfg.n_layers):
-        for h in range(cfg.n_heads):
-            d = (d_self[layer, h][seen] / counts[seen]).float()
-            balance.append(_spread(d, layer=layer, head=h, what="D_self"))
-    b = (b_self[seen] / counts[seen]).float()
-    balance.append(_spread(b, layer=None, head=None, what="B_self"))
-    return DisplacementStats(rows, balance, max_err, (task.cfg.train_min_len, task.cfg.train_max_len))
+    sums = _Sums(model, task, L)
+    with eval_mode(model):
+        for batch in set_batches(task, sets_per_length, L, seed, batch_size, model_device(model)):
+            sums.add(batch)
+    return sums.result(sets_per_length)
 
 
 def _spread(x: Tensor, **labels) -> dict:

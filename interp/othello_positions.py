@@ -24,6 +24,7 @@ import torch
 
 from training import atomic, runs
 from training.errors import WorkbenchError
+from training.tasks import registry
 
 VARIANTS = ("original", "same_parity", "opposite_parity", "mean")
 
@@ -60,8 +61,7 @@ def compare_positions(run_dir, n_games: int = 1000, progress: bool = True) -> di
     from tqdm.auto import tqdm
 
     cfg = runs.read_run_config(run_dir)
-    if cfg.kind != "othello":
-        raise WorkbenchError(f"{run_dir} is not an Othello run")
+    registry.require(cfg.kind, "othello", "othello-positions")
     if cfg.model.positional != "learned":
         raise WorkbenchError(f"{run_dir} uses {cfg.model.positional!r} positions; the transplant needs learned ones")
     task = cfg.make_task()
@@ -69,14 +69,14 @@ def compare_positions(run_dir, n_games: int = 1000, progress: bool = True) -> di
     trained = cfg.othello.train_max_moves
     out = {}
     for variant in tqdm(VARIANTS, desc="position variants", disable=not progress):
-        out[variant] = task.evaluate(transplant(model, trained, variant), n_games=n_games)
+        out[variant] = task.evaluate(transplant(model, trained, variant), n_games)
     return out
 
 
 def write_results(results: dict, out: Path) -> list[Path]:
-    from .visualize import plot_metrics
+    from .visualize import plot_metrics, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "positions.json", {k: v.to_dict() for k, v in results.items()})
-    return plot_metrics(results, out / "positions", metrics=("legal_top1", "itr"),
-                        title="untrained position rows replaced by trained ones", xlabel="move index")
+    return save_figure(plot_metrics(results, metrics=("legal_top1", "itr"), xlabel="move index",
+                                    title="untrained position rows replaced by trained ones"), out / "positions")

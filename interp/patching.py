@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import torch
 from transformer_lens import patching as tl_patching
 
+from training.scoped import eval_mode, model_device
 from training.tasks.set_complement import SetComplementTask
-
-from .sets import model_device
 
 
 @dataclass
@@ -68,7 +67,11 @@ class PatchingResult:
 def patch_swap(model, task: SetComplementTask, length: int, n: int = 256, swap_position: int = 0, seed: int = 0) -> PatchingResult:
     """Recovery of the swapped tokens' logit difference when patching each head output at each
     position, and each residual stream (``resid_pre``) at each position, from clean into corrupted."""
-    model.eval()
+    with eval_mode(model):
+        return _patch_swap(model, task, length, n, swap_position, seed)
+
+
+def _patch_swap(model, task, length, n, swap_position, seed) -> PatchingResult:
     pairs = make_swap_pairs(task, n, length, swap_position, seed, model_device(model))
     clean_logits, clean_cache = model.run_with_cache(pairs.clean)
     clean_ld = logit_diff(clean_logits, pairs).item()

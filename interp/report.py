@@ -7,39 +7,101 @@ HTML for a few example sets, and a ``README.md`` that links them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from training import atomic, runs
+from training.metrics import LengthMetrics
+from training.tasks import registry
 from training.tasks.set_complement import SetComplementTask
+from training.tasks.set_complement_eval import evaluate_lengths
 
-from .attention import attention_entropy
-from .displacement import displacement_by_length
+from .attention import AttentionStats, attention_entropy
+from .displacement import DisplacementStats, displacement_by_length
 from .interventions import evaluate_interventions
-from .metrics import evaluate_lengths
-from .patching import patch_swap
-from .visualize import attention_html, plot_displacement, plot_entropy, plot_metrics, plot_patching
+from .patching import PatchingResult, patch_swap
+from .visualize import attention_html, plot_displacement, plot_entropy, plot_metrics, plot_patching, save_figure
 
 
 def _at(series_rows, length, key):
-    return next(r[key] for r in series_rows if r["length"] == length)
+    return next((r[key] for r in series_rows if r["length"] == length), None)
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None, sets: int = 1024, seed: int = 12345, progress: bool = True) -> dict:
+@dataclass
+class SetReport:
+    """Every probe's result on one set-complement run, before any of it is drawn or written."""
+
+    run_dir: Path
+    kinds: list[str]
+    """Weights measured: raw, and averaged when the run averages."""
+    sets: int
+    train_range: tuple[int, int]
+    max_len: int
+    bos: bool
+    metrics: dict[str, LengthMetrics]
+    entropy: dict[str, AttentionStats]
+    displacement: dict[str, DisplacementStats]
+    interventions: dict[str, LengthMetrics]
+    patches: dict[int, PatchingResult]
+
+    def summary(self, files: list[str]) -> dict:
+        lo, hi = self.train_range
+        L = self.max_len
+        return {
+            "run_dir": str(self.run_dir),
+            "weights": self.kinds,
+            "sets_per_length": self.sets,
+            "train_range": [lo, hi],
+            "max_len": L,
+            "metrics": {k: m.summary() for k, m in self.metrics.items()},
+            "interventions": {k: m.summary() for k, m in self.interventions.items()},
+            "attention": {
+                k: [{"layer": r["layer"], "head": r["head"], "length": r["length"], "entropy": r["entropy_mean"],
+                     "norm_entropy": r["norm_entropy_mean"]} for r in st.rows if r["length"] in (1, 2, hi, L)]
+                for k, st in self.entropy.items()
+            },
+            "displacement": {
+                k: {
+                    "gap_at_2": _at(d.rows, 2, "gap"),
+                    "gap_at_train_max": _at(d.rows, hi, "gap"),
+                    "theory_gap_at_train_max": _at(d.rows, hi, "theory_gap"),
+                    "gap_at_max": _at(d.rows, L, "gap"),
+                    "theory_gap_at_max": _at(d.rows, L, "theory_gap"),
+                    "balance": [{key: b[key] for key in ("what", "layer", "head", "mean", "std", "cv")} for b in d.balance],
+                    "max_decomposition_error": d.max_decomposition_error,
+                }
+                for k, d in self.displacement.items()
+            },
+            "patching": {str(s): {"clean_ld": r.clean_ld, "corrupted_ld": r.corrupted_ld,
+                                  "head_out_max": r.head_out.max().item(), "resid_pre_at_swap": r.resid_pre[:, r.swap_position].tolist()}
+                         for s, r in self.patches.items()},
+            "files": files,
+        }
+
+    def per_length(self) -> dict:
+        return {
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            "interventions": {k: m.to_dict() for k, m in self.interventions.items()},
+            "attention": {k: st.to_dict() for k, st in self.entropy.items()},
+            "displacement": {k: d.to_dict() for k, d in self.displacement.items()},
+            "patching": {str(s): r.to_dict() for s, r in self.patches.items()},
+        }
+
+
+def collect_report(run_dir: str | Path, sets: int = 1024, seed: int = 12345, progress: bool = True):
+    """Run every probe on a set-complement run; returns the report and the models it measured."""
     run_dir = Path(run_dir)
     cfg = runs.read_run_config(run_dir)
-    out = Path(out) if out else run_dir / "report"
+    registry.require(cfg.kind, "set_complement", "report")
     task = SetComplementTask(cfg.task)
     kinds = ["raw", "averaged"] if cfg.averaging.mode != "none" else ["raw"]
     models = {k: runs.load_run(run_dir, k) for k in kinds}
     main = models[kinds[-1]]
-    lo, hi = cfg.task.train_min_len, cfg.task.train_max_len
-    L = cfg.task.max_eval_len
-    out.mkdir(parents=True, exist_ok=True)
-    steps = tqdm(total=6, desc="report", disable=not progress)
-
+    hi, L = cfg.task.train_max_len, cfg.task.max_eval_len
+    steps = tqdm(total=5, desc="report", disable=not progress)
     metrics = {k: evaluate_lengths(m, task, sets_per_length=sets, seed=seed) for k, m in models.items()}
     steps.update()
     entropy = {k: attention_entropy(m, task, sets_per_length=sets, seed=seed) for k, m in models.items()}
@@ -51,66 +113,39 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, sets: int =
     patch_lengths = sorted({hi, min(L, 2 * hi)})
     patches = {s: patch_swap(main, task, length=s, n=min(sets, 256), swap_position=0, seed=seed) for s in patch_lengths}
     steps.update()
+    steps.close()
+    report = SetReport(run_dir, kinds, sets, (cfg.task.train_min_len, hi), L, cfg.task.bos, metrics, entropy, disp,
+                       interventions, patches)
+    return report, main, task
 
-    figures = []
-    figures += plot_metrics(metrics, out / "metrics_vs_length", title=f"{run_dir.name}: metrics against length")
-    figures += plot_entropy(entropy, out / "entropy_vs_length", title=f"{run_dir.name}: attention entropy (last position)")
-    figures += plot_displacement(disp, out / "displacement_vs_length", title=f"{run_dir.name}: logit gap vs (2/s) gap(2)")
-    with_avg = {f"raw + {k}" if k != "none" else "raw": v for k, v in interventions.items()}
-    if "averaged" in metrics:
-        with_avg["averaged (avg)"] = metrics["averaged"]
-    figures += plot_metrics(with_avg, out / "interventions", metrics=("tv", "itr"), title="test-time interventions")
-    gen = torch.Generator().manual_seed(seed)
-    example = task.sample_batch(1, max_len=L, generator=gen)
-    for s, res in patches.items():
-        figures += plot_patching(res, out / f"patching_len{s}")
+
+def build_report(run_dir: str | Path, out: str | Path | None = None, sets: int = 1024, seed: int = 12345, progress: bool = True) -> dict:
+    """Measure (``collect_report``), then write figures, attention HTML, JSON and a README into ``out``."""
+    report, main, task = collect_report(run_dir, sets, seed, progress)
+    name = report.run_dir.name
+    out = Path(out) if out else report.run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    figures = save_figure(plot_metrics(report.metrics, title=f"{name}: metrics against length"), out / "metrics_vs_length")
+    figures += save_figure(plot_entropy(report.entropy, title=f"{name}: attention entropy (last position)"), out / "entropy_vs_length")
+    figures += save_figure(plot_displacement(report.displacement, title=f"{name}: logit gap vs (2/s) gap(2)"),
+                           out / "displacement_vs_length")
+    with_avg = {f"raw + {k}" if k != "none" else "raw": v for k, v in report.interventions.items()}
+    if "averaged" in report.metrics:
+        with_avg["averaged (avg)"] = report.metrics["averaged"]
+    figures += save_figure(plot_metrics(with_avg, metrics=("tv", "itr"), title="test-time interventions"), out / "interventions")
+    for s, res in report.patches.items():
+        figures += save_figure(plot_patching(res), out / f"patching_len{s}")
+    L, hi = report.max_len, report.train_range[1]
+    example = task.sample_batch(1, max_len=L, generator=torch.Generator().manual_seed(seed))
     html = []
     for s in sorted({hi, (hi + L) // 2, L}):
-        path = attention_html(main, example.tokens[0, : s + task.offset], out / f"attention_len{s}.html", bos=cfg.task.bos,
-                              title=f"{run_dir.name} ({kinds[-1]} weights): a set of {s} items")
+        path = attention_html(main, example.tokens[0, : s + task.offset], out / f"attention_len{s}.html", bos=report.bos,
+                              title=f"{name} ({report.kinds[-1]} weights): a set of {s} items")
         html.append(path)
-    steps.update()
-    steps.close()
-
-    summary = {
-        "run_dir": str(run_dir),
-        "weights": kinds,
-        "sets_per_length": sets,
-        "train_range": [lo, hi],
-        "max_len": L,
-        "metrics": {k: m.summary() for k, m in metrics.items()},
-        "interventions": {k: m.summary() for k, m in interventions.items()},
-        "attention": {
-            k: [{"layer": r["layer"], "head": r["head"], "length": r["length"], "entropy": r["entropy_mean"],
-                 "norm_entropy": r["norm_entropy_mean"]} for r in st.rows if r["length"] in (1, 2, hi, L)]
-            for k, st in entropy.items()
-        },
-        "displacement": {
-            k: {
-                "gap_at_2": _at(d.rows, 2, "gap") if L >= 2 else None,
-                "gap_at_train_max": _at(d.rows, hi, "gap"),
-                "theory_gap_at_train_max": _at(d.rows, hi, "theory_gap"),
-                "gap_at_max": _at(d.rows, L, "gap"),
-                "theory_gap_at_max": _at(d.rows, L, "theory_gap"),
-                "balance": [{key: b[key] for key in ("what", "layer", "head", "mean", "std", "cv")} for b in d.balance],
-                "max_decomposition_error": d.max_decomposition_error,
-            }
-            for k, d in disp.items()
-        },
-        "patching": {str(s): {"clean_ld": r.clean_ld, "corrupted_ld": r.corrupted_ld,
-                              "head_out_max": r.head_out.max().item(), "resid_pre_at_swap": r.resid_pre[:, r.swap_position].tolist()}
-                     for s, r in patches.items()},
-        "files": sorted(p.name for p in figures + html),
-    }
+    summary = report.summary(sorted(p.name for p in figures + html))
     atomic.write_json(out / "summary.json", summary)
-    atomic.write_json(out / "per_length.json", {
-        "metrics": {k: m.to_dict() for k, m in metrics.items()},
-        "interventions": {k: m.to_dict() for k, m in interventions.items()},
-        "attention": {k: st.to_dict() for k, st in entropy.items()},
-        "displacement": {k: d.to_dict() for k, d in disp.items()},
-        "patching": {str(s): r.to_dict() for s, r in patches.items()},
-    })
-    atomic.write_text(out / "README.md", _readme(run_dir, summary, patches, html))
+    atomic.write_json(out / "per_length.json", report.per_length())
+    atomic.write_text(out / "README.md", _readme(report.run_dir, summary, report.patches, html))
     return summary
 
 
@@ -125,6 +160,9 @@ def _readme(run_dir, summary, patches, html) -> str:
                      f"{ir.get('itr', float('nan')):.2e} | {be.get('itr', float('nan')):.2e} |")
     lines += ["", "Logit gap against the balanced theory (2/s) gap(2):", ""]
     for k, d in summary["displacement"].items():
+        if d["gap_at_2"] is None:  # v = 2: a set of one item is the only length, nothing to compare
+            lines.append(f"- {k}: only length 1 exists (v = 2); decomposition error {d['max_decomposition_error']:.1e}")
+            continue
         lines.append(f"- {k}: gap(2) = {d['gap_at_2']:.3f}; at the longest length {d['gap_at_max']:.3f} vs {d['theory_gap_at_max']:.3f} "
                      f"predicted; decomposition error {d['max_decomposition_error']:.1e}")
     lines += ["", "Figures:", "", "- [metrics against length](metrics_vs_length.png)", "- [attention entropy](entropy_vs_length.png)",

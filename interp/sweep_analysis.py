@@ -18,29 +18,47 @@ from pathlib import Path
 import numpy as np
 
 from training import atomic
+from training.errors import WorkbenchError
+from training.scoped import optuna_quiet
 
 VARIANTS = ("none", "dropout", "ema", "bema", "dropout+bema")
 EFFECTS = ("dropout", "ema", "bema")
 
 
+def trial_config(trial) -> dict:
+    """The full run config of a trial: stored on the trial, or read from its run directory (older
+    sweeps stored only the sampled parameters; the defaults of the rest live in the config)."""
+    if "config" in trial.user_attrs:
+        return trial.user_attrs["config"]
+    from training import runs
+
+    run_dir = trial.user_attrs.get("run_dir")
+    if run_dir is None:
+        raise WorkbenchError(f"trial {trial.number} records no run directory, so its config is unknown")
+    return runs.read_run_config(run_dir).to_dict()
+
+
 def load_trials(sweep_dir: str | Path) -> list[dict]:
-    """Completed trials as flat records (params plus the metrics of the weights that count)."""
+    """Completed trials as flat records (each trial's own config plus the metrics that count)."""
     import optuna
     from optuna.trial import TrialState
 
     meta = json.loads((Path(sweep_dir) / "sweep.json").read_text())
-    study = optuna.load_study(study_name=meta["study_name"], storage=meta["storage"])
+    with optuna_quiet():
+        study = optuna.load_study(study_name=meta["study_name"], storage=meta["storage"])
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     rows = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        p = t.params
+    for t in trials:
+        cfg = trial_config(t)
+        model = cfg["model"]
         kind = "averaged" if "averaged_summary" in t.user_attrs else "raw"
         rows.append({
             "number": t.number,
-            "lr": p.get("train.lr"),
-            "d_model": p.get("model.d_model", 64), "d_head": p.get("model.d_head", 64),
-            "dropout": p.get("model.attn_dropout", 0.0) + p.get("model.resid_dropout", 0.0),
-            "mode": p.get("averaging.mode", "none"),
-            "target": p.get("task.target", "sampled"),
+            "lr": cfg["train"]["lr"],
+            "d_model": model["d_model"], "d_head": model["d_head"],
+            "dropout": model["attn_dropout"] + model["resid_dropout"],
+            "mode": cfg["averaging"]["mode"],
+            "target": cfg["task"]["target"],
             "summary": t.user_attrs[f"{kind}_summary"],
             "tv": t.user_attrs[f"{kind}_tv"],
             "train_range": t.user_attrs.get("train_range"),
@@ -123,15 +141,26 @@ def analyse(rows: list[dict]) -> dict:
 
 
 def sweep_report(sweep_dir: str | Path, out: str | Path | None = None) -> dict:
-    from .visualize import plt, save_figure
+    from .visualize import save_figure
 
     sweep_dir = Path(sweep_dir)
     out = Path(out) if out else sweep_dir / "report"
     rows = load_trials(sweep_dir)
     result = analyse(rows)
     out.mkdir(parents=True, exist_ok=True)
+    fig = plot_sweep(rows, result)
+    files = save_figure(fig, out / "sweep")
+    result["files"] = [p.name for p in files]
+    atomic.write_json(out / "sweep_report.json", result)
+    return result
+
+
+def plot_sweep(rows: list[dict], result: dict):
+    """Beyond-range TV against dropout and learning rate, and TV against length of the best run per variant."""
+    from .visualize import new_figure
+
     colors = {"none": "C0", "ema": "C1", "bema": "C2"}
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    fig, axes = new_figure(1, 3, figsize=(16, 4.2))
     for r in rows:
         axes[0].scatter(r["dropout"], r["value"], color=colors[r["mode"]], marker="o" if r["target"] == "sampled" else "x")
         axes[2].scatter(r["lr"], r["value"], color=colors[r["mode"]], marker="o" if r["target"] == "sampled" else "x")
@@ -147,10 +176,7 @@ def sweep_report(sweep_dir: str | Path, out: str | Path | None = None) -> dict:
     axes[1].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
-    files = save_figure(fig, out / "sweep")
-    result["files"] = [p.name for p in files]
-    atomic.write_json(out / "sweep_report.json", result)
-    return result
+    return fig
 
 
 def format_report(result: dict) -> str:

@@ -11,15 +11,14 @@ every length: members of a length-``s`` set get ``-c/n`` (``n = s``, or ``s + 1`
 last one ``-b - c/n`` more, valid tokens 0, so the gap is ``(c s/n + b)/s`` (``(2/s) gap(2)``
 without BOS).
 
-``dimension_scan`` trains across ``d_model`` x ``d_head`` and reports the smallest widths that
-reach a target in-range TV: where training actually lands, next to the theory.
+Where training actually lands next to this theory is measured by the dimension scan
+(``training/experiments/dim_scan.py``, ``python -m interp dim-scan``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from jaxtyping import Float, Int
@@ -110,51 +109,3 @@ def closed_form(v: int, b: float, c: float, max_len: int | None = None, bos: boo
         out["gap"].append(-((s - 1) * member + last) / s)
         out["acc"].append(1.0 if margin > 0 else 0.0)
     return ClosedForm(list(range(1, max_len + 1)), out)
-
-
-def dimension_scan(
-    d_models: list[int],
-    d_heads: list[int],
-    out_dir: str | Path,
-    overrides: list[str] | None = None,
-    target_tv: float = 0.05,
-    weights: str = "raw",
-    progress: bool = True,
-) -> dict:
-    """Train one run per (d_model, d_head) (demo config plus ``overrides``) and report in-range
-    TV, beyond-range TV and the smallest widths that reach ``target_tv`` in range."""
-    from tqdm.auto import tqdm
-
-    from training import atomic, runs
-    from training.config import load_config, preset_path
-    from training.trainer import train
-
-    out_dir = Path(out_dir)
-    grid = [(dm, dh) for dm in d_models for dh in d_heads]
-    configs = {
-        (dm, dh): load_config(preset_path("demo"), (overrides or []) + [f"model.d_model={dm}", f"model.d_head={dh}", "model.n_heads=1"])
-        for dm, dh in grid
-    }  # validate all before training any
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cells = []
-    for (dm, dh) in tqdm(grid, desc="dimension scan", disable=not progress):
-        run_dir = out_dir / f"dm{dm}_dh{dh}"
-        cfg = configs[(dm, dh)]
-        if not (run_dir / runs.FINAL).exists():
-            runs.create_run_dir(run_dir, cfg, overwrite=True)
-            train(cfg, run_dir, progress=False)
-        final = runs.read_final_metrics(run_dir)
-        kind = weights if weights in final else "raw"
-        summ = final[kind]["summary"]
-        cells.append({"d_model": dm, "d_head": dh, "tv_in_range": summ["in_range"]["tv"],
-                      "tv_beyond": summ.get("beyond", {}).get("tv"), "acc_beyond": summ.get("beyond", {}).get("acc"),
-                      "reached": summ["in_range"]["tv"] <= target_tv})
-    passing = [c for c in cells if c["reached"]]
-    smallest = min(passing, key=lambda c: (c["d_model"] * c["d_head"], c["d_model"])) if passing else None
-    result = {"target_tv": target_tv, "weights": weights, "cells": cells, "smallest": smallest,
-              "d_models": d_models, "d_heads": d_heads}
-    atomic.write_json(out_dir / "dimension_scan.json", result)
-    from .visualize import plot_dimension_scan
-
-    plot_dimension_scan(result, out_dir / "dimension_scan")
-    return result

@@ -4,9 +4,14 @@
   file with the bundled JavaScript inlined (``local_src``), so it renders offline. The CDN form
   (``str(html)``) renders blank without a network, and the notebook display probes the network on
   every render, so nothing here ever displays.
-- matplotlib figures, each saved as PNG and SVG: metrics, attention entropy and logit
-  displacement against length (training range shaded, theory curves dashed), patching heatmaps,
-  and the dimension scan.
+- matplotlib figures: metrics, attention entropy and logit displacement against length (training
+  range shaded, theory curves dashed), patching heatmaps, and the dimension scan. Every plot
+  function returns its ``Figure``; given ``stem`` it also writes ``stem.png`` and ``stem.svg``.
+
+Figures are detached from pyplot's figure manager as soon as they are made (``new_figure``): a
+script that draws many never accumulates open figures, and in Jupyter a figure shows inline
+exactly once, as the cell's value (or with ``display(fig)``), never twice. No backend is chosen
+here: matplotlib's own choice (inline in Jupyter, Agg without a display) is left alone.
 """
 
 from __future__ import annotations
@@ -14,17 +19,22 @@ from __future__ import annotations
 import html as html_lib
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from training import atomic
+from training.scoped import eval_mode, model_device
 
-from training import atomic  # noqa: E402
+
+def new_figure(*args, **kwargs):
+    """``plt.subplots(*args, **kwargs)``, with the figure detached from pyplot (see above)."""
+    fig, axes = plt.subplots(*args, **kwargs)
+    plt.close(fig)
+    return fig, axes
 
 
 def save_figure(fig, stem: str | Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg`` atomically and close the figure."""
+    """Write ``stem.png`` and ``stem.svg`` atomically; the paths written."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -33,8 +43,14 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
         path = stem.with_suffix(f".{ext}")
         atomic.write_with(path, lambda p, ext=ext: fig.savefig(p, format=ext, dpi=120, bbox_inches="tight"))
         paths.append(path)
-    plt.close(fig)
     return paths
+
+
+def finish(fig, stem: str | Path | None):
+    """Save ``fig`` when a ``stem`` is given; the figure either way."""
+    if stem is not None:
+        save_figure(fig, stem)
+    return fig
 
 
 def token_labels(tokens: torch.Tensor, bos: bool) -> list[str]:
@@ -46,10 +62,10 @@ def attention_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = Fa
     """Standalone, offline HTML of every head's attention pattern for one token sequence."""
     import circuitsvis as cv
 
-    model.eval()
-    tokens = tokens.reshape(1, -1).to(next(model.parameters()).device)
+    tokens = tokens.reshape(1, -1).to(model_device(model))
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    with eval_mode(model):
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     patterns = torch.cat([cache[n][0] for n in names], dim=0).cpu()  # [layer*head, dest, src]
     head_names = [f"L{layer}H{h}" for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
     view = cv.attention.attention_heads(attention=patterns, tokens=token_labels(tokens[0], bos), attention_head_names=head_names)
@@ -69,19 +85,20 @@ def attention_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = Fa
     return path
 
 
-def _shade(ax, train_range):
+def shade_training(ax, train_range, label: str = "training lengths"):
+    """Grey band over the lengths (or move indices) trained on."""
     lo, hi = train_range
-    ax.axvspan(lo - 0.5, hi + 0.5, color="0.9", zorder=0, label="training lengths")
+    ax.axvspan(lo - 0.5, hi + 0.5, color="0.9", zorder=0, label=label)
 
 
-def plot_metrics(results: dict, stem, metrics=("tv", "itr", "margin"), title: str = "metrics against length",
-                 xlabel: str = "set length s") -> list[Path]:
+def plot_metrics(results: dict, stem=None, metrics=("tv", "itr", "margin"), title: str = "metrics against length",
+                 xlabel: str = "set length s"):
     """One panel per metric, one line per named ``LengthMetrics``."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
+    fig, axes = new_figure(1, len(metrics), figsize=(5 * len(metrics), 4))
     axes = [axes] if len(metrics) == 1 else axes
     first = next(iter(results.values()))
     for ax, m in zip(axes, metrics):
-        _shade(ax, first.train_range)
+        shade_training(ax, first.train_range)
         for name, res in results.items():
             ax.plot(res.lengths, res.values[m], marker=".", label=name, linestyle="--" if "avg" in name else "-")
         ax.set(xlabel=xlabel, title=m)
@@ -90,16 +107,16 @@ def plot_metrics(results: dict, stem, metrics=("tv", "itr", "margin"), title: st
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=8)
     fig.suptitle(title)
-    return save_figure(fig, stem)
+    return finish(fig, stem)
 
 
-def plot_entropy(stats: dict, stem, title: str = "attention entropy against length") -> list[Path]:
+def plot_entropy(stats: dict, stem=None, title: str = "attention entropy against length"):
     """Entropy per head against length for each named ``AttentionStats``, with uniform attention."""
     first = next(iter(stats.values()))
-    fig, axes = plt.subplots(1, first.n_layers, figsize=(5.5 * first.n_layers, 4), squeeze=False)
+    fig, axes = new_figure(1, first.n_layers, figsize=(5.5 * first.n_layers, 4), squeeze=False)
     for layer in range(first.n_layers):
         ax = axes[0, layer]
-        _shade(ax, first.train_range)
+        shade_training(ax, first.train_range)
         ax.plot(first.lengths, first.series(layer, 0, "uniform_entropy"), "k:", label="uniform (log n)")
         for name, st in stats.items():
             for head in range(st.n_heads):
@@ -108,16 +125,16 @@ def plot_entropy(stats: dict, stem, title: str = "attention entropy against leng
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title)
-    return save_figure(fig, stem)
+    return finish(fig, stem)
 
 
-def plot_displacement(stats: dict, stem, title: str = "logit gap against length") -> list[Path]:
-    """Measured valid-minus-invalid gap, its head part, and the (2/s) gap(2) theory curve."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+def plot_displacement(stats: dict, stem=None, title: str = "logit gap against length"):
+    """Measured valid-minus-invalid gap, its head part, and the balanced theory's curve."""
+    fig, axes = new_figure(1, 2, figsize=(11, 4))
     first = next(iter(stats.values()))
     lengths = [r["length"] for r in first.rows]
     for ax in axes:
-        _shade(ax, first.train_range)
+        shade_training(ax, first.train_range)
     for name, st in stats.items():
         (line,) = axes[0].plot(lengths, st.series("gap"), marker=".", label=f"{name}: gap")
         axes[0].plot(lengths, st.series("theory_gap"), "--", color=line.get_color(), label=f"{name}: (2/s) gap(2)")
@@ -129,15 +146,15 @@ def plot_displacement(stats: dict, stem, title: str = "logit gap against length"
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title)
-    return save_figure(fig, stem)
+    return finish(fig, stem)
 
 
-def plot_patching(result, stem, labels: list[str] | None = None, title: str | None = None) -> list[Path]:
+def plot_patching(result, stem=None, labels: list[str] | None = None, title: str | None = None):
     """Heatmaps of recovery: per (layer.head, position) and per (layer, position)."""
     heads = result.head_out  # [layer, pos, head]
     n_layers, n_pos, n_heads = heads.shape
     grid = heads.permute(0, 2, 1).reshape(n_layers * n_heads, n_pos)
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.5 * n_pos * 2), 2 + 0.5 * n_layers * n_heads))
+    fig, axes = new_figure(1, 2, figsize=(max(8, 0.5 * n_pos * 2), 2 + 0.5 * n_layers * n_heads))
     for ax, data, ylabels, name in (
         (axes[0], grid, [f"L{l}H{h}" for l in range(n_layers) for h in range(n_heads)], "head output"),
         (axes[1], result.resid_pre, [f"L{l}" for l in range(n_layers)], "resid_pre"),
@@ -148,16 +165,16 @@ def plot_patching(result, stem, labels: list[str] | None = None, title: str | No
         ax.set(xlabel="position (token)", title=f"patch {name}")
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title or f"recovery of logit[new] - logit[old] (swap at position {result.swap_position}, length {result.length})")
-    return save_figure(fig, stem)
+    return finish(fig, stem)
 
 
-def plot_dimension_scan(result: dict, stem) -> list[Path]:
+def plot_dimension_scan(result: dict, stem=None):
     """In-range TV over the (d_model, d_head) grid, cells reaching the target outlined."""
     dms, dhs = result["d_models"], result["d_heads"]
     tv = torch.full((len(dms), len(dhs)), float("nan"))
     for c in result["cells"]:
         tv[dms.index(c["d_model"]), dhs.index(c["d_head"])] = c["tv_in_range"]
-    fig, ax = plt.subplots(figsize=(1.2 * len(dhs) + 3, 1.0 * len(dms) + 2))
+    fig, ax = new_figure(figsize=(1.2 * len(dhs) + 3, 1.0 * len(dms) + 2))
     im = ax.imshow(tv.numpy(), cmap="viridis_r", aspect="auto")
     for i, dm in enumerate(dms):
         for j, dh in enumerate(dhs):
@@ -169,4 +186,4 @@ def plot_dimension_scan(result: dict, stem) -> list[Path]:
     ax.set_yticks(range(len(dms)), [str(d) for d in dms])
     ax.set(xlabel="d_head", ylabel="d_model", title=f"in-range TV ({result['weights']} weights); * reaches {result['target_tv']}")
     fig.colorbar(im, ax=ax)
-    return save_figure(fig, stem)
+    return finish(fig, stem)

@@ -35,6 +35,28 @@ def test_bema_closed_form_running_mean(eta):
         assert torch.allclose(avg.averaged_state_dict()["w"], want, atol=1e-12), t
 
 
+def test_eta_zero_is_full_extrapolation_not_plain_ema():
+    """alpha_t = (rho + gamma t)^0 = 1, so eta = 0 gives ema_t + (theta_t - theta_0): the whole drift
+    since theta_0 added back, not a plain EMA (as the module's docstring once said)."""
+    m = Scalar()
+    avg = WeightAverager(m, AveragingConfig(mode="bema", eta=0.0))
+    ema = AveragingConfig(mode="bema", eta=0.0)
+    thetas = [torch.full((3,), float(x), dtype=torch.float64) for x in (0.0, 1.0, 3.0, 2.0, 5.0)]
+    ema_value = thetas[0].clone()
+    for t, theta in enumerate(thetas):
+        m.set(theta)
+        avg.update(step=t + 1)
+        if t:
+            beta = (ema.rho + ema.gamma * t) ** -ema.kappa
+            ema_value = (1 - beta) * ema_value + beta * theta
+    got = avg.averaged_state_dict()["w"]
+    assert torch.allclose(got, ema_value + (thetas[-1] - thetas[0]), atol=1e-12)
+    assert not torch.allclose(got, ema_value)
+    import training.averaging
+
+    assert "eta = 0`` is not a plain EMA" in " ".join(training.averaging.__doc__.split())
+
+
 def _bema_reference(thetas, kappa, eta, rho, gamma, min_beta, burn_in, every):
     """Scalar transcription of the BEMA equations; thetas[k] is the weight after step k+1."""
     out, ema, theta0, start = [], None, None, None

@@ -67,13 +67,31 @@ def test_planted_feature_is_recovered_and_controls_fail(games, tmp_path):
     assert again.target == "relative" and again.meta["hooks"] == probe.meta["hooks"]
 
 
-def test_random_model_control_runs(games):
+def test_random_model_control_sits_between_the_priors_and_the_planted_board(games):
+    """A random model's residual stream holds the tokens and positions but no board. Its probe should
+    beat each square's most frequent class (which the probe's bias alone reaches), stay below the most
+    frequent class per square *and move index* (the most that knowing the move index can give), and
+    fall far short of a model that carries the board."""
     cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LN", positional="learned")
     model = build_model(cfg, 61, 61, 59, seed=0)
-    probe = fit_board_probe(model, games[:300], "legal", positions=(0, 40))
+    probe = fit_board_probe(model, games[:300], "relative", positions=(0, 40))
     acc = probe_accuracy(model, probe, games[300:])
     assert set(acc.by_layer) == {"blocks.0.hook_resid_post", "blocks.1.hook_resid_post"}
-    assert all(0 <= a <= 1 for a in acc.by_layer.values())
+    train_lab, test_lab = board_labels(games[:300, :59], "relative"), board_labels(games[300:, :59], "relative")
+    live_train = np.arange(59)[None, :] < (games[:300] >= 0).sum(1)[:, None]
+    live = np.arange(59)[None, :] < (games[300:] >= 0).sum(1)[:, None]
+
+    def score(pred):  # accuracy on the test games' live positions, all squares
+        return ((test_lab == pred) & live[..., None]).sum() / (64 * live.sum())
+
+    counts = np.stack([((train_lab == c) & live_train[..., None]) for c in range(3)])  # [3, G, 59, 64]
+    per_square = score(counts[:, :, :41].sum((1, 2)).argmax(0)[None, None])
+    per_square_and_move = score(counts.sum(1).argmax(0)[None])
+    planted = probe_accuracy(Planted(), fit_board_probe(Planted(), games[:300], "relative"), games[300:]).by_layer
+    assert per_square < per_square_and_move
+    for a in acc.by_layer.values():
+        assert per_square < a < per_square_and_move
+        assert a < planted["blocks.1.hook_resid_post"] - 0.2
 
 
 def test_membership_probe_on_the_balanced_model():

@@ -4,31 +4,45 @@ import json
 
 import pytest
 
-from training.demo import VARIANTS, dedupe, run_demo
+from training.cli import main as train_main
 from training.errors import WorkbenchError
+from training.experiments.demo import VARIANTS, dedupe, run_demo
 
 from .conftest import TINY
+
+SMALL = [o for o in TINY if not o.startswith("model.")] + ["train.steps=20"]
+
+
+def _sets(overrides):
+    return [a for o in overrides for a in ("--set", o)]
 
 
 def test_demo_small(tmp_path, capsys):
     out = tmp_path / "demo"
-    overrides = [o for o in TINY if not o.startswith("model.")] + ["train.steps=20"]
-    results = run_demo(out, overrides=overrides, progress=False)
+    assert train_main(["demo", "--out", str(out), "--quiet"] + _sets(SMALL)) == 0
     printed = capsys.readouterr().out
     for name in VARIANTS:
         assert (out / name / "final_metrics.json").exists()
-    assert {"baseline", "bema (avg)", "dropout_bema (avg)"} <= set(results)
     data = json.loads((out / "demo_results.json").read_text())
-    assert set(data["results"]) == set(results)
+    assert {"baseline", "bema (avg)", "dropout_bema (avg)"} <= set(data["results"])
     assert (out / "demo.png").stat().st_size > 10_000
     table = (out / "demo_table.txt").read_text()
     assert "in-range" in table and "beyond" in table and "len   3*" in table
     # Averaging never changes training: raw weights of 'bema' equal the baseline's.
     assert "bema = baseline" in printed
-    # Running again reuses the finished runs; a different config is refused without --overwrite.
-    run_demo(out, overrides=overrides, progress=False)
+    # Running again reuses the finished runs (same numbers); a different config is refused without --overwrite.
+    again = run_demo(out, overrides=SMALL, progress=False)
+    assert {k: v.to_dict() for k, v in again.results.items()} == data["results"]
     with pytest.raises(WorkbenchError, match="different run"):
-        run_demo(out, overrides=overrides + ["train.lr=0.01"], progress=False)
+        run_demo(out, overrides=SMALL + ["train.lr=0.01"], progress=False)
+
+
+def test_run_demo_returns_results_and_writes_only_runs(tmp_path):
+    out = tmp_path / "demo"
+    result = run_demo(out, overrides=SMALL, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted(VARIANTS)  # rendering is the caller's step
+    assert set(result.results) >= {"baseline", "ema (avg)", "bema (avg)"}
+    assert "TV" in result.tables() and "bema = baseline" in result.tables()
 
 
 def test_dedupe_keeps_first_of_identical_results():

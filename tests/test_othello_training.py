@@ -46,7 +46,7 @@ class Oracle(torch.nn.Module):
 
 def test_evaluation_of_an_oracle_is_perfect(data):
     task = OthelloTask(OthelloConfig(data=str(data), val_games=200, train_max_moves=20))
-    res = task.evaluate(Oracle(task), n_games=200, batch_size=64)
+    res = task.evaluate(Oracle(task), n=200, batch_size=64)
     assert res.lengths == list(range(1, 60)) and res.train_range == (1, 20)
     live = [i for i, v in enumerate(res.values["tv"])]  # every index has at least one live game here
     assert min(res.values["legal_top1"][i] for i in live[:55]) == 1.0

@@ -60,6 +60,18 @@ def test_uniform_attention_entropy_is_log_n(positions):
     assert pattern_entropy(torch.tensor([0.5, 0.5, 0.0])).item() == pytest.approx(math.log(2))
 
 
+def test_theory_gap_with_bos():
+    """With BOS the balanced model's gap is b/s + c/(s+1), not (2/s) gap(2): at b=3, c=8 and s=3 the
+    gap is 1 + 2 = 3.000, where (2/s) gap(2) would say 2.778."""
+    task = _task(bos=True)
+    stats = displacement_by_length(balanced_model(V, 3.0, 8.0, n_ctx=V + 1, bos=True), task, sets_per_length=32)
+    for r in stats.rows:
+        s = r["length"]
+        assert r["gap"] == pytest.approx(3.0 / s + 8.0 / (s + 1), abs=1e-5)
+        assert r["theory_gap"] == pytest.approx(r["gap"], abs=1e-4)
+    assert stats.rows[2]["theory_gap"] == pytest.approx(3.0, abs=1e-4)
+
+
 def test_displacement_of_balanced_model():
     task = _task()
     stats = displacement_by_length(balanced_model(V, B_, C_), task, sets_per_length=32)
@@ -178,13 +190,22 @@ def test_attention_html_is_offline_and_holds_the_view(tmp_path):
     assert "unpkg" not in text and not re.search(r"""(import|from)\s*\(?\s*["']https?:""", text)
 
 
-def test_figures_are_written(tmp_path):
+def test_figures_are_returned_and_saved_on_request(tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
     task = _task()
     model = balanced_model(V, B_, C_)
     metrics = {"balanced": evaluate_lengths(model, task, sets_per_length=8)}
-    files = plot_metrics(metrics, tmp_path / "m")
-    files += plot_entropy({"balanced": attention_entropy(model, task, sets_per_length=8)}, tmp_path / "e")
-    files += plot_displacement({"balanced": displacement_by_length(model, task, sets_per_length=8)}, tmp_path / "d")
-    files += plot_patching(patch_swap(model, task, 4, n=4), tmp_path / "p")
-    assert sorted(p.suffix for p in files) == [".png"] * 4 + [".svg"] * 4
+    open_before = plt.get_fignums()
+    figs = [plot_metrics(metrics),  # not saved
+            plot_metrics(metrics, tmp_path / "m"),
+            plot_entropy({"balanced": attention_entropy(model, task, sets_per_length=8)}, tmp_path / "e"),
+            plot_displacement({"balanced": displacement_by_length(model, task, sets_per_length=8)}, tmp_path / "d"),
+            plot_patching(patch_swap(model, task, 4, n=4), tmp_path / "p")]
+    assert all(isinstance(f, Figure) and f.axes for f in figs)
+    files = sorted(tmp_path.iterdir())
+    assert [p.name for p in files] == ["d.png", "d.svg", "e.png", "e.svg", "m.png", "m.svg", "p.png", "p.svg"]
     assert all(p.stat().st_size > 1000 for p in files)
+    # detached from pyplot: nothing accumulates in a script, nothing is shown twice in Jupyter
+    assert plt.get_fignums() == open_before

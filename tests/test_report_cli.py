@@ -55,3 +55,34 @@ def test_dimension_scan_tiny(tmp_path, capsys):
     assert result["smallest"]["d_model"] == 4  # target 1.0 is always reached: the smallest wins
     assert (tmp_path / "scan" / "dimension_scan.png").exists()
     assert "smallest reaching" in capsys.readouterr().out
+
+
+def test_report_on_a_run_with_two_items(tmp_path, capsys):
+    # v = 2: the only length is 1, so there is no gap(2) to print (this used to be a TypeError).
+    cfg = tiny_config("task.v=2", "task.train_max_len=1", "train.steps=10", "train.eval_every=10", "train.checkpoint_every=10")
+    run = runs.create_run_dir(tmp_path / "run", cfg)
+    train(cfg, run, progress=False)
+    assert interp_main(["report", str(run), "--sets", "16", "--quiet"]) == 0
+    readme = (run / "report" / "README.md").read_text()
+    assert "only length 1 exists (v = 2)" in readme
+    assert json.loads((run / "report" / "summary.json").read_text())["displacement"]["raw"]["gap_at_2"] is None
+
+
+def test_dimension_scan_refuses_a_stale_cell(tmp_path, capsys):
+    # A second scan with other settings into the same folder used to reuse the finished runs of the first.
+    over = ["task.v=8", "task.train_max_len=3", "train.steps=10", "train.eval_every=10", "train.checkpoint_every=10",
+            "train.final_eval_sets=16", "train.eval_sets=16", "train.device=cpu"]
+    args = ["dim-scan", "--out", str(tmp_path / "scan"), "--d-models", "4", "--d-heads", "2", "--quiet"]
+    sets = [a for o in over for a in ("--set", o)]
+    assert interp_main(args + sets) == 0
+    first = json.loads((tmp_path / "scan" / "dimension_scan.json").read_text())
+    capsys.readouterr()
+    assert interp_main(args + sets + ["--set", "train.lr=0.01"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a different run" in err[0]
+    assert json.loads((tmp_path / "scan" / "dimension_scan.json").read_text()) == first  # nothing overwritten
+    assert interp_main(args + sets + ["--set", "train.lr=0.01", "--overwrite"]) == 0
+    second = json.loads((tmp_path / "scan" / "dimension_scan.json").read_text())
+    assert second["cells"][0]["tv_in_range"] != first["cells"][0]["tv_in_range"]
+    assert runs.read_run_config(tmp_path / "scan" / "dm4_dh2").train.lr == 0.01
+    assert interp_main(args + sets + ["--set", "train.lr=0.01"]) == 0  # same config: reused

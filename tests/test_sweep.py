@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from training.cli import main
 from training.config import preset_path
-from training.sweep import load_space, objective_factory, run_sweep
+from training.experiments.sweep import load_space, objective_factory, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,3 +126,29 @@ def test_one_worker_sweep_shows_progress(tmp_path, capsys):
     assert s["completed"] == 2
     err = capsys.readouterr().err
     assert "sweep trials" in err and "2/2" in err and "best beyond-range TV" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="trials fail here because CUDA is missing")
+def test_a_space_whose_trials_all_fail_stops(tmp_path, capsys):
+    # Every trial fails at once (train.device=cuda on a machine without CUDA; the config itself is
+    # valid). Optuna's MaxTrialsCallback counts completed trials only, so this used to loop for ever.
+    space = load_space(preset_path("sweep_quick"))
+    space.update(n_trials=2, fixed=space["fixed"] + ["train.device=cuda"])
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(space))
+    assert main(["sweep", "--space", str(path), "--out", str(tmp_path / "sw"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stopped after 14 failed trials and 0 completed (limit 14)" in err[0]
+    assert "CUDA is not available" in err[0]
+    assert len(_study(tmp_path / "sw").get_trials()) == 14
+
+
+def test_search_space_without_n_trials_is_one_line(tmp_path, capsys):
+    space = load_space(preset_path("sweep_quick"))
+    del space["n_trials"]
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(space))
+    assert main(["sweep", "--space", str(path), "--out", str(tmp_path / "sw")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no n_trials" in err[0]
+    assert not (tmp_path / "sw").exists()

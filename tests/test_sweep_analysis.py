@@ -3,7 +3,7 @@
 import numpy as np
 
 from interp.cli import main as interp_main
-from interp.sweep_analysis import analyse, best_table, effects, variant, verdict
+from interp.sweep_analysis import analyse, best_table, effects, load_trials, variant, verdict
 
 
 def _rows(n=300, seed=0, dropout_effect=-0.5, bema_effect=-0.05, ema_effect=0.0):
@@ -52,9 +52,20 @@ def test_variants_and_best_table():
 
 def test_sweep_report_command(tmp_path, capsys):
     from training.config import preset_path
-    from training.sweep import run_sweep
+    from training.experiments.sweep import run_sweep
 
-    run_sweep(tmp_path / "sw", preset_path("sweep_quick"), workers=1, progress=False)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        run_sweep(tmp_path / "sw", preset_path("sweep_quick"), workers=1, progress=False)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # the caller's setting is left alone
+        rows = load_trials(tmp_path / "sw")
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # widths come from each trial's config: the quick space fixes d_model=32 and never samples it
+    assert rows and all(r["d_model"] == 32 and r["d_head"] == 64 for r in rows)
     assert interp_main(["sweep-report", str(tmp_path / "sw")]) == 0
     out = capsys.readouterr().out
     assert "best metrics per model variant" in out and "verdict" in out

@@ -239,15 +239,31 @@ def test_clip_grad_norm_matches_torch():
     assert all(torch.allclose(p.grad, x) for p, x in zip(a, g))
 
 
-def test_demo_sized_runs_are_bit_reproducible(tmp_path):
-    """At d_model 64 on 2 threads, CPU kernels are only reproducible in deterministic mode."""
+def test_demo_sized_runs_are_bit_reproducible(tmp_path, monkeypatch):
+    """At d_model 64 on 2 threads, CPU kernels are only reproducible in deterministic mode: the
+    trainer switches it on for training only, as train.deterministic says, and two identical runs
+    then end with identical weights."""
+    from training.trainer import Trainer
+
     over = ["model.d_model=64", "model.d_head=64", "model.n_heads=1", "task.v=32", "task.train_max_len=8",
             "train.batch_size=64", "train.steps=60", "train.eval_every=60", "train.checkpoint_every=60"]
-    a = runs.create_run_dir(tmp_path / "a", tiny_config(*over))
-    b = runs.create_run_dir(tmp_path / "b", tiny_config(*over, "averaging.mode=bema"))
-    train(tiny_config(*over), a, progress=False)
-    train(tiny_config(*over, "averaging.mode=bema"), b, progress=False)
-    assert _same(_weights(a, "raw"), _weights(b, "raw"))
+    seen = []
+    step = Trainer.train_step
+
+    def spy(self):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    torch.use_deterministic_algorithms(False)
+    for name in ("a", "b"):
+        train(tiny_config(*over), runs.create_run_dir(tmp_path / name, tiny_config(*over)), progress=False)
+    assert seen == [True] * 120 and not torch.are_deterministic_algorithms_enabled()
+    assert _same(_weights(tmp_path / "a", "raw"), _weights(tmp_path / "b", "raw"))
+    seen.clear()
+    off = tiny_config(*over, "train.deterministic=false", "train.steps=5")
+    train(off, runs.create_run_dir(tmp_path / "c", off), progress=False)
+    assert seen == [False] * 5
 
 
 def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):

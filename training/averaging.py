@@ -8,8 +8,10 @@ adds back a fraction ``alpha_t`` of the drift since a snapshot, which removes th
     output  = alpha_t * (theta_t - theta_0) + ema_t
 
 ``theta_0`` is the snapshot at the burn-in step and ``t`` counts steps since then; the average is
-refreshed every ``every`` steps (the reference code uses 400). ``eta = 0`` gives a plain EMA with
-decaying ``beta``; the fixed-decay EMA is its own mode.
+refreshed every ``every`` steps (the reference code uses 400). Careful: ``eta = 0`` is not a plain
+EMA. It makes ``alpha_t = 1``, so the output is ``ema_t + (theta_t - theta_0)``, a full
+extrapolation of the drift since ``theta_0``; a larger ``eta`` shrinks the correction faster. The
+fixed-decay EMA is its own mode (``ema``).
 
 Only *parameters* are averaged, never buffers: every TransformerLens attention layer holds a
 buffer ``IGNORE = -inf`` that averaging turns into NaN, after which TransformerLens silently zeroes
@@ -40,7 +42,8 @@ class AveragingConfig:
     kappa: float = 0.5
     """BEMA: power of the EMA weight beta_t."""
     eta: float = 0.2
-    """BEMA: power of the bias-correction weight alpha_t (0 disables the correction)."""
+    """BEMA: power of the bias-correction weight alpha_t = (rho + gamma*t)^-eta. 0 makes alpha_t = 1,
+    a full extrapolation ema_t + (theta_t - theta_0), not a plain EMA."""
     rho: float = 10.0
     """BEMA: offset in (rho + gamma*t)."""
     gamma: float = 1.0

@@ -7,10 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from . import runs
+from . import atomic, runs
 from .clitools import Parser, run_cli
 from .config import RunConfig, load_config, preset_path
 from .errors import WorkbenchError
+
+INTERRUPTED = "interrupted; the last checkpoint is intact (resume with: python -m training resume RUN_DIR)"
 
 
 def cmd_train(args) -> int:
@@ -26,20 +28,33 @@ def cmd_resume(args) -> int:
 
 
 def _train(cfg: RunConfig, run_dir: Path, quiet: bool) -> int:
-    from interp.metrics import format_table
+    from .metrics import metric_tables
+    from .tasks import registry
     from .trainer import train
 
     result = train(cfg, run_dir, progress=not quiet)
-    metrics = ("legal_top1", "itr", "tv") if cfg.kind == "othello" else ("tv", "itr", "acc")
-    print(format_table(result.final, metrics=metrics))
+    task_cls = registry.entry(cfg.kind).task_cls
+    print(metric_tables(result.final, task_cls.table_metrics, index_label=task_cls.index_label))
     print(f"done: {result.step} steps in {result.seconds:.1f} s; run saved in {run_dir}")
     return 0
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from interp.visualize import plot_metrics, save_figure
 
-    run_demo(args.out, overwrite=args.overwrite, overrides=args.set, base=args.config, progress=not args.quiet)
+    from .experiments.demo import run_demo, summary_text, write_demo
+
+    out = Path(args.out)
+    result = run_demo(out, overwrite=args.overwrite, overrides=args.set, base=args.config, progress=not args.quiet)
+    write_demo(result, out)
+    shown, _ = result.deduped()
+    save_figure(plot_metrics(shown, metrics=("tv", "itr"),
+                             title="Set complement: length generalization (dashed: averaged weights)"), out / "demo")
+    print(result.header())
+    print()
+    print(result.tables())
+    print(f"\n{summary_text(result)}")
+    print(f"wrote {out}/demo_table.txt, {out}/demo_results.json, {out}/demo.png (.svg) and one run directory per variant")
     return 0
 
 
@@ -69,26 +84,25 @@ def cmd_othello(args) -> int:
 
 
 def cmd_othello_compare(args) -> int:
-    from interp.visualize import plot_metrics
+    from interp.visualize import plot_metrics, save_figure
 
-    from . import atomic
-    from .demo import metric_table
-    from .othello_models import compare
+    from .experiments.othello_compare import TABLE_METRICS, compare
+    from .metrics import metric_tables
 
-    results = compare(args.preset, args.data, args.out, args.what, args.set, args.overwrite, progress=not args.quiet)
-    tables = "\n\n".join(metric_table(results, m) for m in ("legal_top1", "itr", "tv"))
+    out = Path(args.out)
+    results = compare(args.preset, args.data, out, args.what, args.set, args.overwrite, progress=not args.quiet)
+    tables = metric_tables(results, TABLE_METRICS)
     print(tables)
-    atomic.write_text(Path(args.out) / "compare_table.txt", tables + "\n")
-    atomic.write_json(Path(args.out) / "compare_results.json", {k: v.to_dict() for k, v in results.items()})
-    plot_metrics(results, Path(args.out) / "compare", metrics=("legal_top1", "itr", "tv"),
-                 title=f"OthelloGPT, {args.what}: by move index (shaded: training range)", xlabel="move index")
+    atomic.write_text(out / "compare_table.txt", tables + "\n")
+    atomic.write_json(out / "compare_results.json", {k: v.to_dict() for k, v in results.items()})
+    save_figure(plot_metrics(results, metrics=TABLE_METRICS, xlabel="move index",
+                             title=f"OthelloGPT, {args.what}: by move index (shaded: training range)"), out / "compare")
     print(f"wrote {args.out}/compare_table.txt, compare_results.json, compare.png")
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from .config import preset_path
-    from .sweep import run_sweep
+    from .experiments.sweep import run_sweep
 
     if args.resume:
         out = args.resume
@@ -181,7 +195,7 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(args.handler, args)
+    return run_cli(args.handler, args, interrupted=INTERRUPTED)
 
 
 if __name__ == "__main__":

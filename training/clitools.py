@@ -17,13 +17,15 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def run_cli(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a subcommand; user-facing errors become one line on stderr and exit status 2."""
+def run_cli(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace,
+            interrupted: str = "interrupted") -> int:
+    """Run a subcommand; user-facing errors become one line on stderr and exit status 2, and
+    Ctrl-C prints ``interrupted`` (each command line says what an interruption leaves behind)."""
     try:
         return handler(args) or 0
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is intact (resume with: python -m training resume RUN_DIR)", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Optional
 
 from .averaging import AveragingConfig
 from .configtools import apply_overrides, from_dict, to_dict
 from .errors import ConfigError
 from .models import ModelConfig
-from .tasks.othello_task import D_VOCAB, N_CTX, OthelloConfig
-from .tasks.set_complement import SetComplementConfig, SetComplementTask
+from .tasks import registry
+from .tasks.base import TaskShape
 
 DERIVED_KEYS = ("hooked_transformer_config", "meta")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -90,66 +90,120 @@ class TrainConfig:
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
+CORE_SECTIONS: dict[str, type] = {"model": ModelConfig, "averaging": AveragingConfig, "train": TrainConfig}
+
+
 @dataclass
 class RunConfig:
-    """Everything that defines a training run."""
+    """Everything that defines a training run.
 
-    kind: Literal["set_complement", "othello"] = "set_complement"
-    """Which task: the set complement task ('task' section) or OthelloGPT ('othello' section)."""
-    task: SetComplementConfig = field(default_factory=SetComplementConfig)
+    ``kind`` names the task (``training/tasks/registry.py``); each registered task reads its own
+    section (``task`` for the set complement task, ``othello`` for OthelloGPT), reachable as an
+    attribute (``cfg.task``, ``cfg.othello``) and as ``cfg.task_config`` for the run's own kind.
+    A section the config leaves out is None, except the set task's ``task`` section, which has
+    always been filled with its defaults."""
+
+    kind: str = "set_complement"
+    """Which task: a key of ``training.tasks.registry.TASKS`` ('set_complement' or 'othello')."""
     model: ModelConfig = field(default_factory=ModelConfig)
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    othello: Optional[OthelloConfig] = None
-    """Othello data and length protocol (kind 'othello' only)."""
+    sections: dict[str, Any] = field(default_factory=lambda: _parse_sections({}))
+    """Task sections by name (None where absent)."""
+
+    def __getattr__(self, name: str):
+        # Called only for names that are not fields: task sections such as cfg.task, cfg.othello.
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    @property
+    def task_config(self):
+        """The config section of this run's own task."""
+        return self.sections[registry.entry(self.kind).section]
+
+    @property
+    def shape(self) -> TaskShape:
+        """Vocabulary, context and training range of the task, without loading any data."""
+        return registry.task_shape(self.kind, self.task_config)
 
     def validate(self) -> "RunConfig":
+        entry = registry.entry(self.kind)
         self.model.validate()
         self.averaging.validate()
         self.train.validate()
-        if self.kind == "othello":
-            if self.othello is None:
-                raise ConfigError("kind 'othello' needs an 'othello' section (at least othello.data)")
-            self.othello.validate()
-            need = N_CTX
-        else:
-            self.task.validate()
-            need = SetComplementTask(self.task).context_needed(self.task.max_eval_len)
-        if self.model.n_ctx is not None and self.model.n_ctx < need:
-            what = f"evaluation length {self.task.max_eval_len}" if self.kind != "othello" else "Othello"
-            raise ConfigError(f"{what} needs a context of {need}, but model.n_ctx is {self.model.n_ctx}")
+        if self.task_config is None:
+            raise ConfigError(f"kind '{self.kind}' needs an '{entry.section}' section")
+        self.task_config.validate()
+        shape = self.shape
+        if self.model.n_ctx is not None and self.model.n_ctx < shape.n_ctx:
+            raise ConfigError(f"{shape.context_reason} needs a context of {shape.n_ctx}, but model.n_ctx is {self.model.n_ctx}")
         return self
 
     def n_ctx(self) -> int:
-        if self.kind == "othello":
-            return self.model.n_ctx or N_CTX
-        task = SetComplementTask(self.task)
-        return self.model.n_ctx or task.context_needed(self.task.max_eval_len)
+        return self.model.n_ctx or self.shape.n_ctx
 
     def vocab(self) -> tuple[int, int]:
         """(d_vocab, d_vocab_out) of the task, without loading any data."""
-        if self.kind == "othello":
-            return D_VOCAB, D_VOCAB
-        task = SetComplementTask(self.task)
-        return task.d_vocab, task.d_vocab_out
+        shape = self.shape
+        return shape.d_vocab, shape.d_vocab_out
 
     def make_task(self):
         """The task object (for Othello this memory-maps and checks the dataset)."""
-        if self.kind == "othello":
-            from .tasks.othello_task import OthelloTask
-
-            return OthelloTask(self.othello)
-        return SetComplementTask(self.task)
+        return registry.make_task(self.kind, self.task_config)
 
     def to_dict(self) -> dict:
-        return to_dict(self)
+        out: dict[str, Any] = {"kind": self.kind}
+        for name, value in self.sections.items():
+            out[name] = None if value is None else to_dict(value)
+        for name in CORE_SECTIONS:
+            out[name] = to_dict(getattr(self, name))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, overrides: Optional[list[str]] = None) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object with sections, got {type(data).__name__}")
         data = {k: v for k, v in data.items() if k not in DERIVED_KEYS}
+        # Every section is present before overrides apply, so '--set task.v=8' works on a file
+        # that leaves the 'task' section out (absent task sections are null: filled on demand).
+        for name in CORE_SECTIONS:
+            data.setdefault(name, {})
+        for name in registry.sections():
+            data.setdefault(name, None)
         if overrides:
             data = apply_overrides(data, overrides)
-        return from_dict(cls, data).validate()
+        known = {"kind", *CORE_SECTIONS, *registry.sections()}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key '{unknown[0]}'")
+        kind = data.get("kind", "set_complement")
+        if not isinstance(kind, str):
+            raise ConfigError(f"kind must be a string, got {kind!r}")
+        registry.entry(kind)
+        core = {name: _section(c, data[name], name) for name, c in CORE_SECTIONS.items()}
+        return cls(kind=kind, sections=_parse_sections(data), **core).validate()
+
+
+def _section(cls: type, value: Any, name: str):
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config section '{name}' must be an object, got {value!r}")
+    return from_dict(cls, value, prefix=f"{name}.")
+
+
+def _parse_sections(data: dict) -> dict[str, Any]:
+    """Each registered task section: parsed when given, else its defaults or None."""
+    out = {}
+    for name, entry in registry.sections().items():
+        value = data.get(name)
+        if value is None:
+            out[name] = entry.config_cls() if entry.default_section else None
+        else:
+            out[name] = _section(entry.config_cls, value, name)
+    return out
 
 
 def load_config(path: str | Path | None, overrides: Optional[list[str]] = None) -> RunConfig:

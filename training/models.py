@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from .errors import ConfigError
+from .scoped import forked_rng
 
 
 @dataclass
@@ -129,7 +130,8 @@ def build_model(
     """Build a freshly initialised model with dropout hooks; the global RNG is left untouched."""
     cfg.validate()
     kwargs = hooked_config_kwargs(cfg, d_vocab, d_vocab_out, n_ctx)
-    with torch.random.fork_rng(devices=[]):
+    # manual_seed reseeds every CUDA device too, so all of them are forked (not only the CPU's)
+    with forked_rng():
         torch.manual_seed(seed)
         model = build_hooked(kwargs, device)
     if cfg.positional == "none":

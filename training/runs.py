@@ -59,8 +59,11 @@ def create_run_dir(path: str | Path, cfg: RunConfig, overwrite: bool = False) ->
             raise WorkbenchError(f"run directory {path} already exists (use --overwrite to replace it, or resume it)")
         if not path.is_dir() or (any(path.iterdir()) and not (path / CONFIG).exists()):
             raise WorkbenchError(f"refusing to overwrite {path}: it is not a run directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as e:
+        raise WorkbenchError(f"cannot create run directory {path}: {e.strerror or e}") from None
     try:
         atomic.write_json(tmp / CONFIG, run_config_json(cfg))
         if path.exists():
@@ -70,6 +73,26 @@ def create_run_dir(path: str | Path, cfg: RunConfig, overwrite: bool = False) ->
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def prepare_run(path: str | Path, cfg: RunConfig, overwrite: bool = False) -> Path:
+    """The one reuse rule of every experiment: the run directory for ``cfg`` at ``path``.
+
+    - absent: created (``config.json`` only);
+    - present with the same config: kept as it is, so ``train`` resumes it, or finds it finished;
+    - present with another config (or unreadable): an error naming it, unless ``overwrite``,
+      which replaces it with a fresh run.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        try:
+            same = read_run_config(path).to_dict() == cfg.to_dict()
+        except WorkbenchError:
+            same = False
+        if not same:
+            raise WorkbenchError(f"{path} holds a different run (use --overwrite to replace it)")
+        return path
+    return create_run_dir(path, cfg, overwrite=overwrite)
 
 
 def read_run_config(path: str | Path) -> RunConfig:
@@ -100,20 +123,27 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"weights file {path} is corrupt or truncated ({e})") from None
 
 
-def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """``load_state_dict`` with a one-line CheckpointError on missing keys or shape mismatch."""
+def check_state(model: torch.nn.Module, state: dict, source, what: str = "the run's model",
+                required: set[str] | None = None) -> None:
+    """A one-line CheckpointError unless ``state`` fits ``model``: no unexpected key, every key of
+    ``required`` (default: the whole state dict) present, and every shape equal."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    required = set(own) if required is None else required
+    missing = sorted(k for k in required if k not in state)
     extra = sorted(set(state) - set(own))
     if missing or extra:
-        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
-        raise CheckpointError(f"{source} does not match the run's model ({what})")
-    for k, v in own.items():
-        if tuple(state[k].shape) != tuple(v.shape):
+        which = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise CheckpointError(f"{source} does not match {what} ({which})")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(
-                f"{source} does not match the run's model ({k} has shape {tuple(state[k].shape)}, "
-                f"expected {tuple(v.shape)})"
+                f"{source} does not match {what} ({k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)})"
             )
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """``load_state_dict`` with a one-line CheckpointError on missing keys or shape mismatch."""
+    check_state(model, state, source)
     model.load_state_dict(state)
 
 

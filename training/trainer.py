@@ -1,7 +1,8 @@
 """The training loop: AdamW with warm-up and cosine decay, weight averaging, evaluation, resume.
 
 Read ``train`` top to bottom: build everything from the config, restore the last checkpoint if
-there is one, then step. Every ``eval_every`` steps the raw and averaged weights are evaluated at
+there is one, then step. The task (``training/tasks/``) draws the batches, defines the loss and
+evaluates; the trainer never asks which task it has. Every ``eval_every`` steps the raw and averaged weights are evaluated at
 every length and a line goes to ``metrics.jsonl``; every ``checkpoint_every`` steps the full
 state (weights, optimizer, scheduler, averager, RNG states) is written atomically, so a run that
 is killed resumes exactly where its last checkpoint left it.
@@ -20,12 +21,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from interp.metrics import LengthMetrics, evaluate_lengths
 from training import atomic, runs
 from training.averaging import WeightAverager
 from training.config import RunConfig
 from training.errors import CheckpointError, TrainingDiverged, WorkbenchError
+from training.metrics import LengthMetrics
 from training.models import build_model, trainable_parameters
+from training.scoped import deterministic_algorithms, forked_rng
 
 NAN_CHECK_EVERY = 10  # steps between host syncs that check the loss is finite
 
@@ -81,14 +83,15 @@ class TrainResult:
 
 
 class Trainer:
-    """Holds a run's model, optimizer, averager and RNGs; ``train()`` below drives it."""
+    """Holds a run's model, optimizer, averager and RNGs; ``train()`` below drives it.
+
+    It seeds the global RNG (dropout masks come from it) and expects to run inside
+    ``training_scope``, which ``train()`` provides: deterministic kernels and a forked RNG, both
+    restored afterwards."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.device = resolve_device(cfg.train.device)
-        # Bit-reproducible runs (and exact resume) need deterministic kernels: multi-threaded CPU
-        # backward passes otherwise sum in a varying order. It is a process-wide switch.
-        torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=self.device.type == "cuda")
         self.task = cfg.make_task()
         d_vocab, d_vocab_out = cfg.vocab()
         build = lambda: build_model(  # noqa: E731
@@ -165,17 +168,26 @@ class Trainer:
             atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
     # -- evaluation ----------------------------------------------------------------------
-    def _evaluate_model(self, model, sets: int) -> LengthMetrics:
-        if self.cfg.kind == "othello":
-            return self.task.evaluate(model, n_games=sets)  # sets = held-out games
-        return evaluate_lengths(model, self.task, sets_per_length=sets, seed=self.cfg.train.eval_seed)
-
-    def evaluate(self, sets: int) -> dict[str, LengthMetrics]:
-        out = {"raw": self._evaluate_model(self.model, sets)}
+    def evaluate(self, n: int) -> dict[str, LengthMetrics]:
+        """Raw and averaged weights at every length, ``n`` examples per length (sets, or
+        held-out games for Othello), on the fixed evaluation seed."""
+        seed = self.cfg.train.eval_seed
+        out = {"raw": self.task.evaluate(self.model, n, seed)}
         if self.avg_model is not None:
             self.avg_model.load_state_dict(self.averager.averaged_state_dict())
-            out["averaged"] = self._evaluate_model(self.avg_model, sets)
+            out["averaged"] = self.task.evaluate(self.avg_model, n, seed)
         return out
+
+    def eval_record(self, results: dict[str, LengthMetrics], mean_loss: float, t0: float) -> dict:
+        """One metrics.jsonl line: step, mean training loss since the last one, lr, metrics."""
+        record = {
+            "step": self.step,
+            "loss": mean_loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "elapsed_s": round(time.time() - t0, 3),
+        }
+        record.update({k: m.to_dict() for k, m in results.items()})
+        return record
 
     # -- one optimizer step --------------------------------------------------------------
     def train_step(self) -> torch.Tensor:
@@ -200,6 +212,39 @@ class Trainer:
         return loss.detach()
 
 
+@contextlib.contextmanager
+def training_scope(cfg: RunConfig):
+    """Deterministic kernels as the config says, and the caller's global RNG states put back after.
+
+    Bit-reproducible runs (and exact resume) need deterministic kernels: multi-threaded CPU
+    backward passes otherwise sum in a varying order. Both are process-wide, hence scoped."""
+    warn_only = resolve_device(cfg.train.device).type == "cuda"
+    with deterministic_algorithms(cfg.train.deterministic, warn_only=warn_only), forked_rng():
+        yield
+
+
+def _check_loss(window: float, step: int, last_good: int, run_dir: Path) -> None:
+    if not math.isfinite(window):
+        raise TrainingDiverged(
+            f"loss became {window} at or before step {step}; stopped, the last good "
+            f"checkpoint (step {last_good}) in {run_dir} is intact"
+        )
+
+
+def _check_weights(tr: Trainer, last_good: int) -> None:
+    if not tr.weights_finite():
+        raise TrainingDiverged(
+            f"weights became non-finite by step {tr.step}; stopped, the last good "
+            f"checkpoint (step {last_good}) in {tr.run_dir} is intact"
+        )
+
+
+def _eval_postfix(results: dict[str, LengthMetrics]) -> str:
+    """In-range and beyond TV of the averaged (else raw) weights, for the progress bar."""
+    shown = results.get("averaged", results["raw"]).summary()
+    return "".join(f" tv_{k}={v['tv']:.3f}" for k, v in (("in", shown.get("in_range")), ("out", shown.get("beyond"))) if v and "tv" in v)
+
+
 def train(
     cfg: RunConfig,
     run_dir: str | Path,
@@ -211,7 +256,13 @@ def train(
 
     ``stop_after`` ends this call after that many optimizer steps in total (a checkpoint is
     written first), as if the process had been stopped there; calling ``train`` again resumes.
+    The caller's deterministic-algorithms setting and global RNG states are restored on return.
     """
+    with training_scope(cfg):
+        return _train(cfg, run_dir, stop_after, progress, desc)
+
+
+def _train(cfg: RunConfig, run_dir, stop_after, progress, desc) -> TrainResult:
     t0 = time.time()
     tr = Trainer(cfg, run_dir)
     tcfg = cfg.train
@@ -234,37 +285,19 @@ def train(
             at_eval = tr.step % tcfg.eval_every == 0 or tr.step == tcfg.steps
             at_ckpt = tr.step % tcfg.checkpoint_every == 0 or tr.step == end
             if tr.step % NAN_CHECK_EVERY == 0 or at_eval or at_ckpt:
-                window = window_sum.item()
-                if not math.isfinite(window):
-                    raise TrainingDiverged(
-                        f"loss became {window} at or before step {tr.step}; stopped, the last good "
-                        f"checkpoint (step {last_good_ckpt}) in {tr.run_dir} is intact"
-                    )
+                # one host sync per window, not per step
+                _check_loss(window_sum.item(), tr.step, last_good_ckpt, tr.run_dir)
                 window_sum.zero_()
                 bar.set_postfix_str(f"loss={loss.item():.4f}{latest_eval}", refresh=False)
             bar.update(1)
             if at_eval:
                 results = tr.evaluate(tcfg.eval_sets)
-                record = {
-                    "step": tr.step,
-                    "loss": loss_sum.item() / max(1, loss_count),
-                    "lr": tr.scheduler.get_last_lr()[0],
-                    "elapsed_s": round(time.time() - t0, 3),
-                }
-                record.update({k: m.to_dict() for k, m in results.items()})
-                runs.append_jsonl(tr.run_dir / runs.METRICS, record)
+                runs.append_jsonl(tr.run_dir / runs.METRICS, tr.eval_record(results, loss_sum.item() / max(1, loss_count), t0))
                 loss_sum.zero_()
                 loss_count = 0
-                shown = results.get("averaged", results["raw"]).summary()
-                latest_eval = "".join(
-                    f" tv_{k}={v['tv']:.3f}" for k, v in (("in", shown.get("in_range")), ("out", shown.get("beyond"))) if v
-                )
+                latest_eval = _eval_postfix(results)
             if at_ckpt:
-                if not tr.weights_finite():
-                    raise TrainingDiverged(
-                        f"weights became non-finite by step {tr.step}; stopped, the last good "
-                        f"checkpoint (step {last_good_ckpt}) in {tr.run_dir} is intact"
-                    )
+                _check_weights(tr, last_good_ckpt)
                 tr.save_checkpoint()
                 last_good_ckpt = tr.step
     finally:

@@ -22,8 +22,13 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
 
 from ..errors import ConfigError
+from ..metrics import LengthMetrics
+from ..scoped import eval_mode, model_device
+from .base import Task, TaskShape
 from .othello import SQUARE_TO_TOKEN, bits_to_bool, replay, squares_to_tokens
 
 N_CTX = 59
@@ -50,14 +55,28 @@ class OthelloConfig:
 
 @dataclass
 class OthelloBatch:
-    tokens: torch.Tensor  # [batch, train_max_moves] inputs
-    targets: torch.Tensor  # [batch, train_max_moves] next move token, 0 where the game is over
+    tokens: Int[Tensor, "batch moves"]
+    """Model input: the first ``train_max_moves`` move tokens."""
+    targets: Int[Tensor, "batch moves"]
+    """The next move's token after each prefix, 0 (padding, ignored) where the game is over."""
 
 
-class OthelloTask:
+class OthelloTask(Task):
+    """Next-move prediction on game prefixes; evaluation by move index on held-out games."""
+
     d_vocab = D_VOCAB
     d_vocab_out = D_VOCAB
     offset = 0
+    index_name = "move index"
+    index_label = "move"
+    metric_names = ("legal_top1", "itr", "tv")
+    table_metrics = ("legal_top1", "itr", "tv")
+    report_command = "othello-report"
+
+    @classmethod
+    def shape(cls, cfg: OthelloConfig) -> TaskShape:
+        return TaskShape(d_vocab=D_VOCAB, d_vocab_out=D_VOCAB, n_ctx=N_CTX, train_range=(1, cfg.train_max_moves),
+                         context_reason="Othello")
 
     def __init__(self, cfg: OthelloConfig, games: Optional[np.ndarray] = None):
         from ..othello_data import load_games
@@ -106,11 +125,11 @@ class OthelloTask:
             self._resident = (key, out)
         return self._resident[1]
 
-    def loss(self, logits: torch.Tensor, batch: OthelloBatch) -> torch.Tensor:
+    def loss(self, logits: Float[Tensor, "batch moves vocab"], batch: OthelloBatch) -> Tensor:
         return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=0)
 
-    def eval_data(self, n_games: int):
-        """Held-out tokens [G, 59] and legal-move masks [G, 59, 61] after moves 1..59 (cached)."""
+    def eval_data(self, n_games: int) -> tuple[Int[Tensor, "games 59"], Bool[Tensor, "games 59 61"]]:
+        """Held-out tokens and legal-move masks (over tokens) after moves 1..59 (cached)."""
         if n_games not in self._eval_cache:
             games = np.asarray(self.games[self.n_train : self.n_train + n_games])
             states = replay(games)
@@ -122,17 +141,14 @@ class OthelloTask:
         return self._eval_cache[n_games]
 
     @torch.no_grad()
-    def evaluate(self, model, n_games: int = 1000, batch_size: int = 250):
-        """Per-move-index legal top-1 rate, ITR and TV to uniform-over-legal, on held-out games."""
-        from interp.metrics import LengthMetrics
-
-        tokens, legal = self.eval_data(min(n_games, self.cfg.val_games))
-        device = next(model.parameters()).device
-        sums = {k: torch.zeros(N_CTX, dtype=torch.float64) for k in ("legal_top1", "itr", "tv")}
+    def evaluate(self, model, n: int = 1000, seed: int = 0, batch_size: int = 250) -> LengthMetrics:
+        """Per-move-index legal top-1 rate, ITR and TV to uniform-over-legal, on the first ``n``
+        held-out games (fixed, so ``seed`` is unused)."""
+        tokens, legal = self.eval_data(min(n, self.cfg.val_games))
+        device = model_device(model)
+        sums = {k: torch.zeros(N_CTX, dtype=torch.float64) for k in self.metric_names}
         counts = torch.zeros(N_CTX, dtype=torch.float64)
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             for i in range(0, tokens.shape[0], batch_size):
                 t, lg = tokens[i : i + batch_size].to(device), legal[i : i + batch_size].to(device)
                 p = model(t).float().softmax(-1)
@@ -145,7 +161,5 @@ class OthelloTask:
                 for key, val in (("legal_top1", top1), ("itr", itr), ("tv", tv)):
                     sums[key] += (val * live).double().sum(0).cpu()
                 counts += live.double().sum(0).cpu()
-        finally:
-            model.train(was_training)
         values = {k: (v / counts.clamp(min=1)).tolist() for k, v in sums.items()}
         return LengthMetrics(list(range(1, N_CTX + 1)), (1, self.cfg.train_max_moves), int(tokens.shape[0]), values)

@@ -25,6 +25,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..metrics import LengthMetrics
+from .base import Task, TaskShape
 
 BOS_TOKEN = 0
 
@@ -81,8 +83,21 @@ class SetComplementBatch:
     """Position of the s-th item is ``s - 1 + offset`` (1 with BOS, else 0)."""
 
 
-class SetComplementTask:
+class SetComplementTask(Task):
     """Samples permutation prefixes and defines loss and exact targets for the complement."""
+
+    index_name = "set length s"
+    index_label = "len"
+    metric_names = ("tv", "kl", "itr", "margin", "gap", "acc")
+    table_metrics = ("tv", "itr", "margin", "acc")
+    report_command = "report"
+
+    @classmethod
+    def shape(cls, cfg: SetComplementConfig) -> TaskShape:
+        offset = 1 if cfg.bos else 0
+        return TaskShape(d_vocab=cfg.v + 1, d_vocab_out=cfg.v, n_ctx=cfg.max_eval_len + offset,
+                         train_range=(cfg.train_min_len, cfg.train_max_len),
+                         context_reason=f"evaluation length {cfg.max_eval_len}")
 
     def __init__(self, cfg: SetComplementConfig):
         cfg.validate()
@@ -152,3 +167,9 @@ class SetComplementTask:
             return -logp.gather(-1, tgt.unsqueeze(-1)).mean()
         p_star = self.exact_target(batch.items)[:, lo - 1 : hi]
         return -(p_star * logp).sum(-1).mean()
+
+    def evaluate(self, model: torch.nn.Module, n: int = 2048, seed: int = 0) -> LengthMetrics:
+        """Every metric at every set length 1..max_eval_len on ``n`` fixed-seed sets per length."""
+        from .set_complement_eval import evaluate_lengths
+
+        return evaluate_lengths(model, self, sets_per_length=n, seed=seed)

@@ -10,7 +10,8 @@ The study lives in an SQLite file in the sweep folder by default; ``--storage po
 shares one study between machines. Trials that raise or diverge are recorded as failed with their
 reason. Workers send heartbeats: a trial whose worker died (``kill -9``) is marked failed after a
 grace period and re-queued with the same parameters, so the study still reaches its number of
-completed trials.
+completed trials. A space whose trials keep failing stops after ``max_failures`` failed trials
+(default ``2 * n_trials + 10``) with one line naming the first error.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ import multiprocessing as mp
 import os
 from pathlib import Path
 
-from . import atomic
-from .errors import ConfigError, WorkbenchError
+from training import atomic
+from training.errors import ConfigError, WorkbenchError
+from training.scoped import optuna_quiet
 
-# A worker that dies is noticed GRACE_S after its last heartbeat (overridable for tests).
-HEARTBEAT_S = int(os.environ.get("WM_SWEEP_HEARTBEAT_S", 5))
-GRACE_S = int(os.environ.get("WM_SWEEP_GRACE_S", 20))
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds: a worker that dies is noticed the grace
+    period after its last heartbeat. Read when a storage is opened (tests shorten them)."""
+    return int(os.environ.get("WM_SWEEP_HEARTBEAT_S", 5)), int(os.environ.get("WM_SWEEP_GRACE_S", 20))
+
+
+def max_failures(space: dict) -> int:
+    """Failed trials after which a sweep stops: its own ``max_failures`` or 2 * n_trials + 10."""
+    return int(space.get("max_failures", 2 * space["n_trials"] + 10))
 
 
 def load_space(path: str | Path) -> dict:
@@ -36,9 +45,17 @@ def load_space(path: str | Path) -> dict:
         space = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"search space {path} is not valid JSON: {e}") from None
-    unknown = set(space) - {"base", "n_trials", "seed", "fixed", "params"}
+    if not isinstance(space, dict):
+        raise ConfigError(f"search space {path} must be a JSON object")
+    unknown = set(space) - {"base", "n_trials", "seed", "fixed", "params", "max_failures"}
     if unknown:
         raise ConfigError(f"unknown search-space key '{sorted(unknown)[0]}'")
+    for key in ("n_trials", "max_failures"):
+        value = space.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"search space {path}: {key} must be a positive integer, got {value!r}")
+    if "n_trials" not in space:
+        raise ConfigError(f"search space {path} has no n_trials (the number of completed trials to reach)")
     for key, spec in space.get("params", {}).items():
         if spec.get("type") not in ("loguniform", "uniform", "int", "choice"):
             raise ConfigError(f"params.{key}.type must be loguniform, uniform, int or choice")
@@ -57,7 +74,7 @@ def _suggest(trial, key: str, spec: dict):
 
 
 def trial_config(space: dict, values: dict):
-    from .config import load_config, preset_path
+    from training.config import load_config, preset_path
 
     base = space.get("base", "demo")
     base_path = preset_path(base) if not str(base).endswith(".json") else Path(base)
@@ -66,14 +83,16 @@ def trial_config(space: dict, values: dict):
 
 def objective_factory(space: dict, sweep_dir: Path):
     def objective(trial):
-        from . import runs
-        from .trainer import train
+        from training import runs
+        from training.trainer import train
 
         values = {k: _suggest(trial, k, spec) for k, spec in space["params"].items()}
         try:
             cfg = trial_config(space, values)
-            run_dir = runs.create_run_dir(sweep_dir / "trials" / f"trial_{trial.number:04d}", cfg, overwrite=True)
+            # Trial numbers are unique, so a trial's directory is new unless it is resumed.
+            run_dir = runs.prepare_run(sweep_dir / "trials" / f"trial_{trial.number:04d}", cfg)
             trial.set_user_attr("run_dir", str(run_dir))
+            trial.set_user_attr("config", cfg.to_dict())  # what the analysis reads: every value, not only the sampled ones
             res = train(cfg, run_dir, progress=False)
         except Exception as e:  # recorded on the trial, then Optuna marks it failed
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
@@ -91,27 +110,43 @@ def objective_factory(space: dict, sweep_dir: Path):
 
 
 def make_storage(url: str):
-    import warnings
-
-    import optuna
+    """Optuna RDB storage with heartbeats; call inside ``optuna_quiet()``."""
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    # heartbeats are marked experimental in Optuna; we rely on them knowingly
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    heartbeat, grace = heartbeat_settings()
     try:
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
     except ImportError as e:
         raise WorkbenchError(f"storage {url!r} needs a missing database driver ({e.name})") from None
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WorkbenchError(f"cannot open study storage {url!r}: {msg}") from None
-    finally:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _count(study, state) -> int:
+    return sum(t.state == state for t in study.get_trials(deepcopy=False))
+
+
+def _stop_on_failures(limit: int):
+    """Optuna callback: stop this worker once the study holds ``limit`` failed trials (Optuna's
+    MaxTrialsCallback counts completed trials only, so a failing space would loop for ever)."""
+    from optuna.trial import TrialState
+
+    def callback(study, _trial) -> None:
+        if _count(study, TrialState.FAIL) >= limit:
+            study.stop()
+
+    return callback
 
 
 def _worker(args, progress: bool = False) -> None:
     """One worker process (or, with one worker, the main process, which then shows the bar)."""
+    with optuna_quiet():
+        _work(args, progress)
+
+
+def _work(args, progress: bool) -> None:
     import optuna
     import torch
     from optuna.study import MaxTrialsCallback
@@ -119,11 +154,10 @@ def _worker(args, progress: bool = False) -> None:
 
     sweep_dir, url, name, space, threads, index = args
     torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=make_storage(url),
                               sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0) * 1000 + index))
-    callbacks = [MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,))]
-    if sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) >= space["n_trials"]:
+    callbacks = [MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,)), _stop_on_failures(max_failures(space))]
+    if _count(study, TrialState.COMPLETE) >= space["n_trials"] or _count(study, TrialState.FAIL) >= max_failures(space):
         return
     bar = _trial_bar(space["n_trials"], progress)
     _show(bar, study, space["n_trials"])
@@ -137,6 +171,11 @@ def _worker(args, progress: bool = False) -> None:
 def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, storage: str | None = None,
               workers: int = 1, resume: bool = False, progress: bool = True) -> dict:
     """Create (or resume) a study in ``sweep_dir`` and run ``workers`` local worker processes."""
+    with optuna_quiet():
+        return _run_sweep(sweep_dir, space_path, storage, workers, resume, progress)
+
+
+def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dict:
     import optuna
 
     sweep_dir = Path(sweep_dir)
@@ -150,8 +189,7 @@ def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, stora
         if meta_path.exists():
             raise WorkbenchError(f"{sweep_dir} already holds a sweep (use --resume)")
         space = load_space(space_path)
-        for spec_key in space["params"]:  # every dotted key must exist in the config
-            trial_config(space, {})
+        trial_config(space, {})  # the base and fixed overrides, then every dotted key, must be valid
         trial_config(space, {k: (s["values"][0] if s["type"] == "choice" else s["low"]) for k, s in space["params"].items()})
         sweep_dir.mkdir(parents=True, exist_ok=True)
         url = storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
@@ -184,7 +222,12 @@ def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, stora
         _watch(study, space["n_trials"], procs, progress)
         for p in procs:
             p.join()
-    return summarize(study)
+    result = summarize(study)
+    if result["failed"] >= max_failures(space) and result["completed"] < space["n_trials"]:
+        first = result["failures"][0]["error"] if result["failures"] else "unknown"
+        raise WorkbenchError(f"stopped after {result['failed']} failed trials and {result['completed']} completed "
+                             f"(limit {max_failures(space)}); the first failure: {first}")
+    return result
 
 
 def _trial_bar(n_trials: int, progress: bool):

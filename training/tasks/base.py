@@ -1,0 +1,70 @@
+"""The interface every task implements, in the spirit of DeepMind's ``GeneralizationTask``.
+
+A task says what the model sees (vocabulary sizes, context length, training range), draws
+training batches, scores them (``loss``), and evaluates a model at every length it defines
+(``evaluate``), returning a ``LengthMetrics``: set sizes for the set complement task, move indices
+for OthelloGPT. The trainer, the experiments and the command lines only talk to this interface;
+``training/tasks/registry.py`` maps a config's ``kind`` to the task class and its config section.
+
+``shape(cfg)`` is a classmethod so that a run's model can be built, and a config validated,
+without constructing the task (for Othello that would memory-map and check the dataset).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..metrics import LengthMetrics
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """What a model needs to know about a task to be built for it."""
+
+    d_vocab: int
+    d_vocab_out: int
+    n_ctx: int
+    """Context length the longest evaluated input needs."""
+    train_range: tuple[int, int]
+    """Shortest and longest length trained on (inclusive)."""
+    context_reason: str
+    """Why the task needs ``n_ctx``, for the error when a config's model.n_ctx is too small."""
+
+
+class Task(ABC):
+    """A length-generalization task: batches, loss and per-length evaluation."""
+
+    index_name: str = "length"
+    """What a 'length' is for this task, for axis labels ('set length s', 'move index')."""
+    index_label: str = "len"
+    """Short row label of the per-length text tables."""
+    metric_names: tuple[str, ...] = ()
+    """Every metric ``evaluate`` reports."""
+    table_metrics: tuple[str, ...] = ()
+    """The metrics the command lines print by default."""
+    report_command: str = "report"
+    """The ``python -m interp`` command that writes the full probe report for this task."""
+
+    @classmethod
+    @abstractmethod
+    def shape(cls, cfg: Any) -> TaskShape:
+        """Vocabulary, context and training range from the task's config section alone."""
+
+    @abstractmethod
+    def sample_batch(self, batch_size: int, generator: torch.Generator | None = None, device="cpu"):
+        """A training batch; ``batch.tokens`` is the model input."""
+
+    @abstractmethod
+    def loss(self, logits: Float[Tensor, "batch pos vocab"], batch) -> Tensor:
+        """Scalar training loss of the model's logits on ``batch``."""
+
+    @abstractmethod
+    def evaluate(self, model: torch.nn.Module, n: int, seed: int = 0) -> LengthMetrics:
+        """Every metric at every length, from ``n`` examples per length (sets, or held-out games);
+        the model's train/eval mode is left as it was."""
