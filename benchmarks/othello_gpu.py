@@ -127,7 +127,7 @@ def time_steps(trainer, warmup: int, timed: int) -> tuple[float, float]:
     return t1 - t0, (time.perf_counter() - t1) / timed
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=4.5, help="training budget in minutes at the timed speed (default 4.5)")
     ap.add_argument("--total-minutes", type=float, default=8.0,
@@ -148,32 +148,16 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     ap.add_argument("--wheels", type=Path, default=None, help="install missing packages offline from the wheels here")
     ap.add_argument("--check-only", action="store_true", help="check (and install) the imports, then stop")
-    args = ap.parse_args()
-    start = time.perf_counter()
-    check_imports(args.wheels)
-    if args.check_only:
-        say("imports ok: " + ", ".join(NEEDED.values()))
-        return
+    return ap.parse_args(argv)
 
+
+def make_data(args, device, folder: Path, record) -> Path:
+    """Games generated on ``device`` into ``folder/data`` (games.npy + games.json)."""
     import numpy as np
-    import torch
 
-    from training import atomic, runs
-    from training.othello_models import othello_config
-    from training.trainer import Trainer, train, training_scope
+    from training import atomic
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    figures: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                     "torch": torch.__version__}
-    say(f"device: {figures['device']}, torch {torch.__version__}")
-
-    def record(**kw) -> None:
-        figures.update(kw)
-        if args.json:
-            atomic.write_json(args.json, figures)
-
-    tmp = Path(tempfile.mkdtemp(prefix="othello_gpu_"))
-    data = tmp / "data"
+    data = folder / "data"
     data.mkdir()
     games, gen_s = generate(3000 if args.tiny else args.games, device, args.data_seconds)
     np.save(data / "games.npy", games.numpy())
@@ -181,8 +165,10 @@ def main() -> None:
                                             "device": str(device)})
     record(games=int(games.shape[0]), games_per_s=games.shape[0] / gen_s)
     say(f"data: {games.shape[0]:,} games on {device} in {gen_s:.1f} s ({games.shape[0] / gen_s:,.0f} games/s)")
-    del games
+    return data
 
+
+def base_overrides(args, device) -> list[str]:
     overrides = [f"train.device={device}", f"train.compile_mode={args.compile_mode}", "train.eval_every=1000000",
                  "train.checkpoint_every=1000000", "train.final_eval_sets=2000", "othello.val_games=2000"]
     if args.batch:
@@ -193,16 +179,23 @@ def main() -> None:
         overrides.append("train.bf16=false")
     if args.tiny:
         overrides += TINY_MODEL + ["train.batch_size=16", "othello.val_games=200", "train.final_eval_sets=200", "train.warmup_steps=5"]
+    return overrides
 
-    # Time pure optimizer steps after a warm-up (compilation, allocator, kernel selection).
+
+def time_modes(args, data: Path, overrides: list[str], folder: Path, record) -> dict:
+    """Time pure optimizer steps after a warm-up (compilation, allocator, kernel selection), eager
+    and/or compiled as ``--compile`` says; the faster mode with its speed and MFU."""
+    from training.othello_models import othello_config
+    from training.trainer import Trainer, training_scope
+
     modes = {"off": [False], "on": [True], "auto": [False, True]}[args.compile]
     warmup, timed = (3, 5) if args.tiny else (20, 50)
-    speed = {}
+    speed, shape = {}, {}
     for compiled in modes:
         cfg = othello_config("full", data, overrides + ["train.steps=100000", f"train.compile={str(compiled).lower()}"])
         try:
             with training_scope(cfg):  # the kernels and seeding a real run gets
-                probe = Trainer(cfg, tmp)
+                probe = Trainer(cfg, folder)
                 warm_s, step_s = time_steps(probe, warmup, timed)
         except Exception as e:  # a compiler failure must not cost the eager run
             say(f"timing with compile={compiled} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
@@ -211,33 +204,44 @@ def main() -> None:
         speed[compiled] = step_s
         say(f"{name}: {step_s * 1e3:.2f} ms/step after a {warm_s:.1f} s warm-up of {warmup} steps")
         record(**{f"{name}_ms_per_step": step_s * 1e3, f"{name}_warmup_s": warm_s})
-        m = probe.model.cfg
         T = cfg.othello.train_max_moves
         non_embed, flops = flops_per_token(probe.model, T)
+        shape = dict(model=probe.model.cfg, T=T, non_embed=non_embed, flops=flops, batch=cfg.train.batch_size,
+                     bf16=cfg.train.bf16 and cfg.train.device.startswith("cuda"), warmup_steps=cfg.train.warmup_steps)
         del probe
     if not speed:
         raise SystemExit("error: no training mode could be timed")
     compiled = min(speed, key=speed.get)
     step_s = speed[compiled]
-    tokens_per_step = cfg.train.batch_size * T
-    tok_s = tokens_per_step / step_s
-    mfu = flops * tok_s / PEAK
-    say(f"model: {m.n_layers} layers, d_model {m.d_model}, {non_embed / 1e6:.1f}M non-embedding parameters; "
-        f"batch {cfg.train.batch_size} x {T} tokens; bf16 {cfg.train.bf16 and device.type == 'cuda'}; "
+    tok_s = shape["batch"] * shape["T"] / step_s
+    mfu = shape["flops"] * tok_s / PEAK
+    m = shape["model"]
+    say(f"model: {m.n_layers} layers, d_model {m.d_model}, {shape['non_embed'] / 1e6:.1f}M non-embedding parameters; "
+        f"batch {shape['batch']} x {shape['T']} tokens; bf16 {shape['bf16']}; "
         f"training {'compiled' if compiled else 'eager'}")
     say(f"tokens/s: {tok_s:,.0f} ({step_s * 1e3:.2f} ms/step)")
-    say(f"MFU: {mfu:.1%} of {PEAK / 1e12:.0f} TFLOP/s ({flops * tok_s / 1e12:.0f} TFLOP/s achieved)")
-    record(non_embedding_params=non_embed, batch=cfg.train.batch_size, compiled=compiled, tokens_per_s=tok_s, mfu=mfu)
+    say(f"MFU: {mfu:.1%} of {PEAK / 1e12:.0f} TFLOP/s ({shape['flops'] * tok_s / 1e12:.0f} TFLOP/s achieved)")
+    record(non_embedding_params=shape["non_embed"], batch=shape["batch"], compiled=compiled, tokens_per_s=tok_s, mfu=mfu)
+    return dict(shape, compiled=compiled, step_s=step_s)
 
+
+def final_run(args, data: Path, overrides: list[str], folder: Path, timing: dict, start: float, figures: dict, record) -> None:
+    """Train for as many steps as fit the budget at the timed speed, then evaluate by move index."""
+    from training import runs
+    from training.othello_models import othello_config
+    from training.trainer import train
+
+    compiled, step_s, T = timing["compiled"], timing["step_s"], timing["T"]
+    tokens_per_step = timing["batch"] * T
     # The final run compiles again (a fresh model; the compiler's caches make it quicker) and
     # evaluates five times; keep a reserve for that so the script ends within --total-minutes.
     reserve = 30.0 + (0.6 * figures["compiled_warmup_s"] if compiled else 0.0)
     left = args.total_minutes * 60 - (time.perf_counter() - start) - reserve
     steps = 20 if args.tiny else max(100, int(min(args.minutes * 60, left) / step_s))
     final_over = [f"train.compile={str(compiled).lower()}", f"train.steps={steps}",
-                  f"train.warmup_steps={min(cfg.train.warmup_steps, steps // 10)}", f"train.eval_every={max(1, steps // 4)}"]
+                  f"train.warmup_steps={min(timing['warmup_steps'], steps // 10)}", f"train.eval_every={max(1, steps // 4)}"]
     cfg = othello_config("full", data, overrides + final_over)
-    run_dir = runs.create_run_dir(args.out or tmp / "run", cfg, overwrite=True)
+    run_dir = runs.create_run_dir(args.out or folder / "run", cfg, overwrite=True)
     say(f"training {steps} steps ({steps * cfg.train.batch_size:,} games' first {T} moves), lr {cfg.train.lr}, "
         f"evaluating every {cfg.train.eval_every}: run dir {run_dir}")
     t0 = time.perf_counter()
@@ -258,6 +262,35 @@ def main() -> None:
     record(steps=steps, train_wall_s=wall, legal_top1_in_range=summ["in_range"]["legal_top1"],
            legal_top1_beyond=summ.get("beyond", {}).get("legal_top1"), legal_top1_by_move=by_move,
            itr_in_range=summ["in_range"]["itr"], run_dir=str(run_dir))
+
+
+def main() -> None:
+    args = parse_args()
+    start = time.perf_counter()
+    check_imports(args.wheels)
+    if args.check_only:
+        say("imports ok: " + ", ".join(NEEDED.values()))
+        return
+
+    import torch
+
+    from training import atomic
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    figures: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                     "torch": torch.__version__}
+    say(f"device: {figures['device']}, torch {torch.__version__}")
+
+    def record(**kw) -> None:
+        figures.update(kw)
+        if args.json:
+            atomic.write_json(args.json, figures)
+
+    folder = Path(tempfile.mkdtemp(prefix="othello_gpu_"))
+    data = make_data(args, device, folder, record)
+    overrides = base_overrides(args, device)
+    timing = time_modes(args, data, overrides, folder, record)
+    final_run(args, data, overrides, folder, timing, start, figures, record)
 
 
 if __name__ == "__main__":

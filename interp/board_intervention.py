@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from training.scoped import eval_mode, model_device
@@ -49,8 +49,9 @@ class InterventionResult:
                                                 "topn_errors_after", "probe_reads_target")}
 
 
-def edited_legal_sets(games: np.ndarray, move_index: int, squares: np.ndarray, dst: str) -> tuple[np.ndarray, np.ndarray]:
-    """Legal-move masks ``[G, 64]`` for the side to move after ``move_index`` moves, on the real
+def edited_legal_sets(games: Int[np.ndarray, "games moves"], move_index: int, squares: Int[np.ndarray, "games"],
+                      dst: str) -> tuple[Bool[np.ndarray, "games 64"], Bool[np.ndarray, "games 64"]]:
+    """Legal-move masks for the side to move after ``move_index`` moves, on the real
     board and on the board with each game's square changed from the mover's disc to ``dst``."""
     st = replay(games[:, :move_index])
     black, white, player = st.black[:, move_index], st.white[:, move_index], st.player[:, move_index]
@@ -62,9 +63,10 @@ def edited_legal_sets(games: np.ndarray, move_index: int, squares: np.ndarray, d
     return bits_to_bool(legal_moves(own, opp)), bits_to_bool(legal_moves(own2, opp2))
 
 
-def pick_edits(games: np.ndarray, move_index: int, src: str = "mine", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pick_edits(games: Int[np.ndarray, "games moves"], move_index: int, src: str = "mine",
+               seed: int = 0) -> tuple[Int[np.ndarray, "kept moves"], Int[np.ndarray, "kept"]]:
     """Games that go on after ``move_index`` moves and hold a ``src`` disc then, with one uniformly
-    chosen ``src`` square each: ``(games [G, 60], squares [G])``."""
+    chosen ``src`` square each."""
     games = np.asarray(games)
     games = games[(games >= 0).sum(1) > move_index]  # the game goes on after this move
     labels = board_labels(games[:, :N_CTX], "relative")[:, move_index - 1]  # [G, 64]
@@ -108,8 +110,8 @@ def edit_hook(W: Float[Tensor, "d_model_plus_1 cols"], n_classes: int, pos: int,
     return hook
 
 
-def logits_by_square(logits: Float[Tensor, "games vocab"]) -> np.ndarray:
-    """``[G, 64]`` next-move logits on the board's squares (NaN on the four centre squares)."""
+def logits_by_square(logits: Float[Tensor, "games vocab"]) -> Float[np.ndarray, "games 64"]:
+    """Next-move logits on the board's squares (NaN on the four centre squares)."""
     playable = SQUARE_TO_TOKEN >= 0
     out = torch.full((len(logits), 64), float("nan"), device=logits.device)
     idx = torch.from_numpy(np.flatnonzero(playable)).to(logits.device)
@@ -117,7 +119,7 @@ def logits_by_square(logits: Float[Tensor, "games vocab"]) -> np.ndarray:
     return out.cpu().numpy()
 
 
-def topn_errors(logits: np.ndarray, legal: np.ndarray) -> float:
+def topn_errors(logits: Float[np.ndarray, "games 64"], legal: Bool[np.ndarray, "games 64"]) -> float:
     """Mean mismatches between the model's top-N moves and a legal set (N = its size)."""
     n = legal.sum(1, keepdims=True)
     rank = np.argsort(np.argsort(-np.nan_to_num(logits, nan=-np.inf), axis=1), axis=1)

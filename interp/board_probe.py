@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from training import atomic
@@ -38,8 +38,8 @@ CLASSES = {"relative": 3, "absolute": 3, "flipped": 2, "legal": 2}
 Target = Literal["relative", "absolute", "flipped", "legal"]
 
 
-def board_labels(games: np.ndarray, target: Target = "relative") -> np.ndarray:
-    """``int64 [G, 59, 64]`` class of every square after moves 1..59 (position p sees p+1 moves)."""
+def board_labels(games: Int[np.ndarray, "games moves"], target: Target = "relative") -> Int[np.ndarray, "games 59 64"]:
+    """Class of every square after moves 1..59 (position p sees p+1 moves)."""
     st = replay(games)
     sl = slice(1, N_CTX + 1)
     if target == "flipped":
@@ -145,7 +145,7 @@ def _ridge_solve(xtx: torch.Tensor, xty: torch.Tensor, ridge: float) -> torch.Te
     return torch.linalg.solve(xtx + ridge * xtx.diagonal().mean() * eye, xty)
 
 
-def _not_over(g: np.ndarray, lo: int, hi: int, device) -> torch.Tensor:
+def _not_over(g: Int[np.ndarray, "games moves"], lo: int, hi: int, device) -> Bool[Tensor, "games positions"]:
     """Positions whose move exists (the game had at least p+1 moves)."""
     n_moves = (g >= 0).sum(1)
     pos = np.arange(lo, hi + 1)
@@ -155,8 +155,10 @@ def _not_over(g: np.ndarray, lo: int, hi: int, device) -> torch.Tensor:
 @dataclass
 class ProbeAccuracy:
     by_layer: dict[str, float]
-    by_move: dict[str, list[float]]  # per hook, per move index 1..59
-    by_square: dict[str, list[float]]  # per hook, 64 squares (row-major 8x8)
+    by_move: dict[str, list[float]]
+    """Per hook, accuracy at each move index 1..59."""
+    by_square: dict[str, list[float]]
+    """Per hook, accuracy on each of the 64 squares (row-major 8x8)."""
 
     def to_dict(self) -> dict:
         return {"by_layer": self.by_layer, "by_move": self.by_move, "by_square": self.by_square}

@@ -134,7 +134,8 @@ class RunConfig:
         self.averaging.validate()
         self.train.validate()
         if self.task_config is None:
-            raise ConfigError(f"kind '{self.kind}' needs an '{entry.section}' section")
+            article = "an" if entry.section[0] in "aeiou" else "a"
+            raise ConfigError(f"kind '{self.kind}' needs {article} '{entry.section}' section")
         self.task_config.validate()
         shape = self.shape
         if self.model.n_ctx is not None and self.model.n_ctx < shape.n_ctx:

@@ -19,8 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from jaxtyping import Bool, Int, Int8, UInt64
 
 from ..errors import WorkbenchError
+
+Boards = UInt64[np.ndarray, "*games"]
+"""One 64-bit bitboard per game (bit i = square i)."""
 
 U64 = np.uint64
 FULL = U64(0xFFFFFFFFFFFFFFFF)
@@ -45,11 +49,11 @@ class IllegalMoveError(WorkbenchError):
     """A move sequence that breaks the rules; names the game and the move index."""
 
 
-def _shift(x: np.ndarray, d: int, mask: np.uint64) -> np.ndarray:
+def _shift(x: Boards, d: int, mask: np.uint64) -> Boards:
     return ((x << U64(d)) if d > 0 else (x >> U64(-d))) & mask
 
 
-def legal_moves(own: np.ndarray, opp: np.ndarray) -> np.ndarray:
+def legal_moves(own: Boards, opp: Boards) -> Boards:
     """Bitboard of legal moves for the side owning ``own`` (vectorised over games)."""
     empty = ~(own | opp)
     moves = np.zeros_like(own)
@@ -61,7 +65,7 @@ def legal_moves(own: np.ndarray, opp: np.ndarray) -> np.ndarray:
     return moves
 
 
-def flips(move: np.ndarray, own: np.ndarray, opp: np.ndarray) -> np.ndarray:
+def flips(move: Boards, own: Boards, opp: Boards) -> Boards:
     """Bitboard of discs flipped by playing the single-bit ``move`` (0 where ``move`` is 0)."""
     out = np.zeros_like(own)
     for d, mask in DIRECTIONS:
@@ -75,7 +79,7 @@ def flips(move: np.ndarray, own: np.ndarray, opp: np.ndarray) -> np.ndarray:
     return out
 
 
-def select_bit(x: np.ndarray, rank: np.ndarray) -> np.ndarray:
+def select_bit(x: Boards, rank: Int[np.ndarray, "*games"]) -> Int[np.ndarray, "*games"]:
     """Index of the ``rank``-th (0-based) set bit of each ``x``, by binary search on popcounts."""
     pos = np.zeros(x.shape, dtype=np.int64)
     rank = rank.astype(np.int64)
@@ -89,8 +93,8 @@ def select_bit(x: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return pos
 
 
-def bits_to_bool(x: np.ndarray) -> np.ndarray:
-    """``[..., 64]`` booleans, index i = bit i (square i)."""
+def bits_to_bool(x: UInt64[np.ndarray, "*shape"]) -> Bool[np.ndarray, "*shape 64"]:
+    """Booleans per square, index i = bit i (square i)."""
     b = np.ascontiguousarray(x.astype("<u8")).view(np.uint8).reshape(*x.shape, 8)
     return np.unpackbits(b, axis=-1, bitorder="little").astype(bool)
 
@@ -109,8 +113,8 @@ def _resolve_passes(black, white, player, done):
     return own, opp, legal, player, done
 
 
-def random_games(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` games of uniformly random legal moves, as ``int8 [n, 60]`` squares padded with -1."""
+def random_games(n: int, rng: np.random.Generator) -> Int8[np.ndarray, "n 60"]:
+    """``n`` games of uniformly random legal moves, as squares padded with -1."""
     # Boards are kept relative to the side to move (own, opp) and swapped after each move:
     # generation needs only the moves, and the swap is free where black/white would cost np.where.
     own = np.full(n, START_BLACK)
@@ -144,15 +148,15 @@ class GameStates:
     to move (after passes); ``legal`` its legal moves (0 once the game is over); ``flipped[t]``
     holds the discs flipped by move ``t`` (1-based; ``flipped[:, 0] = 0``)."""
 
-    black: np.ndarray
-    white: np.ndarray
-    player: np.ndarray
-    legal: np.ndarray
-    flipped: np.ndarray
-    length: np.ndarray
+    black: UInt64[np.ndarray, "games T_plus_1"]
+    white: UInt64[np.ndarray, "games T_plus_1"]
+    player: Int8[np.ndarray, "games T_plus_1"]
+    legal: UInt64[np.ndarray, "games T_plus_1"]
+    flipped: UInt64[np.ndarray, "games T_plus_1"]
+    length: Int[np.ndarray, "games"]
 
 
-def replay(moves: np.ndarray) -> GameStates:
+def replay(moves: Int[np.ndarray, "games T"]) -> GameStates:
     """Replay move sequences (``[games, 60]`` squares, -1 padded) and record every state.
 
     Raises IllegalMoveError naming the first game and move index that break the rules."""
@@ -201,12 +205,12 @@ def replay(moves: np.ndarray) -> GameStates:
     return GameStates(out["black"], out["white"], out_player, out["legal"], out["flipped"], length)
 
 
-def board_array(black: np.ndarray, white: np.ndarray) -> np.ndarray:
-    """``int8 [..., 64]`` board: 0 empty, 1 black, -1 white."""
+def board_array(black: UInt64[np.ndarray, "*shape"], white: UInt64[np.ndarray, "*shape"]) -> Int8[np.ndarray, "*shape 64"]:
+    """Board per square: 0 empty, 1 black, -1 white."""
     return bits_to_bool(black).astype(np.int8) - bits_to_bool(white).astype(np.int8)
 
 
-def squares_to_tokens(moves: np.ndarray) -> np.ndarray:
+def squares_to_tokens(moves: Int[np.ndarray, "*shape"]) -> Int[np.ndarray, "*shape"]:
     """Squares (-1 padded) to tokens 1..60 (0 = padding); centre squares are an error."""
     moves = np.asarray(moves).astype(np.int64)
     tokens = np.where(moves < 0, 0, SQUARE_TO_TOKEN[np.clip(moves, 0, 63)])
@@ -215,7 +219,8 @@ def squares_to_tokens(moves: np.ndarray) -> np.ndarray:
     return tokens
 
 
-def tokens_to_squares(tokens: np.ndarray) -> np.ndarray:
+def tokens_to_squares(tokens: Int[np.ndarray, "*shape"]) -> Int[np.ndarray, "*shape"]:
+    """Tokens 0..60 back to squares (-1 for padding)."""
     tokens = np.asarray(tokens).astype(np.int64)
     if (tokens < 0).any() or (tokens > 60).any():
         bad = tokens[(tokens < 0) | (tokens > 60)][0]

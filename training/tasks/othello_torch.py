@@ -8,6 +8,8 @@ shifts are masked to be logical, and bit counts go through a ``[n, 64]`` bit exp
 from __future__ import annotations
 
 import torch
+from jaxtyping import Bool, Int64, Int8
+from torch import Tensor
 
 from .othello import DIRECTIONS, START_BLACK, START_WHITE
 
@@ -22,11 +24,15 @@ def _signed(x: int) -> int:
 _DIRS = [(d, _signed(int(m) & (((1 << (64 + d)) - 1) if d < 0 else (1 << 64) - 1))) for d, m in DIRECTIONS]
 
 
-def _shift(x: torch.Tensor, d: int, mask: int) -> torch.Tensor:
+Boards = Int64[Tensor, "*games"]
+"""One int64 bitboard per game (bit i = square i)."""
+
+
+def _shift(x: Boards, d: int, mask: int) -> Boards:
     return ((x << d) if d > 0 else (x >> -d)) & mask
 
 
-def legal_moves(own: torch.Tensor, opp: torch.Tensor) -> torch.Tensor:
+def legal_moves(own: Boards, opp: Boards) -> Boards:
     empty = ~(own | opp)
     moves = torch.zeros_like(own)
     for d, mask in _DIRS:
@@ -37,7 +43,7 @@ def legal_moves(own: torch.Tensor, opp: torch.Tensor) -> torch.Tensor:
     return moves
 
 
-def flips(move: torch.Tensor, own: torch.Tensor, opp: torch.Tensor) -> torch.Tensor:
+def flips(move: Boards, own: Boards, opp: Boards) -> Boards:
     out = torch.zeros_like(own)
     for d, mask in _DIRS:
         run = _shift(move, d, mask) & opp
@@ -49,13 +55,13 @@ def flips(move: torch.Tensor, own: torch.Tensor, opp: torch.Tensor) -> torch.Ten
     return out
 
 
-def bits(x: torch.Tensor) -> torch.Tensor:
-    """``[..., 64]`` booleans of an int64 bitboard (bit i = square i)."""
+def bits(x: Int64[Tensor, "*shape"]) -> Bool[Tensor, "*shape 64"]:
+    """Booleans per square of an int64 bitboard (bit i = square i)."""
     return ((x.unsqueeze(-1) >> torch.arange(64, device=x.device)) & 1).bool()
 
 
-def random_games(n: int, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
-    """``n`` games of uniformly random legal moves, ``int8 [n, 60]``, -1 padded, made on ``device``."""
+def random_games(n: int, generator: torch.Generator | None = None, device="cpu") -> Int8[Tensor, "n 60"]:
+    """``n`` games of uniformly random legal moves, -1 padded, made on ``device``."""
     own = torch.full((n,), _signed(int(START_BLACK)), dtype=torch.int64, device=device)
     opp = torch.full((n,), _signed(int(START_WHITE)), dtype=torch.int64, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
