@@ -3,14 +3,15 @@
 Both train the demo's model (1-layer attention-only HookedTransformer, v=32, lengths 1..8) with
 attention dropout 0.1 and BEMA refreshed every step, at the same batch size on the same CPU
 threads, in this one process, alternating rounds so that machine noise hits both. The plain loop
-is written out by hand: the same fused AdamW, warm-up + cosine schedule and gradient clipping,
-the BEMA update on a list of tensors, and the same evaluations (raw and averaged weights at every
-length, every 500 steps and at the end). So the ratio measures what the trainer adds on top of
-the math: the task interface, the averager class, metrics records, checkpoints, the progress bar.
+is written out by hand around the task's own batches and loss: the same fused AdamW with the same
+parameter groups, warm-up + cosine schedule and gradient clipping, the BEMA update on a list of
+tensors, and the same evaluations (raw and averaged weights at every length, every 500 steps and
+at the end). So the ratio measures what the trainer adds on top of the math: the averager class,
+loss bookkeeping and NaN checks, metrics records, checkpoints, the progress bar.
 Target: ratio >= 0.95. A bare loop (no dropout, no averaging, no evaluation) is timed as well, to
 show what that math itself costs.
 
-    python benchmarks/train_throughput.py [--steps 2000] [--rounds 3] [--threads 2]
+    python benchmarks/train_throughput.py [--steps 1000] [--rounds 6] [--threads 2]
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def matched(steps: int) -> float:
     avg_model = build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx(), seed=tc.seed)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=0.0, fused=True)
+    # the trainer's two parameter groups: weight decay on matrices only
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=tc.lr, betas=tuple(tc.betas), fused=True)
 
     def lr_at(step):  # linear warm-up, then cosine to min_lr_ratio
         if step < tc.warmup_steps:
@@ -63,7 +67,6 @@ def matched(steps: int) -> float:
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     gen = torch.Generator().manual_seed(tc.seed + 1)
-    v, L, B = cfg.task.v, cfg.task.train_max_len, tc.batch_size
     live = [p.detach() for p in params]
     ema = theta0 = out = None
 
@@ -76,12 +79,14 @@ def matched(steps: int) -> float:
 
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
-        perm = torch.rand(B, v, generator=gen).argsort(1)[:, : L + 1]
-        logits = model(perm[:, :L] + 1)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, v), perm[:, 1:].reshape(-1))
+        batch = task.sample_batch(tc.batch_size, generator=gen)  # the same data and loss as the trainer's
+        loss = task.loss(model(batch.tokens), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
+        # clip_grad_norm_ skips its foreach kernels on the CPU; the same clipping with them:
+        grads = [p.grad for p in params]
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        torch._foreach_mul_(grads, (tc.grad_clip / (total + 1e-6)).clamp(max=1.0))
         opt.step()
         sched.step()
         with torch.no_grad():  # BEMA: theta_0 at the first step, then every step
@@ -119,8 +124,8 @@ def bare(steps: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -133,11 +138,18 @@ def main() -> None:
         same.append(matched(args.steps))
         plain.append(bare(args.steps))
         print(f"round {r + 1}: workbench {ours[-1]:7.1f} steps/s   plain loop, same math {same[-1]:7.1f} steps/s   "
-              f"bare loop {plain[-1]:7.1f} steps/s")
-    o, s, b = (statistics.median(x) for x in (ours, same, plain))
-    print(f"median steps/s: workbench {o:.1f}, plain loop with the same math {s:.1f}, bare loop {b:.1f}")
-    print(f"ratio workbench / plain loop, same math: {o / s:.3f} (target >= 0.95): the trainer's own overhead")
-    print(f"ratio same math / bare loop:             {s / b:.3f}: what dropout, BEMA and evaluations cost")
+              f"bare loop {plain[-1]:7.1f} steps/s   ratio {ours[-1] / same[-1]:.3f}")
+    # This machine's speed drifts by 10-30% between rounds (other tenants). Adjacent runs share the
+    # drift, so the median of the per-round ratios and the ratio of the best rounds (noise only ever
+    # slows a run down) are the estimates to read; they are printed with the medians.
+    paired = statistics.median(o / s for o, s in zip(ours, same))
+    best = max(ours) / max(same)
+    print(f"median steps/s: workbench {statistics.median(ours):.1f}, plain loop with the same math "
+          f"{statistics.median(same):.1f}, bare loop {statistics.median(plain):.1f}")
+    print(f"ratio workbench / plain loop, same math: {paired:.3f} (median of rounds), {best:.3f} (best rounds); "
+          "target >= 0.95: the trainer's own overhead")
+    print(f"ratio same math / bare loop:             {statistics.median(s / b for s, b in zip(same, plain)):.3f} "
+          "(median of rounds): what dropout, BEMA and evaluations cost")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement import SetComplementTask
 
 
 def analytic_logits(
