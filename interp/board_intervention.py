@@ -18,11 +18,13 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from training.errors import WorkbenchError
 from training.scoped import eval_mode, model_device
 from training.tasks.othello import BLACK, SQUARE_TO_TOKEN, bits_to_bool, legal_moves, replay, squares_to_tokens
 from training.tasks.othello_task import N_CTX
 
 from .board_probe import LinearProbe, board_labels
+from .hooknames import require_hooks
 
 CLASS = {"empty": 0, "mine": 1, "theirs": 2}
 
@@ -134,6 +136,9 @@ def intervene(model, probe: LinearProbe, games: np.ndarray, move_index: int, lay
         raise ValueError("interventions need a 'relative' (empty/mine/theirs) probe")
     if src != "mine" or dst not in ("theirs", "empty"):
         raise ValueError("supported edits: mine -> theirs, mine -> empty")
+    require_hooks(model, [layer_hook])
+    if layer_hook not in probe.weights:
+        raise WorkbenchError(f"the probe has no weights for {layer_hook!r} (it was fit on {', '.join(probe.weights)})")
     games, squares = pick_edits(games, move_index, src, seed)
     legal_before, legal_after = edited_legal_sets(games, move_index, squares, dst)
     device = model_device(model)

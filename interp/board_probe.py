@@ -34,6 +34,8 @@ from training.scoped import eval_mode, model_device
 from training.tasks.othello import BLACK, bits_to_bool, replay, squares_to_tokens
 from training.tasks.othello_task import N_CTX
 
+from .hooknames import require_hooks
+
 CLASSES = {"relative": 3, "absolute": 3, "flipped": 2, "legal": 2}
 Target = Literal["relative", "absolute", "flipped", "legal"]
 
@@ -107,6 +109,7 @@ def fit_board_probe(
     seed: int = 0,
 ) -> LinearProbe:
     """Closed-form ridge probe per hook from ``games`` (positions ``lo..hi`` inclusive, 0-based)."""
+    require_hooks(model, hooks or [])
     with eval_mode(model):
         return _fit_board_probe(model, games, target, hooks or default_hooks(model), positions, ridge, batch_size,
                                 shuffle_labels, seed)
@@ -167,6 +170,7 @@ class ProbeAccuracy:
 @torch.no_grad()
 def probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: int = 256) -> ProbeAccuracy:
     """Accuracy of ``probe`` on ``games`` at every position, per hook, move index and square."""
+    require_hooks(model, probe.meta["hooks"])
     with eval_mode(model):
         return _probe_accuracy(model, probe, games, batch_size)
 
@@ -196,6 +200,8 @@ def membership_probe(model, task, sets: int = 2048, hook: str | None = None, rid
                      eval_seed: int = 1) -> dict:
     """Ridge probe for "item j is in the set" from the residual stream at the set's last position;
     returns accuracy per length (fit on one fixed-seed sample, scored on another)."""
+    if hook is not None:
+        require_hooks(model, [hook])
     with eval_mode(model):
         return _membership_probe(model, task, sets, hook or f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", ridge,
                                  seed, eval_seed)

@@ -140,9 +140,10 @@ def plot_probe_by_square(report: OthelloReport, stem=None):
 
 def build_othello_report(run_dir, out=None, probe_games: int = 2000, eval_games: int = 1000, progress: bool = True) -> dict:
     """Measure (``collect_othello_report``), then write figures, JSON and a README into ``out``."""
+    out = Path(out) if out else Path(run_dir) / "othello_report"
+    registry.require(runs.read_run_config(run_dir).kind, "othello", "othello-report")  # before any folder is made
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable place fails before minutes of probing
     report, model, val_games, edits = collect_othello_report(run_dir, probe_games, eval_games, progress)
-    out = Path(out) if out else report.run_dir / "othello_report"
-    out.mkdir(parents=True, exist_ok=True)
     figures = save_figure(plot_probes_and_legality(report), out / "probes_and_legality")
     figures += save_figure(plot_probe_by_square(report), out / "probe_by_square")
     figures += save_figure(_board_figure(model, val_games[0], report.train_max_moves), out / "board_predictions")

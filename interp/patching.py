@@ -11,6 +11,7 @@ number of layers and heads.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -63,11 +64,27 @@ class PatchingResult:
                 "corrupted_ld": self.corrupted_ld, "swap_position": self.swap_position, "length": self.length}
 
 
+@contextlib.contextmanager
+def _patching_bars(progress: bool):
+    """``transformer_lens.patching`` draws a tqdm bar per sweep and has no switch for it; without
+    ``progress`` its module-level ``tqdm`` is swapped for a pass-through, and put back after."""
+    if progress:
+        yield
+        return
+    original = tl_patching.tqdm
+    tl_patching.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        tl_patching.tqdm = original
+
+
 @torch.no_grad()
-def patch_swap(model, task: SetComplementTask, length: int, n: int = 256, swap_position: int = 0, seed: int = 0) -> PatchingResult:
+def patch_swap(model, task: SetComplementTask, length: int, n: int = 256, swap_position: int = 0, seed: int = 0,
+               progress: bool = True) -> PatchingResult:
     """Recovery of the swapped tokens' logit difference when patching each head output at each
     position, and each residual stream (``resid_pre``) at each position, from clean into corrupted."""
-    with eval_mode(model):
+    with eval_mode(model), _patching_bars(progress):
         return _patch_swap(model, task, length, n, swap_position, seed)
 
 

@@ -111,7 +111,8 @@ def collect_report(run_dir: str | Path, sets: int = 1024, seed: int = 12345, pro
     interventions = evaluate_interventions(models["raw"], task, sets_per_length=sets, seed=seed)
     steps.update()
     patch_lengths = sorted({hi, min(L, 2 * hi)})
-    patches = {s: patch_swap(main, task, length=s, n=min(sets, 256), swap_position=0, seed=seed) for s in patch_lengths}
+    patches = {s: patch_swap(main, task, length=s, n=min(sets, 256), swap_position=0, seed=seed, progress=progress)
+               for s in patch_lengths}
     steps.update()
     steps.close()
     report = SetReport(run_dir, kinds, sets, (cfg.task.train_min_len, hi), L, cfg.task.bos, metrics, entropy, disp,
@@ -121,10 +122,11 @@ def collect_report(run_dir: str | Path, sets: int = 1024, seed: int = 12345, pro
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, sets: int = 1024, seed: int = 12345, progress: bool = True) -> dict:
     """Measure (``collect_report``), then write figures, attention HTML, JSON and a README into ``out``."""
+    out = Path(out) if out else Path(run_dir) / "report"
+    registry.require(runs.read_run_config(run_dir).kind, "set_complement", "report")  # before any folder is made
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable place fails before minutes of probing
     report, main, task = collect_report(run_dir, sets, seed, progress)
     name = report.run_dir.name
-    out = Path(out) if out else report.run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
     figures = save_figure(plot_metrics(report.metrics, title=f"{name}: metrics against length"), out / "metrics_vs_length")
     figures += save_figure(plot_entropy(report.entropy, title=f"{name}: attention entropy (last position)"), out / "entropy_vs_length")
     figures += save_figure(plot_displacement(report.displacement, title=f"{name}: logit gap vs (2/s) gap(2)"),

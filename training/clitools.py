@@ -26,6 +26,10 @@ def run_cli(handler: Callable[[argparse.Namespace], int | None], args: argparse.
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path that cannot be made, read or written (permissions, a file in the way, disk full)
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130

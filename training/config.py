@@ -15,7 +15,7 @@ from typing import Any, Optional
 from .averaging import AveragingConfig
 from .configtools import apply_overrides, from_dict, to_dict
 from .errors import ConfigError
-from .models import ModelConfig
+from .models import ModelConfig, check_hooked_config
 from .tasks import registry
 from .tasks.base import TaskShape
 
@@ -140,6 +140,7 @@ class RunConfig:
         shape = self.shape
         if self.model.n_ctx is not None and self.model.n_ctx < shape.n_ctx:
             raise ConfigError(f"{shape.context_reason} needs a context of {shape.n_ctx}, but model.n_ctx is {self.model.n_ctx}")
+        check_hooked_config(self.model, shape.d_vocab, shape.d_vocab_out, self.n_ctx())
         return self
 
     def n_ctx(self) -> int:
@@ -212,12 +213,18 @@ def load_config(path: str | Path | None, overrides: Optional[list[str]] = None) 
     if path is None:
         return RunConfig.from_dict(RunConfig().to_dict(), overrides)
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # e.g. a name with a NUL byte
+        found = False
+    if not found:
         raise ConfigError(f"config file not found: {path}")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
     return RunConfig.from_dict(data, overrides)
 
 

@@ -15,3 +15,7 @@ class CheckpointError(WorkbenchError):
 
 class TrainingDiverged(WorkbenchError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+class InputError(WorkbenchError):
+    """A model input the model cannot read, e.g. a token outside its vocabulary."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .scoped import forked_rng
 
 
@@ -63,6 +63,22 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be in [0, 1), got {p}")
         if self.positional == "rotary" and self.d_head % 2:
             raise ConfigError(f"model.d_head must be even for rotary positions, got {self.d_head}")
+        from transformer_lens.utilities import SUPPORTED_ACTIVATIONS
+
+        if self.act_fn not in SUPPORTED_ACTIVATIONS:
+            raise ConfigError(f"model.act_fn must be one of {', '.join(sorted(SUPPORTED_ACTIVATIONS))}, got {self.act_fn!r}")
+
+
+def check_hooked_config(cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int) -> None:
+    """Let TransformerLens check the model it would build (its config asserts), as one ConfigError,
+    so a run is refused before its directory is made rather than when the model is built."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            HookedTransformerConfig(device="cpu", **hooked_config_kwargs(cfg, d_vocab, d_vocab_out, n_ctx))
+    except (AssertionError, ValueError, TypeError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(f"TransformerLens refuses this model config: {first}") from None
 
 
 def hooked_config_kwargs(cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int) -> dict:
@@ -109,6 +125,26 @@ def add_dropout_hooks(model: HookedTransformer, cfg: ModelConfig) -> None:
                 model.add_perma_hook(f"blocks.{layer}.hook_mlp_out", _dropout_hook(cfg.resid_dropout))
 
 
+def check_tokens(embed: torch.nn.Module, args: tuple) -> None:
+    """Forward pre-hook on ``embed``: every input token must be a row of ``W_E``.
+
+    Without it a token past the vocabulary raises an IndexError deep inside TransformerLens, and a
+    negative one silently reads a row from the end (-2 is the last row but one). Every probe,
+    patching run and intervention goes through the embedding, so all of them inherit the check.
+    It costs one device-to-host sync per forward, so CUDA training steps (whose batches the task
+    builds valid) skip it."""
+    tokens = args[0] if args else None
+    if not isinstance(tokens, torch.Tensor) or (embed.training and tokens.is_cuda):
+        return
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise InputError(f"tokens must be integers, got {tokens.dtype}")
+    d_vocab = embed.W_E.shape[0]
+    bad = (tokens < 0) | (tokens >= d_vocab)
+    if bool(bad.any()):
+        where = [int(i) for i in bad.nonzero()[0]]
+        raise InputError(f"token {int(tokens[tuple(where)])} at index {where} is outside the vocabulary 0..{d_vocab - 1}")
+
+
 def build_hooked(kwargs: dict, device: torch.device | str = "cpu") -> HookedTransformer:
     """A plain ``HookedTransformer`` from saved ``HookedTransformerConfig`` keyword arguments."""
     with warnings.catch_warnings():
@@ -116,6 +152,7 @@ def build_hooked(kwargs: dict, device: torch.device | str = "cpu") -> HookedTran
         # We pin transformer-lens<4 on purpose, so the warning only adds noise to every run.
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*HookedTransformer.*")
         model = HookedTransformer(HookedTransformerConfig(device=str(device), **kwargs), move_to_device=True)
+    model.embed.register_forward_pre_hook(check_tokens)
     return model
 
 

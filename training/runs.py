@@ -123,6 +123,18 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"weights file {path} is corrupt or truncated ({e})") from None
 
 
+def weights_step(path: Path) -> int | None:
+    """The training step a weights file was written at (its metadata), or None if unrecorded."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            step = (f.metadata() or {}).get("step")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"weights file {path} is corrupt or truncated ({e})") from None
+    return int(step) if step is not None and step.isdigit() else None
+
+
 def check_state(model: torch.nn.Module, state: dict, source, what: str = "the run's model",
                 required: set[str] | None = None) -> None:
     """A one-line CheckpointError unless ``state`` fits ``model``: no unexpected key, every key of

@@ -133,9 +133,32 @@ class Trainer:
     def save_checkpoint(self) -> None:
         state = self.state_dict()
         atomic.write_with(self.run_dir / runs.STATE, lambda p: torch.save(state, p))
+        self.save_weights()
+
+    def save_weights(self) -> None:
+        """The weights files (raw, and averaged when averaging) at the current step."""
         runs.save_weights(self.run_dir / runs.WEIGHTS["raw"], self.model.state_dict(), self.step)
         if self.averager.enabled:
             runs.save_weights(self.run_dir / runs.WEIGHTS["averaged"], self.averager.averaged_state_dict(), self.step)
+
+    def check_weights_files(self) -> None:
+        """Every weights file the run holds must load and fit the model; stop with one line if not.
+
+        ``trainer_state.pt`` is written first at each checkpoint, so a run killed between that
+        write and the weights' may hold weights of the step before, or none yet: those are
+        rewritten from the restored state. A file that is unreadable, or holds another model's
+        tensors, is an error: nothing the run wrote itself can look like that (writes are atomic)."""
+        kinds = ["raw"] + (["averaged"] if self.averager.enabled else [])
+        stale = False
+        for kind in kinds:
+            path = self.run_dir / runs.WEIGHTS[kind]
+            if not path.exists():
+                stale = True
+                continue
+            runs.check_state(self.model, runs.load_weights(path), path)
+            stale |= runs.weights_step(path) != self.step
+        if stale:
+            self.save_weights()
 
     def restore(self) -> bool:
         """Load ``trainer_state.pt`` if present; drop metrics lines logged after it."""
@@ -158,6 +181,7 @@ class Trainer:
             self.step = int(state["step"])
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise CheckpointError(f"checkpoint {path} does not match this run ({type(e).__name__}: {e})") from None
+        self.check_weights_files()
         self._truncate_metrics(self.step)
         return True
 

@@ -17,6 +17,7 @@ completed trials. A space whose trials keep failing stops after ``max_failures``
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -38,28 +39,84 @@ def max_failures(space: dict) -> int:
 
 
 def load_space(path: str | Path) -> dict:
+    """Read and check a search space before anything is written: its keys, its trial count, every
+    parameter range (low <= high, positive bounds on a log scale, integers for 'int', a non-empty
+    list for 'choice'), and every bound and choice through the run config's own validation."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"search space not found: {path}")
     try:
         space = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"search space {path} is not valid JSON: {e}") from None
+    check_space(space, f"search space {path}")
+    return space
+
+
+def check_space(space, where: str) -> None:
+    """Raise a one-line ConfigError (starting with ``where``) unless ``space`` is a valid space."""
     if not isinstance(space, dict):
-        raise ConfigError(f"search space {path} must be a JSON object")
+        raise ConfigError(f"{where} must be a JSON object")
     unknown = set(space) - {"base", "n_trials", "seed", "fixed", "params", "max_failures"}
     if unknown:
-        raise ConfigError(f"unknown search-space key '{sorted(unknown)[0]}'")
+        raise ConfigError(f"{where}: unknown key '{sorted(unknown, key=str)[0]}'")
+    if "n_trials" not in space:
+        raise ConfigError(f"{where} has no n_trials (the number of completed trials to reach)")
     for key in ("n_trials", "max_failures"):
         value = space.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"search space {path}: {key} must be a positive integer, got {value!r}")
-    if "n_trials" not in space:
-        raise ConfigError(f"search space {path} has no n_trials (the number of completed trials to reach)")
-    for key, spec in space.get("params", {}).items():
-        if spec.get("type") not in ("loguniform", "uniform", "int", "choice"):
-            raise ConfigError(f"params.{key}.type must be loguniform, uniform, int or choice")
-    return space
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    seed = space.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(space.get("base", "demo"), str):
+        raise ConfigError(f"{where}: base must be a preset name or a .json path, got {space['base']!r}")
+    fixed = space.get("fixed", [])
+    if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
+        raise ConfigError(f"{where}: fixed must be a list of 'section.key=value' strings")
+    params = space.get("params", {})
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: params must be an object of 'section.key': {{type, ...}}")
+    try:
+        trial_config(space, {})
+    except ConfigError as e:
+        raise ConfigError(f"{where}: base and fixed settings: {e}") from None
+    for key, spec in params.items():
+        for value in _candidates(key, spec, where):
+            try:
+                trial_config(space, {key: value})
+            except ConfigError as e:
+                raise ConfigError(f"{where}: params.{key} = {value!r}: {e}") from None
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _candidates(key: str, spec, where: str) -> list:
+    """The values of a parameter that must each give a valid config: its bounds, or its choices."""
+    if not isinstance(spec, dict) or spec.get("type") not in ("loguniform", "uniform", "int", "choice"):
+        raise ConfigError(f"{where}: params.{key}.type must be loguniform, uniform, int or choice")
+    kind = spec["type"]
+    allowed = {"type", "values"} if kind == "choice" else {"type", "low", "high"}
+    extra = sorted(set(spec) - allowed, key=str)
+    if extra:
+        raise ConfigError(f"{where}: params.{key} of type {kind} takes {', '.join(sorted(allowed))}, not '{extra[0]}'")
+    if kind == "choice":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: params.{key}.values must be a non-empty list")
+        return values
+    low, high = spec.get("low"), spec.get("high")
+    if not (_number(low) and _number(high)):
+        raise ConfigError(f"{where}: params.{key} needs finite numbers low and high, got {low!r} and {high!r}")
+    if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
+        raise ConfigError(f"{where}: params.{key} of type int needs integer bounds, got {low!r} and {high!r}")
+    if low > high:
+        raise ConfigError(f"{where}: params.{key} has low {low!r} above high {high!r}")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(f"{where}: params.{key} is loguniform, so its bounds must be positive, got low {low!r}")
+    return [low, high]
 
 
 def _suggest(trial, key: str, spec: dict):
@@ -178,6 +235,8 @@ def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, stora
 def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dict:
     import optuna
 
+    if workers < 1:
+        raise WorkbenchError("--workers must be positive")
     sweep_dir = Path(sweep_dir)
     meta_path = sweep_dir / "sweep.json"
     if resume:
@@ -188,13 +247,9 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
     else:
         if meta_path.exists():
             raise WorkbenchError(f"{sweep_dir} already holds a sweep (use --resume)")
-        space = load_space(space_path)
-        trial_config(space, {})  # the base and fixed overrides, then every dotted key, must be valid
-        trial_config(space, {k: (s["values"][0] if s["type"] == "choice" else s["low"]) for k, s in space["params"].items()})
+        space = load_space(space_path)  # checked in full before anything is written
         sweep_dir.mkdir(parents=True, exist_ok=True)
         url = storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
-    if workers < 1:
-        raise WorkbenchError("--workers must be positive")
     if resume:
         name = meta["study_name"]
     else:  # unique, so that many sweeps can share one database

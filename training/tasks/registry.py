@@ -58,4 +58,5 @@ def require(kind: str, wanted: str, what: str) -> None:
     """Stop with one line when a tool made for task ``wanted`` is given a run of another kind."""
     if kind != wanted:
         other = entry(kind).task_cls.report_command
-        raise WorkbenchError(f"{what} needs a {wanted!r} run, this one is {kind!r} (try python -m interp {other})")
+        article = "an" if wanted[0] in "aeiou" else "a"
+        raise WorkbenchError(f"{what} needs {article} {wanted!r} run, this one is {kind!r} (try python -m interp {other})")
