@@ -220,3 +220,16 @@ def test_sweep_with_no_workers_writes_nothing(tmp_path, capsys):
     assert train_main(["sweep", "--quick", "--out", str(tmp_path / "sw"), "--workers", "0"]) == 2
     assert "--workers must be positive" in _one_line(capsys)
     assert not (tmp_path / "sw").exists()
+
+
+def test_an_illegal_held_out_game_is_named_before_training(tmp_path):
+    # load_games replays only the first 10,000 games of a file; the held-out games sit at its end
+    from training.othello_data import generate_dataset
+    from training.tasks.othello_task import OthelloConfig, OthelloTask
+
+    data = tmp_path / "data"
+    generate_dataset(data, 300, seed=0, chunk=300, workers=1, progress=False)
+    games = np.load(data / "games.npy")
+    games[-1, [10, 11]] = games[-1, [11, 10]]
+    with pytest.raises(WorkbenchError, match="held-out games: game 49: move"):
+        OthelloTask(OthelloConfig(data=str(data), val_games=50), games=games)  # as if past the replayed rows

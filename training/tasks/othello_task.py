@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WorkbenchError
 from ..metrics import LengthMetrics
 from ..scoped import eval_mode, model_device
 from .base import Task, TaskShape
-from .othello import SQUARE_TO_TOKEN, bits_to_bool, replay, squares_to_tokens
+from .othello import SQUARE_TO_TOKEN, IllegalMoveError, bits_to_bool, replay, squares_to_tokens
 
 N_CTX = 59
 D_VOCAB = 61
@@ -89,6 +89,12 @@ class OthelloTask(Task):
         self.n_train = self.games.shape[0] - cfg.val_games
         self._eval_cache: dict[int, tuple] = {}
         self._resident: tuple[tuple, torch.Tensor] | None = None  # ((width, device), tokens)
+        # load_games replays only the first games of a large file; the held-out games are replayed
+        # here (evaluation needs their legal moves anyway), so a broken one stops the run before it starts
+        try:
+            self.eval_data(cfg.val_games)
+        except IllegalMoveError as e:
+            raise WorkbenchError(f"games file {cfg.data}, held-out games: {e}") from None
 
     def context_needed(self, _max_len=None) -> int:
         return N_CTX
