@@ -22,10 +22,15 @@ def cmd_eval(args) -> int:
     bad = [m for m in metrics if m not in task_cls.metric_names]
     if bad:
         raise WorkbenchError(f"unknown metric {bad[0]!r} (choose from {', '.join(task_cls.metric_names)})")
+    names = runs.weight_names(cfg)
+    if args.weights == "all":
+        kinds = names
+    elif args.weights == "both":  # raw and the averaging section's weights (the default)
+        kinds = [k for k in ("raw", "averaged") if k in names]
+    else:
+        kinds = [args.weights]
+        runs.load_run(args.run_dir, weights=args.weights)  # names a missing one before the task loads
     task = cfg.make_task()
-    kinds = ["raw", "averaged"] if args.weights == "both" else [args.weights]
-    if cfg.averaging.mode == "none" and "averaged" in kinds and len(kinds) > 1:
-        kinds = ["raw"]
     # --sets counts examples per length: random sets, or held-out games for Othello
     results = {kind: task.evaluate(runs.load_run(args.run_dir, weights=kind), args.sets, args.seed) for kind in kinds}
     first = next(iter(results.values()))
@@ -123,7 +128,9 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     e = sub.add_parser("eval", help="per-length TV, KL, ITR, margin, gap and accuracy of a run")
     e.add_argument("run_dir", type=Path)
-    e.add_argument("--weights", choices=["raw", "averaged", "both"], default="both")
+    e.add_argument("--weights", default="both",
+                   help="raw, averaged, the name of one of the run's averagers, both (raw and averaged; "
+                        "the default) or all (raw and every average)")
     e.add_argument("--sets", type=int, default=2048, help="random sets per length (default 2048)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation sets")
     e.add_argument("--metrics", help="comma-separated metrics (set task: any of tv,kl,itr,margin,gap,acc, default "

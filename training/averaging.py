@@ -13,6 +13,14 @@ EMA. It makes ``alpha_t = 1``, so the output is ``ema_t + (theta_t - theta_0)``,
 extrapolation of the drift since ``theta_0``; a larger ``eta`` shrinks the correction faster. The
 fixed-decay EMA is its own mode (``ema``).
 
+``extrapolation`` is BEMA without its EMA term, ``theta_t + alpha_t (theta_t - theta_0)``: the
+control for BEMA on a model trained from scratch, where ``theta_0`` is near the initial weights and
+the correction mostly scales the weights up (``../shared/reference.md``, section 2).
+
+A run keeps one legacy average (the ``averaging`` section, saved as ``averaged``) and any number of
+named ones (``averagers``, a list of ``NamedAveraging``), all fed the same raw trajectory: adding
+averagers never changes the raw weights.
+
 Only *parameters* are averaged, never buffers: every TransformerLens attention layer holds a
 buffer ``IGNORE = -inf`` that averaging turns into NaN, after which TransformerLens silently zeroes
 the attention. Buffers of the averaged model are always copied from the live model.
@@ -20,6 +28,7 @@ the attention. Buffers of the averaged model are always copied from the live mod
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,8 +42,9 @@ from .models import trainable_parameters
 class AveragingConfig:
     """Which average of the weights to keep alongside the raw weights."""
 
-    mode: Literal["none", "ema", "bema"] = "none"
-    """'none', 'ema' (fixed decay) or 'bema' (bias-corrected EMA)."""
+    mode: Literal["none", "ema", "bema", "extrapolation"] = "none"
+    """'none', 'ema' (fixed decay), 'bema' (bias-corrected EMA) or 'extrapolation' (BEMA's
+    correction alone: theta_t + alpha_t (theta_t - theta_0), the control for BEMA)."""
     decay: float = 0.999
     """EMA: weight kept by the old average at each update."""
     warmup: bool = False
@@ -56,8 +66,8 @@ class AveragingConfig:
     """Refresh the average every this many steps (the BEMA reference code uses 400)."""
 
     def validate(self) -> None:
-        if self.mode not in ("none", "ema", "bema"):
-            raise ConfigError(f"averaging.mode must be 'none', 'ema' or 'bema', got {self.mode!r}")
+        if self.mode not in ("none", "ema", "bema", "extrapolation"):
+            raise ConfigError(f"averaging.mode must be 'none', 'ema', 'bema' or 'extrapolation', got {self.mode!r}")
         if not 0.0 < self.decay < 1.0:
             raise ConfigError(f"averaging.decay must be in (0, 1), got {self.decay}")
         for name in ("kappa", "eta"):
@@ -72,6 +82,27 @@ class AveragingConfig:
             raise ConfigError(f"averaging.min_beta must be in [0, 1], got {self.min_beta}")
         if self.burn_in < 0 or self.every < 1:
             raise ConfigError(f"averaging.burn_in must be >= 0 and every >= 1, got {self.burn_in}, {self.every}")
+
+
+@dataclass
+class NamedAveraging(AveragingConfig):
+    """One more average of the same raw trajectory, saved as ``weights_{name}.safetensors`` and
+    reported under ``name`` (``python -m interp eval --weights NAME``)."""
+
+    name: str = "avg"
+    """A short identifier (letters, digits, _ and -); not 'raw' or 'averaged'."""
+
+    def validate(self) -> None:
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", self.name):
+            raise ConfigError(f"averagers: name must be 1-40 letters, digits, _ or -, got {self.name!r}")
+        if self.name in ("raw", "averaged", "all", "both"):
+            raise ConfigError(f"averagers: the name {self.name!r} is reserved")
+        if self.mode == "none":
+            raise ConfigError(f"averagers: {self.name!r} needs a mode (ema, bema or extrapolation)")
+        try:
+            super().validate()
+        except ConfigError as e:
+            raise ConfigError(f"averagers: {self.name!r}: {e}".replace("averaging.", "")) from None
 
 
 class WeightAverager:
@@ -106,8 +137,8 @@ class WeightAverager:
         if self.start_step is None:
             self.start_step = step
             self.last_t = 0
-            self.ema = [p.clone() for p in theta]
-            self.theta0 = [p.clone() for p in theta] if cfg.mode == "bema" else []
+            self.ema = [p.clone() for p in theta] if cfg.mode != "extrapolation" else []
+            self.theta0 = [p.clone() for p in theta] if cfg.mode in ("bema", "extrapolation") else []
             self.output = [p.clone() for p in theta]
             return
         t = step - self.start_step
@@ -120,8 +151,13 @@ class WeightAverager:
             self.output = self.ema
             return
         base = cfg.rho + cfg.gamma * t
-        beta = max(base ** (-cfg.kappa), cfg.min_beta)
         alpha = base ** (-cfg.eta)
+        if cfg.mode == "extrapolation":  # theta_t + alpha_t (theta_t - theta_0): no EMA
+            drift = torch._foreach_sub(theta, self.theta0)
+            torch._foreach_mul_(drift, alpha)
+            self.output = torch._foreach_add(drift, theta)
+            return
+        beta = max(base ** (-cfg.kappa), cfg.min_beta)
         torch._foreach_lerp_(self.ema, theta, beta)
         drift = torch._foreach_sub(theta, self.theta0)
         torch._foreach_mul_(drift, alpha)

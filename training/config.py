@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .averaging import AveragingConfig
+from .averaging import AveragingConfig, NamedAveraging
+from .configtools import _check_type as check_type
 from .configtools import apply_overrides, from_dict, to_dict
 from .errors import ConfigError
 from .models import ModelConfig, check_hooked_config
@@ -110,6 +111,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sections: dict[str, Any] = field(default_factory=lambda: _parse_sections({}))
     """Task sections by name (None where absent)."""
+    averagers: list[NamedAveraging] = field(default_factory=list)
+    """More averages of the same raw trajectory, each saved and evaluated under its own name
+    (beside the ``averaging`` section's, which is named 'averaged')."""
 
     def __getattr__(self, name: str):
         # Called only for names that are not fields: task sections such as cfg.task, cfg.othello.
@@ -128,10 +132,21 @@ class RunConfig:
         """Vocabulary, context and training range of the task, without loading any data."""
         return registry.task_shape(self.kind, self.task_config)
 
+    def averaging_configs(self) -> dict[str, AveragingConfig]:
+        """Every average the run keeps, by the name its weights and metrics are saved under."""
+        out: dict[str, AveragingConfig] = {"averaged": self.averaging} if self.averaging.mode != "none" else {}
+        out.update({a.name: a for a in self.averagers})
+        return out
+
     def validate(self) -> "RunConfig":
         entry = registry.entry(self.kind)
         self.model.validate()
         self.averaging.validate()
+        for a in self.averagers:
+            a.validate()
+        names = [a.name for a in self.averagers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"averagers: the name {next(n for n in names if names.count(n) > 1)!r} is used twice")
         self.train.validate()
         if self.task_config is None:
             article = "an" if entry.section[0] in "aeiou" else "a"
@@ -161,6 +176,7 @@ class RunConfig:
             out[name] = None if value is None else to_dict(value)
         for name in CORE_SECTIONS:
             out[name] = to_dict(getattr(self, name))
+        out["averagers"] = [to_dict(a) for a in self.averagers]
         return out
 
     @classmethod
@@ -174,9 +190,10 @@ class RunConfig:
             data.setdefault(name, {})
         for name in registry.sections():
             data.setdefault(name, None)
+        data.setdefault("averagers", [])
         if overrides:
             data = apply_overrides(data, overrides)
-        known = {"kind", *CORE_SECTIONS, *registry.sections()}
+        known = {"kind", "averagers", *CORE_SECTIONS, *registry.sections()}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config key '{unknown[0]}'")
@@ -185,7 +202,8 @@ class RunConfig:
             raise ConfigError(f"kind must be a string, got {kind!r}")
         registry.entry(kind)
         core = {name: _section(c, data[name], name) for name, c in CORE_SECTIONS.items()}
-        return cls(kind=kind, sections=_parse_sections(data), **core).validate()
+        averagers = check_type(data["averagers"] if data["averagers"] is not None else [], list[NamedAveraging], "averagers")
+        return cls(kind=kind, sections=_parse_sections(data), averagers=averagers, **core).validate()
 
 
 def _section(cls: type, value: Any, name: str):

@@ -36,6 +36,16 @@ METRICS = "metrics.jsonl"
 FINAL = "final_metrics.json"
 STATE = "trainer_state.pt"
 WEIGHTS = {"raw": "weights_raw.safetensors", "averaged": "weights_averaged.safetensors"}
+
+
+def weights_file(name: str) -> str:
+    """The weights file of raw weights, the 'averaged' weights, or a named average."""
+    return WEIGHTS.get(name, f"weights_{name}.safetensors")
+
+
+def weight_names(cfg: RunConfig) -> list[str]:
+    """Every set of weights a run saves: 'raw', then each average by name."""
+    return ["raw", *cfg.averaging_configs()]
 VERSION = "0.1.0"
 
 
@@ -164,18 +174,17 @@ def load_run(
 ) -> HookedTransformer:
     """A trained run's model, in eval mode, with the run's dropout hooks (inactive in eval).
 
-    ``weights="averaged"`` gives the EMA/BEMA weights; for a run trained without averaging the
-    averaged weights are the raw weights.
+    ``weights`` is 'raw', 'averaged' (the ``averaging`` section's EMA/BEMA weights; for a run
+    trained without it, the raw weights) or the name of one of the run's ``averagers``.
     """
-    if weights not in WEIGHTS:
-        raise WorkbenchError(f"weights must be 'raw' or 'averaged', got {weights!r}")
     path = Path(path)
     cfg = read_run_config(path)
+    names = weight_names(cfg)
+    if weights not in names and weights != "averaged":
+        raise WorkbenchError(f"{path} has no weights {weights!r} (it has {', '.join(names)})")
     d_vocab, d_vocab_out = cfg.vocab()
     model = build_model(cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, device)
-    file = path / WEIGHTS[weights]
-    if weights == "averaged" and cfg.averaging.mode == "none":
-        file = path / WEIGHTS["raw"]
+    file = path / weights_file(weights if weights in names else "raw")
     load_state_into(model, load_weights(file), file)
     model.eval()
     return model

@@ -98,7 +98,8 @@ class Trainer:
             cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device
         )
         self.model = build()
-        self.avg_model = build() if cfg.averaging.mode != "none" else None
+        averaging = cfg.averaging_configs()
+        self.avg_model = build() if averaging else None  # one evaluation model, loaded per average
         if cfg.train.compile:
             mode = None if cfg.train.compile_mode == "default" else cfg.train.compile_mode
             self.forward = torch.compile(self.model, mode=mode)
@@ -107,7 +108,10 @@ class Trainer:
         self.params = list(trainable_parameters(self.model).values())
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.train))
-        self.averager = WeightAverager(self.model, cfg.averaging)
+        self.averager = WeightAverager(self.model, cfg.averaging)  # the 'averaging' section (legacy name)
+        # every average by the name it is saved under; all of them read the same raw trajectory
+        self.averagers = {name: self.averager if name == "averaged" else WeightAverager(self.model, c)
+                          for name, c in averaging.items()}
         self.data_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
         torch.manual_seed(cfg.train.seed)  # dropout masks come from the global RNG
         self.step = 0
@@ -123,6 +127,9 @@ class Trainer:
             "data_rng": self.data_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
+        named = {name: a.state_dict() for name, a in self.averagers.items() if name != "averaged"}
+        if named:
+            state["averagers"] = named
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -136,10 +143,10 @@ class Trainer:
         self.save_weights()
 
     def save_weights(self) -> None:
-        """The weights files (raw, and averaged when averaging) at the current step."""
-        runs.save_weights(self.run_dir / runs.WEIGHTS["raw"], self.model.state_dict(), self.step)
-        if self.averager.enabled:
-            runs.save_weights(self.run_dir / runs.WEIGHTS["averaged"], self.averager.averaged_state_dict(), self.step)
+        """The weights files (raw, and one per average) at the current step."""
+        runs.save_weights(self.run_dir / runs.weights_file("raw"), self.model.state_dict(), self.step)
+        for name, averager in self.averagers.items():
+            runs.save_weights(self.run_dir / runs.weights_file(name), averager.averaged_state_dict(), self.step)
 
     def check_weights_files(self) -> None:
         """Every weights file the run holds must load and fit the model; stop with one line if not.
@@ -148,10 +155,9 @@ class Trainer:
         write and the weights' may hold weights of the step before, or none yet: those are
         rewritten from the restored state. A file that is unreadable, or holds another model's
         tensors, is an error: nothing the run wrote itself can look like that (writes are atomic)."""
-        kinds = ["raw"] + (["averaged"] if self.averager.enabled else [])
         stale = False
-        for kind in kinds:
-            path = self.run_dir / runs.WEIGHTS[kind]
+        for kind in ["raw", *self.averagers]:
+            path = self.run_dir / runs.weights_file(kind)
             if not path.exists():
                 stale = True
                 continue
@@ -174,6 +180,9 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.averager.load_state_dict(state["averager"])
+            for name, averager in self.averagers.items():
+                if name != "averaged":
+                    averager.load_state_dict(state["averagers"][name])
             self.data_gen.set_state(state["data_rng"])
             torch.set_rng_state(state["torch_rng"])
             if "cuda_rng" in state and self.device.type == "cuda":
@@ -197,9 +206,9 @@ class Trainer:
         held-out games for Othello), on the fixed evaluation seed."""
         seed = self.cfg.train.eval_seed
         out = {"raw": self.task.evaluate(self.model, n, seed)}
-        if self.avg_model is not None:
-            self.avg_model.load_state_dict(self.averager.averaged_state_dict())
-            out["averaged"] = self.task.evaluate(self.avg_model, n, seed)
+        for name, averager in self.averagers.items():
+            self.avg_model.load_state_dict(averager.averaged_state_dict())
+            out[name] = self.task.evaluate(self.avg_model, n, seed)
         return out
 
     def eval_record(self, results: dict[str, LengthMetrics], mean_loss: float, t0: float) -> dict:
@@ -232,7 +241,8 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        self.averager.update(self.step)
+        for averager in self.averagers.values():
+            averager.update(self.step)
         return loss.detach()
 
 

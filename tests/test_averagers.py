@@ -1,0 +1,99 @@
+"""Several averagers per run: the extrapolation control against its hand formula, the raw trajectory
+untouched by any number of averagers, every average saved, reloaded, resumed and evaluated by name."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from interp.cli import main as interp_main
+from training import runs
+from training.averaging import AveragingConfig, WeightAverager
+from training.errors import ConfigError, WorkbenchError
+from training.trainer import train
+
+from .conftest import tiny_config
+from .test_averaging import Scalar
+
+AVERAGERS = ('averagers=[{"name": "extrap", "mode": "extrapolation"}, '
+             '{"name": "ema999w", "mode": "ema", "decay": 0.999, "warmup": true}, {"name": "bema2", "mode": "bema"}]')
+
+
+def test_extrapolation_is_theta_plus_alpha_times_drift():
+    """alpha_t = (rho + gamma t)^-eta; output = theta_t + alpha_t (theta_t - theta_0), no EMA at all."""
+    m = Scalar()
+    cfg = AveragingConfig(mode="extrapolation", eta=0.3, rho=4.0, gamma=2.0)
+    avg = WeightAverager(m, cfg)
+    thetas = [torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64) * (1 + k) ** 0.5 for k in range(12)]
+    for k, theta in enumerate(thetas):
+        m.set(theta)
+        avg.update(step=k + 1)
+        t = k  # steps since theta_0 (taken at step 1)
+        want = theta + (4.0 + 2.0 * t) ** -0.3 * (theta - thetas[0])
+        assert torch.allclose(avg.averaged_state_dict()["w"], want, atol=1e-12), k
+
+
+def _weights(run, name):
+    return load_file(str(run / runs.weights_file(name)))
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The same dropout run without averaging, and with the averaging section plus three averagers."""
+    d = tmp_path_factory.mktemp("avg")
+    plain = tiny_config("model.attn_dropout=0.1")
+    many = tiny_config("model.attn_dropout=0.1", "averaging.mode=bema", AVERAGERS)
+    a, b = runs.create_run_dir(d / "plain", plain), runs.create_run_dir(d / "many", many)
+    return a, b, train(plain, a, progress=False).final, train(many, b, progress=False).final
+
+
+def test_averagers_leave_the_raw_trajectory_bit_identical(pair):
+    a, b, fa, fb = pair
+    assert _same(_weights(a, "raw"), _weights(b, "raw"))
+    assert fa["raw"].values == fb["raw"].values
+    # a named BEMA with the section's settings is the section's BEMA, bit for bit
+    assert _same(_weights(b, "bema2"), _weights(b, "averaged"))
+
+
+def test_every_average_is_saved_reloaded_and_evaluated_by_name(pair, capsys):
+    _, b, _, fb = pair
+    cfg = runs.read_run_config(b)
+    assert list(fb) == runs.weight_names(cfg) == ["raw", "averaged", "extrap", "ema999w", "bema2"]
+    task = cfg.make_task()
+    for name in runs.weight_names(cfg):
+        model = runs.load_run(b, name)
+        assert task.evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed).values == fb[name].values, name
+    assert not _same(_weights(b, "extrap"), _weights(b, "raw"))
+    with pytest.raises(WorkbenchError, match="has no weights 'nope' \\(it has raw, averaged, extrap, ema999w, bema2\\)"):
+        runs.load_run(b, "nope")
+    assert interp_main(["eval", str(b), "--weights", "all", "--sets", "16", "--metrics", "tv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert all(n in header for n in ("raw", "averaged", "extrap", "ema999w", "bema2"))
+    assert interp_main(["eval", str(b), "--weights", "nope"]) == 2
+    assert "has no weights 'nope'" in capsys.readouterr().err
+
+
+def test_resume_with_averagers_matches_an_uninterrupted_run(pair, tmp_path):
+    _, b, _, _ = pair
+    cfg = tiny_config("model.attn_dropout=0.1", "averaging.mode=bema", AVERAGERS)
+    run = runs.create_run_dir(tmp_path / "r", cfg)
+    train(cfg, run, stop_after=20, progress=False)  # stopped after the step-20 checkpoint
+    train(cfg, run, progress=False)
+    for name in runs.weight_names(cfg):
+        assert _same(_weights(run, name), _weights(b, name)), name
+
+
+@pytest.mark.parametrize("spec, words", [
+    ('[{"name": "raw", "mode": "ema"}]', "the name 'raw' is reserved"),
+    ('[{"name": "a", "mode": "ema"}, {"name": "a", "mode": "bema"}]', "the name 'a' is used twice"),
+    ('[{"name": "a"}]', "'a' needs a mode"),
+    ('[{"name": "a b", "mode": "ema"}]', "name must be 1-40 letters"),
+    ('[{"name": "a", "mode": "ema", "decay": 2}]', "averagers: 'a': decay must be in (0, 1)"),
+])
+def test_averager_config_errors(spec, words):
+    with pytest.raises(ConfigError, match=None) as e:
+        tiny_config(f"averagers={spec}")
+    assert words in str(e.value)
