@@ -30,9 +30,20 @@ def cmd_eval(args) -> int:
     else:
         kinds = [args.weights]
         runs.load_run(args.run_dir, weights=args.weights)  # names a missing one before the task loads
+    if args.calibrated:
+        registry.require(cfg.kind, "set_complement", "--calibrated")
     task = cfg.make_task()
     # --sets counts examples per length: random sets, or held-out games for Othello
-    results = {kind: task.evaluate(runs.load_run(args.run_dir, weights=kind), args.sets, args.seed) for kind in kinds}
+    results = {}
+    for kind in kinds:
+        model = runs.load_run(args.run_dir, weights=kind)
+        if args.calibrated:
+            from training.tasks.set_complement_eval import calibrated_lengths
+
+            metrics_at_t, scale = calibrated_lengths(model, task, args.sets, args.seed)
+            results[f"{kind} T={1 / scale:.3g}"] = metrics_at_t
+        else:
+            results[kind] = task.evaluate(model, args.sets, args.seed)
     first = next(iter(results.values()))
     print(metric_tables(results, metrics, lengths=first.lengths, index_label=task_cls.index_label))
     if args.json:
@@ -136,6 +147,9 @@ def build_parser() -> Parser:
     e.add_argument("--metrics", help="comma-separated metrics (set task: any of tv,kl,itr,margin,gap,acc, default "
                                      "tv,itr,margin,acc; Othello: legal_top1,itr,tv, the default)")
     e.add_argument("--json", type=Path, help="also write the per-length metrics to this JSON file")
+    e.add_argument("--calibrated", action="store_true",
+                   help="set task: evaluate each model at its own softmax temperature, fit on held-out "
+                        "in-range sets (a model that is only sharper gains nothing)")
     e.set_defaults(handler=cmd_eval)
 
     r = sub.add_parser("report", help="all probes on a run: summary.json, figures, attention HTML, README.md")

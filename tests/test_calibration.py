@@ -1,0 +1,89 @@
+"""Calibrated metrics: one temperature per model, fit on held-out in-range sets, then every length
+evaluated at it. Against ground truth: a model right up to temperature calibrates to TV 0; the fit
+minimises the in-range KL found by a grid search; a model that is only sharper gains nothing."""
+
+import pytest
+import torch
+
+from training.models import ModelConfig, build_model
+from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement_eval import CALIBRATION_SEED, calibrated_lengths, evaluate_lengths, fit_logit_scale
+
+V = 10
+
+
+def _task():
+    return SetComplementTask(SetComplementConfig(v=V, train_max_len=4))
+
+
+class Membership(torch.nn.Module):
+    """Logits after each prefix: ``weights[j]`` on items not yet seen, 0 on the set's members."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.as_tensor(weights, dtype=torch.float32))
+
+    def forward(self, tokens):
+        members = torch.nn.functional.one_hot(tokens - 1, V).cumsum(1).bool()
+        return torch.where(members, torch.zeros(()), self.w.expand(members.shape))
+
+
+def test_a_model_right_up_to_temperature_calibrates_to_zero_tv():
+    task = _task()
+    model = Membership([0.5] * V)  # the right support, far too flat
+    raw = evaluate_lengths(model, task, sets_per_length=64)
+    cal, scale = calibrated_lengths(model, task, sets_per_length=64, fit_sets=64)
+    assert raw.summary()["in_range"]["tv"] > 0.1
+    # sharper is always better for this model: the fit goes as far as float64 can tell a difference
+    assert scale > 50
+    assert max(cal.values["tv"]) < 1e-6 and max(cal.values["itr"]) < 1e-6
+
+
+def test_the_fit_minimises_in_range_kl_against_a_grid_search():
+    task = _task()
+    torch.manual_seed(0)
+    model = Membership(2.0 * torch.randn(V))  # valid items unequal: an interior optimum
+    scale = fit_logit_scale(model, task, sets_per_length=128)
+
+    def in_range_kl(beta):
+        m = evaluate_lengths(model, task, sets_per_length=128, max_len=4, seed=CALIBRATION_SEED, logit_scale=beta)
+        return sum(m.values["kl"]) / 4
+
+    grid = [0.02 * k for k in range(1, 101)]
+    kls = [in_range_kl(b) for b in grid]
+    best = grid[min(range(len(grid)), key=kls.__getitem__)]
+    assert abs(scale - best) <= 0.02
+    assert in_range_kl(scale) <= min(kls) + 1e-9
+
+
+def test_a_model_that_is_only_sharper_gains_nothing():
+    task = _task()
+    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8)
+    model = build_model(cfg, V + 1, V, V - 1, seed=0)
+    with torch.no_grad():
+        model.W_U.normal_()
+    sharp = build_model(cfg, V + 1, V, V - 1, seed=0)
+    sharp.load_state_dict(model.state_dict())
+    with torch.no_grad():  # no LayerNorm: logits = resid @ W_U + b_U, so this triples them
+        sharp.W_U.mul_(3.0)
+        sharp.b_U.mul_(3.0)
+    a, sa = calibrated_lengths(model, task, sets_per_length=64, fit_sets=64)
+    b, sb = calibrated_lengths(sharp, task, sets_per_length=64, fit_sets=64)
+    assert evaluate_lengths(sharp, task, 64).values["tv"] != evaluate_lengths(model, task, 64).values["tv"]
+    assert sa == pytest.approx(3 * sb, rel=1e-6)
+    assert a.values["tv"] == pytest.approx(b.values["tv"], abs=1e-5)
+
+
+def test_eval_command_reports_calibrated_metrics(tmp_path, capsys):
+    from interp.cli import main as interp_main
+    from training import runs
+    from training.trainer import train
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config("averaging.mode=bema")
+    run = runs.create_run_dir(tmp_path / "run", cfg)
+    train(cfg, run, progress=False)
+    assert interp_main(["eval", str(run), "--calibrated", "--sets", "32", "--metrics", "tv,itr"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "raw T=" in header and "averaged T=" in header
