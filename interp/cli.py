@@ -30,8 +30,8 @@ def cmd_eval(args) -> int:
     else:
         kinds = [args.weights]
         runs.load_run(args.run_dir, weights=args.weights)  # names a missing one before the task loads
-    if args.calibrated:
-        registry.require(cfg.kind, "set_complement", "--calibrated")
+    if args.calibrated or args.dispersion:
+        registry.require(cfg.kind, "set_complement", "--calibrated" if args.calibrated else "--dispersion")
     task = cfg.make_task()
     # --sets counts examples per length: random sets, or held-out games for Othello
     results = {}
@@ -46,6 +46,17 @@ def cmd_eval(args) -> int:
             results[kind] = task.evaluate(model, args.sets, args.seed)
     first = next(iter(results.values()))
     print(metric_tables(results, metrics, lengths=first.lengths, index_label=task_cls.index_label))
+    if args.dispersion:
+        from .dispersion import dispersion
+
+        print("\ndispersion (normalised attention entropy; s margin(s) / 2 margin(2); s gap(s) / 2 gap(2); "
+              "CV of self-displacement per head)")
+        for kind in kinds:
+            d = dispersion(runs.load_run(args.run_dir, weights=kind), task, args.sets, args.seed)
+            for part, m in d.summary().items():
+                print(f"  {kind:>10} {part:>8}: entropy {m['norm_entropy']:.4f}  margin law {m['margin_law']:.4f}  "
+                      f"gap law {m['gap_law']:.4f}")
+            print(f"  {kind:>10} self-displacement CV: {[round(c, 4) for layer in d.self_displacement_cv for c in layer]}")
     if args.json:
         atomic.write_json(args.json, {k: v.to_dict() for k, v in results.items()})
         print(f"wrote {args.json}")
@@ -150,6 +161,9 @@ def build_parser() -> Parser:
     e.add_argument("--calibrated", action="store_true",
                    help="set task: evaluate each model at its own softmax temperature, fit on held-out "
                         "in-range sets (a model that is only sharper gains nothing)")
+    e.add_argument("--dispersion", action="store_true",
+                   help="set task: also print the dispersion measures (attention entropy, margin and gap laws, "
+                        "self-displacement balance), in range and beyond")
     e.set_defaults(handler=cmd_eval)
 
     r = sub.add_parser("report", help="all probes on a run: summary.json, figures, attention HTML, README.md")

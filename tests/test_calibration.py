@@ -87,3 +87,22 @@ def test_eval_command_reports_calibrated_metrics(tmp_path, capsys):
     assert interp_main(["eval", str(run), "--calibrated", "--sets", "32", "--metrics", "tv,itr"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert "raw T=" in header and "averaged T=" in header
+    assert interp_main(["eval", str(run), "--dispersion", "--sets", "16", "--metrics", "tv"]) == 0
+    out = capsys.readouterr().out
+    assert "averaged   beyond: entropy" in out and "self-displacement CV" in out
+
+
+def test_dispersion_measures_of_the_balanced_model():
+    """Uniform attention, B = -bI, D = -cI: normalised entropy 1 (from length 2), margin c/s and gap
+    (b + c)/s, so both laws are 1 at every length, and every token's self-displacement is -c (CV 0)."""
+    from interp.dispersion import dispersion
+    from interp.theory import balanced_model
+
+    task = _task()
+    d = dispersion(balanced_model(V, 2.0, 5.0), task, sets_per_length=32)
+    assert d.lengths == list(range(1, V))
+    assert all(x == pytest.approx(1.0, abs=1e-6) for x in d.norm_entropy[0][0][1:])
+    assert all(x == pytest.approx(1.0, abs=1e-5) for x in d.margin_law[1:])
+    assert all(x == pytest.approx(1.0, abs=1e-5) for x in d.gap_law)
+    assert d.self_displacement_cv[0][0] == pytest.approx(0.0, abs=1e-6)
+    assert d.summary()["beyond"]["margin_law"] == pytest.approx(1.0, abs=1e-5)
