@@ -41,7 +41,7 @@ def make_swap_pairs(task: SetComplementTask, n: int, length: int, swap_position:
     old = batch.items[:, swap_position].clone()
     new = batch.next_item[:, -1].clone()  # the next permutation item is never in the set
     corrupted = batch.tokens.clone()
-    corrupted[:, swap_position + task.offset] = new + 1
+    corrupted[:, swap_position + task.offset] = task.output_to_token(new)
     return SwapPairs(batch.tokens, corrupted, old, new, swap_position + task.offset)
 
 

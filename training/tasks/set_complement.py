@@ -113,6 +113,18 @@ class SetComplementTask(Task):
     def d_vocab_out(self) -> int:
         return self.v
 
+    @staticmethod
+    def token_to_output(tokens: Int[Tensor, "*shape"]) -> Int[Tensor, "*shape"]:
+        """Output (logit) index of each item token: item t is output t - 1 (BOS has none)."""
+        if bool((tokens < 1).any()):
+            raise ConfigError("token_to_output takes item tokens (1..v); BOS (0) has no output index")
+        return tokens - 1
+
+    @staticmethod
+    def output_to_token(outputs: Int[Tensor, "*shape"]) -> Int[Tensor, "*shape"]:
+        """Item token of each output (logit) index: output j is item j + 1."""
+        return outputs + 1
+
     def context_needed(self, max_len: int) -> int:
         """Sequence length the model must accept to see sets of ``max_len`` items."""
         return max_len + self.offset
