@@ -7,6 +7,8 @@ stays cheap)::
 
 Each probe takes a model and a task, runs in eval mode, gives the model back in the mode it had,
 and returns a result object with ``to_dict()``; each plot function returns a matplotlib Figure.
+A function named like its module (``logit_lens``, ``dispersion``, ``othello_attention``) is
+imported from that module, since ``interp.<name>`` is the module.
 """
 
 from importlib import import_module
