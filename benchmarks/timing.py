@@ -1,8 +1,10 @@
 """Shared helpers for the benchmark scripts: time candidates side by side, alternating rounds, and
-build the demo model they time."""
+build the demo model (or run the demo trainer) they time."""
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import time
 from typing import Callable
 
@@ -28,3 +30,57 @@ def demo_task_and_model():
     cfg = load_config(preset_path("demo"), ["train.device=cpu"])
     task = SetComplementTask(cfg.task)
     return task, build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()
+
+
+def round_args(doc: str, steps: int = 1000, rounds: int = 6) -> argparse.Namespace:
+    """``--steps``, ``--rounds`` and ``--threads`` for a benchmark of training loops; sets the threads."""
+    import torch
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def alternating_rounds(candidates: dict[str, Callable[[int], float]], rounds: int, steps: int,
+                       pair: tuple[str, str] | None = None) -> dict[str, list[float]]:
+    """Steps/s of each candidate (called with a step count) in ``rounds`` alternating rounds, after a
+    50-step warm-up of each (first-call allocations, lazy imports); prints every round, with the
+    ratio of ``pair`` (numerator, denominator) when given."""
+    for fn in candidates.values():
+        fn(50)
+    out: dict[str, list[float]] = {name: [] for name in candidates}
+    for r in range(rounds):
+        for name, fn in candidates.items():
+            out[name].append(fn(steps))
+        line = "   ".join(f"{name} {v[-1]:7.1f} steps/s" for name, v in out.items())
+        if pair:
+            line += f"   ratio {out[pair[0]][-1] / out[pair[1]][-1]:.3f}"
+        print(f"round {r + 1}: {line}", flush=True)
+    return out
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median of the per-round ratios a/b. This machine's speed drifts by 10-30% between rounds
+    (other tenants); adjacent runs share the drift, so the ratio within a round is what to read."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def trainer_steps_per_s(overrides: list[str], steps: int) -> float:
+    """Steps/s of the workbench trainer on the demo preset with ``overrides``, in a scratch run dir
+    (evaluations, checkpoints and the final evaluation included)."""
+    import tempfile
+
+    from training import runs
+    from training.config import load_config, preset_path
+    from training.trainer import train
+
+    cfg = load_config(preset_path("demo"), overrides + [f"train.steps={steps}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = runs.create_run_dir(f"{tmp}/run", cfg)
+        t0 = time.perf_counter()
+        train(cfg, run_dir, progress=False)
+        return steps / (time.perf_counter() - t0)

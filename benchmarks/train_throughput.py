@@ -16,32 +16,20 @@ show what that math itself costs.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
-import tempfile
 import time
 
 import torch
+from timing import alternating_rounds, paired_ratio, round_args, trainer_steps_per_s
 
-from training import runs
 from training.config import load_config, preset_path
 from training.models import build_model
 from training.tasks.set_complement import SetComplementTask
 from training.tasks.set_complement_eval import evaluate_lengths
-from training.trainer import train
 
 OVERRIDES = ["train.device=cpu", "model.attn_dropout=0.1", "averaging.mode=bema", "train.eval_every=500",
              "train.checkpoint_every=1000", "train.final_eval_sets=256"]
-
-
-def workbench(steps: int) -> float:
-    cfg = load_config(preset_path("demo"), OVERRIDES + [f"train.steps={steps}"])
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = runs.create_run_dir(f"{tmp}/run", cfg)
-        t0 = time.perf_counter()
-        train(cfg, run_dir, progress=False)
-        return steps / (time.perf_counter() - t0)
 
 
 def matched(steps: int) -> float:
@@ -123,32 +111,19 @@ def bare(steps: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = round_args(__doc__)
     # the trainer runs in deterministic mode by default; give the plain loops the same kernels
     torch.use_deterministic_algorithms(True)
-    workbench(50), matched(50), bare(50)  # warm-up: first-call allocations, lazy imports
-    ours, same, plain = [], [], []
-    for r in range(args.rounds):
-        ours.append(workbench(args.steps))
-        same.append(matched(args.steps))
-        plain.append(bare(args.steps))
-        print(f"round {r + 1}: workbench {ours[-1]:7.1f} steps/s   plain loop, same math {same[-1]:7.1f} steps/s   "
-              f"bare loop {plain[-1]:7.1f} steps/s   ratio {ours[-1] / same[-1]:.3f}")
-    # This machine's speed drifts by 10-30% between rounds (other tenants). Adjacent runs share the
-    # drift, so the median of the per-round ratios and the ratio of the best rounds (noise only ever
-    # slows a run down) are the estimates to read; they are printed with the medians.
-    paired = statistics.median(o / s for o, s in zip(ours, same))
-    best = max(ours) / max(same)
-    print(f"median steps/s: workbench {statistics.median(ours):.1f}, plain loop with the same math "
-          f"{statistics.median(same):.1f}, bare loop {statistics.median(plain):.1f}")
-    print(f"ratio workbench / plain loop, same math: {paired:.3f} (median of rounds), {best:.3f} (best rounds); "
-          "target >= 0.95: the trainer's own overhead")
-    print(f"ratio same math / bare loop:             {statistics.median(s / b for s, b in zip(same, plain)):.3f} "
+    ours, same, plain = "workbench", "plain loop, same math", "bare loop"
+    speed = alternating_rounds({ours: lambda n: trainer_steps_per_s(OVERRIDES, n), same: matched, plain: bare},
+                               args.rounds, args.steps, pair=(ours, same))
+    # the ratio of the best rounds is printed too: noise only ever slows a run down
+    best = max(speed[ours]) / max(speed[same])
+    print(f"median steps/s: workbench {statistics.median(speed[ours]):.1f}, plain loop with the same math "
+          f"{statistics.median(speed[same]):.1f}, bare loop {statistics.median(speed[plain]):.1f}")
+    print(f"ratio workbench / plain loop, same math: {paired_ratio(speed[ours], speed[same]):.3f} (median of rounds), "
+          f"{best:.3f} (best rounds); target >= 0.95: the trainer's own overhead")
+    print(f"ratio same math / bare loop:             {paired_ratio(speed[same], speed[plain]):.3f} "
           "(median of rounds): what dropout, BEMA and evaluations cost")
 
 

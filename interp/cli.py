@@ -28,15 +28,15 @@ def cmd_eval(args) -> int:
     elif args.weights == "both":  # raw and the averaging section's weights (the default)
         kinds = [k for k in ("raw", "averaged") if k in names]
     else:
+        runs.weights_to_load(args.run_dir, cfg, args.weights)  # names a missing one before the task loads
         kinds = [args.weights]
-        runs.load_run(args.run_dir, weights=args.weights)  # names a missing one before the task loads
     if args.calibrated or args.dispersion:
         registry.require(cfg.kind, "set_complement", "--calibrated" if args.calibrated else "--dispersion")
     task = cfg.make_task()
     # --sets counts examples per length: random sets, or held-out games for Othello
-    results = {}
+    results, models = {}, {}
     for kind in kinds:
-        model = runs.load_run(args.run_dir, weights=kind)
+        model = models[kind] = runs.load_run(args.run_dir, weights=kind)
         if args.calibrated:
             from training.tasks.set_complement_eval import calibrated_lengths
 
@@ -52,7 +52,7 @@ def cmd_eval(args) -> int:
         print("\ndispersion (normalised attention entropy; s margin(s) / 2 margin(2); s gap(s) / 2 gap(2); "
               "CV of self-displacement per head)")
         for kind in kinds:
-            d = dispersion(runs.load_run(args.run_dir, weights=kind), task, args.sets, args.seed)
+            d = dispersion(models[kind], task, args.sets, args.seed)
             for part, m in d.summary().items():
                 print(f"  {kind:>10} {part:>8}: entropy {m['norm_entropy']:.4f}  margin law {m['margin_law']:.4f}  "
                       f"gap law {m['gap_law']:.4f}")

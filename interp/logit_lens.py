@@ -21,11 +21,13 @@ from training.metrics import LengthMetrics
 
 
 @torch.no_grad()
-def lens_logits(model, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "boundary batch pos vocab"]:
-    """Logits read off the residual stream at every layer boundary (0 = embeddings)."""
+def lens_logits(model, tokens: Int[Tensor, "batch pos"], boundary: int | None = None) -> Float[Tensor, "*boundary batch pos vocab"]:
+    """Logits read off the residual stream at every layer boundary (0 = embeddings), or at one."""
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith(("hook_resid_pre", "hook_resid_post",
                                                                                 "hook_scale", "hook_embed", "hook_pos_embed")))
     resid = cache.accumulated_resid(apply_ln=True, incl_mid=False)  # [boundary, batch, pos, d_model]
+    if boundary is not None:
+        resid = resid[boundary]  # unembed only what is asked for
     return resid @ model.W_U + model.b_U
 
 
@@ -39,7 +41,7 @@ class LensModel(torch.nn.Module):
         self.model, self.boundary = model, boundary
 
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos vocab"]:
-        return lens_logits(self.model, tokens)[self.boundary]
+        return lens_logits(self.model, tokens, self.boundary)
 
 
 @dataclass

@@ -25,7 +25,7 @@ VARIANTS = ("none", "dropout", "ema", "bema", "dropout+bema")
 EFFECTS = ("dropout", "ema", "bema")
 
 
-def trial_config(trial) -> dict:
+def trial_run_config(trial) -> dict:
     """The full run config of a trial: stored on the trial, or read from its run directory (older
     sweeps stored only the sampled parameters; the defaults of the rest live in the config)."""
     if "config" in trial.user_attrs:
@@ -49,7 +49,7 @@ def load_trials(sweep_dir: str | Path) -> list[dict]:
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     rows = []
     for t in trials:
-        cfg = trial_config(t)
+        cfg = trial_run_config(t)
         model = cfg["model"]
         kind = "averaged" if "averaged_summary" in t.user_attrs else "raw"
         rows.append({

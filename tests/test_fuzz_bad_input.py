@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from training.cli import main as train_main
-from training.config import RunConfig, preset_path
+from training.config import RunConfig
 from training.experiments.sweep import load_space
 from training.errors import WorkbenchError
 from training.othello_data import generate_dataset

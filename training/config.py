@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .averaging import AveragingConfig, NamedAveraging
-from .configtools import _check_type as check_type
-from .configtools import apply_overrides, from_dict, to_dict
+from .configtools import apply_overrides, check_type, from_dict, to_dict
 from .errors import ConfigError
 from .models import ModelConfig, check_hooked_config
 from .tasks import registry

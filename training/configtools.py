@@ -21,7 +21,7 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _check_type(value: Any, tp: Any, key: str) -> Any:
+def check_type(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -32,7 +32,7 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _check_type(value, arg, key)
+                return check_type(value, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{key} has a bad value {value!r}")
@@ -46,7 +46,7 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         (inner, *_) = typing.get_args(tp) or (Any,)
-        return [_check_type(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [check_type(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config section '{key}' must be an object, got {value!r}")
@@ -83,7 +83,7 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'")
-    kwargs = {name: _check_type(value, hints[name], prefix + name) for name, value in data.items()}
+    kwargs = {name: check_type(value, hints[name], prefix + name) for name, value in data.items()}
     return cls(**kwargs)
 
 

@@ -36,6 +36,7 @@ METRICS = "metrics.jsonl"
 FINAL = "final_metrics.json"
 STATE = "trainer_state.pt"
 WEIGHTS = {"raw": "weights_raw.safetensors", "averaged": "weights_averaged.safetensors"}
+VERSION = "0.1.0"
 
 
 def weights_file(name: str) -> str:
@@ -46,7 +47,17 @@ def weights_file(name: str) -> str:
 def weight_names(cfg: RunConfig) -> list[str]:
     """Every set of weights a run saves: 'raw', then each average by name."""
     return ["raw", *cfg.averaging_configs()]
-VERSION = "0.1.0"
+
+
+def weights_to_load(path: str | Path, cfg: RunConfig, weights: str) -> str:
+    """Which saved weights ``weights`` means for the run at ``path``: itself, or 'raw' for
+    'averaged' on a run without an averaging section; a one-line error for a name it lacks."""
+    names = weight_names(cfg)
+    if weights in names:
+        return weights
+    if weights == "averaged":
+        return "raw"
+    raise WorkbenchError(f"{path} has no weights {weights!r} (it has {', '.join(names)})")
 
 
 def run_config_json(cfg: RunConfig) -> dict:
@@ -179,12 +190,9 @@ def load_run(
     """
     path = Path(path)
     cfg = read_run_config(path)
-    names = weight_names(cfg)
-    if weights not in names and weights != "averaged":
-        raise WorkbenchError(f"{path} has no weights {weights!r} (it has {', '.join(names)})")
+    file = path / weights_file(weights_to_load(path, cfg, weights))
     d_vocab, d_vocab_out = cfg.vocab()
     model = build_model(cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, device)
-    file = path / weights_file(weights if weights in names else "raw")
     load_state_into(model, load_weights(file), file)
     model.eval()
     return model

@@ -2,10 +2,10 @@
 
 Read ``train`` top to bottom: build everything from the config, restore the last checkpoint if
 there is one, then step. The task (``training/tasks/``) draws the batches, defines the loss and
-evaluates; the trainer never asks which task it has. Every ``eval_every`` steps the raw and averaged weights are evaluated at
-every length and a line goes to ``metrics.jsonl``; every ``checkpoint_every`` steps the full
-state (weights, optimizer, scheduler, averager, RNG states) is written atomically, so a run that
-is killed resumes exactly where its last checkpoint left it.
+evaluates; the trainer never asks which task it has. Every ``eval_every`` steps the raw weights
+and every average are evaluated at every length and a line goes to ``metrics.jsonl``; every
+``checkpoint_every`` steps the full state (weights, optimizer, scheduler, averagers, RNG states)
+is written atomically, so a run that is killed resumes exactly where its last checkpoint left it.
 """
 
 from __future__ import annotations
