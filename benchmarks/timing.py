@@ -32,14 +32,17 @@ def demo_task_and_model():
     return task, build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()
 
 
-def round_args(doc: str, steps: int = 1000, rounds: int = 6) -> argparse.Namespace:
-    """``--steps``, ``--rounds`` and ``--threads`` for a benchmark of training loops; sets the threads."""
+def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None = None) -> argparse.Namespace:
+    """``--steps``, ``--rounds`` and ``--threads`` (and ``--seeds`` when given a default) for a
+    benchmark of training loops; sets the threads."""
     import torch
 
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=steps)
     ap.add_argument("--rounds", type=int, default=rounds)
     ap.add_argument("--threads", type=int, default=2)
+    if seeds is not None:
+        ap.add_argument("--seeds", type=int, default=seeds)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     return args

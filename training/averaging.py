@@ -108,11 +108,15 @@ class NamedAveraging(AveragingConfig):
 class WeightAverager:
     """Tracks an average of a model's trainable parameters; call ``update(step)`` after each step."""
 
-    def __init__(self, model: torch.nn.Module, cfg: AveragingConfig):
+    def __init__(self, model: torch.nn.Module | None, cfg: AveragingConfig,
+                 params: dict[str, torch.Tensor] | None = None):
+        """Average ``model``'s trainable parameters, or the tensors ``params`` when given (the
+        batched ensemble passes its stacked [member, ...] parameters: every update is
+        elementwise, so each member's slice is that member's own average)."""
         cfg.validate()
         self.cfg = cfg
         self.model = model
-        params = trainable_parameters(model)
+        params = trainable_parameters(model) if params is None else params
         self.names = list(params)
         # Parameter objects are stable (load_state_dict copies into them), so look them up once:
         # walking named_parameters() every step costs more than the averaging arithmetic.
@@ -169,10 +173,14 @@ class WeightAverager:
         Before averaging starts (or with mode 'none') this is the raw state dict.
         """
         state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        if self.enabled and self.start_step is not None:
-            for name, value in zip(self.names, self.output):
-                state[name] = value.detach().clone()
+        state.update({k: v.detach().clone() for k, v in self.averaged_parameters().items()})
         return state
+
+    def averaged_parameters(self) -> dict[str, torch.Tensor]:
+        """The averaged tensors by name (the live ones before averaging starts); not copies."""
+        if self.enabled and self.start_step is not None:
+            return dict(zip(self.names, self.output))
+        return dict(zip(self.names, self._live))
 
     def state_dict(self) -> dict:
         return {
@@ -189,7 +197,7 @@ class WeightAverager:
         if state["mode"] != self.cfg.mode or list(state["names"]) != self.names:
             raise ValueError("averaging state does not match this model and mode")
         self.start_step, self.last_t = state["start_step"], state["last_t"]
-        device = next(self.model.parameters()).device
+        device = self._live[0].device
         self.ema = [t.to(device) for t in state["ema"]]
         self.theta0 = [t.to(device) for t in state["theta0"]]
         self.output = [t.to(device) for t in state["output"]]

@@ -145,14 +145,18 @@ def check_tokens(embed: torch.nn.Module, args: tuple) -> None:
         raise InputError(f"token {int(tokens[tuple(where)])} at index {where} is outside the vocabulary 0..{d_vocab - 1}")
 
 
-def build_hooked(kwargs: dict, device: torch.device | str = "cpu") -> HookedTransformer:
-    """A plain ``HookedTransformer`` from saved ``HookedTransformerConfig`` keyword arguments."""
+def build_hooked(kwargs: dict, device: torch.device | str = "cpu", check_inputs: bool = True) -> HookedTransformer:
+    """A plain ``HookedTransformer`` from saved ``HookedTransformerConfig`` keyword arguments.
+
+    ``check_inputs=False`` leaves out the token-range check, for a model that only ever sees
+    batches the task built (the batched ensemble, where a data-dependent check cannot run)."""
     with warnings.catch_warnings():
         # HookedTransformer warns that it is deprecated in favour of TransformerBridge (TL 4.0).
         # We pin transformer-lens<4 on purpose, so the warning only adds noise to every run.
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*HookedTransformer.*")
         model = HookedTransformer(HookedTransformerConfig(device=str(device), **kwargs), move_to_device=True)
-    model.embed.register_forward_pre_hook(check_tokens)
+    if check_inputs:
+        model.embed.register_forward_pre_hook(check_tokens)
     return model
 
 
@@ -163,6 +167,7 @@ def build_model(
     n_ctx: int,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    check_inputs: bool = True,
 ) -> HookedTransformer:
     """Build a freshly initialised model with dropout hooks; the global RNG is left untouched."""
     cfg.validate()
@@ -170,7 +175,7 @@ def build_model(
     # manual_seed reseeds every CUDA device too, so all of them are forked (not only the CPU's)
     with forked_rng():
         torch.manual_seed(seed)
-        model = build_hooked(kwargs, device)
+        model = build_hooked(kwargs, device, check_inputs)
     if cfg.positional == "none":
         # Zero and frozen W_pos: the state dict alone then reproduces the model in plain TL.
         with torch.no_grad():

@@ -50,6 +50,9 @@ class Task(ABC):
     """The metrics the command lines print by default."""
     report_command: str = "report"
     """The ``python -m interp`` command that writes the full probe report for this task."""
+    loss_only_fields: tuple[str, ...] = ()
+    """Config fields that change ``loss`` alone, never the batches: runs that differ only in them
+    can train side by side in one batched ensemble (``training/ensemble.py``) on the same data."""
 
     @classmethod
     @abstractmethod
@@ -63,6 +66,14 @@ class Task(ABC):
     @abstractmethod
     def loss(self, logits: Float[Tensor, "batch pos vocab"], batch) -> Tensor:
         """Scalar training loss of the model's logits on ``batch``."""
+
+    @staticmethod
+    def mixed_loss(tasks: list["Task"], pick: Float[Tensor, " n_tasks"], logits: Float[Tensor, "batch pos vocab"], batch) -> Tensor:
+        """``sum_k pick[k] * tasks[k].loss(logits, batch)``: the loss of one ensemble member, whose
+        one-hot ``pick`` selects its own task among ``tasks`` (which differ only in loss-only
+        fields). Under ``vmap`` every member computes every loss; a task may override this with
+        something cheaper that gives the same value."""
+        return (torch.stack([task.loss(logits, batch) for task in tasks]) * pick).sum()
 
     @abstractmethod
     def evaluate(self, model: torch.nn.Module, n: int, seed: int = 0) -> LengthMetrics:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
@@ -91,6 +90,7 @@ class SetComplementTask(Task):
     metric_names = ("tv", "kl", "itr", "margin", "gap", "acc")
     table_metrics = ("tv", "itr", "margin", "acc")
     report_command = "report"
+    loss_only_fields = ("target",)
 
     @classmethod
     def shape(cls, cfg: SetComplementConfig) -> TaskShape:
@@ -157,7 +157,9 @@ class SetComplementTask(Task):
     @staticmethod
     def membership(items: Int[Tensor, "batch L"], v: int) -> Bool[Tensor, "batch L v"]:
         """``[b, s-1, j]`` is True when item j is among the first s items of sequence b."""
-        return F.one_hot(items, v).cumsum(dim=1).bool()
+        # a comparison, not F.one_hot, whose range check reads the data (impossible under vmap)
+        one_hot = items.unsqueeze(-1) == torch.arange(v, device=items.device)
+        return one_hot.cumsum(dim=1).bool()
 
     def exact_target(self, items: Int[Tensor, "batch L"]) -> Float[Tensor, "batch L v"]:
         """p*(set) after every prefix: 0 on members, 1/(v-s) on the v-s other items."""
@@ -179,6 +181,20 @@ class SetComplementTask(Task):
             return -logp.gather(-1, tgt.unsqueeze(-1)).mean()
         p_star = self.exact_target(batch.items)[:, lo - 1 : hi]
         return -(p_star * logp).sum(-1).mean()
+
+    @staticmethod
+    def mixed_loss(tasks: list["SetComplementTask"], pick: Tensor, logits: Tensor, batch: SetComplementBatch) -> Tensor:
+        """One cross-entropy against the pick-weighted target: the one-hot next item for
+        'sampled', p* for 'exact'. With a one-hot ``pick`` it equals that task's ``loss`` (the
+        other target enters multiplied by 0); it costs one loss instead of one per task."""
+        lo, hi = tasks[0].cfg.train_min_len, batch.items.shape[1]
+        logp = tasks[0].prefix_logits(logits, batch)[:, lo - 1 : hi].float().log_softmax(dim=-1)
+        weight = {"sampled": 0.0, "exact": 0.0}
+        for k, task in enumerate(tasks):
+            weight[task.cfg.target] = weight[task.cfg.target] + pick[k]
+        one_hot = (batch.next_item[:, lo - 1 : hi].unsqueeze(-1) == torch.arange(tasks[0].v, device=logp.device)).float()
+        target = weight["sampled"] * one_hot + weight["exact"] * tasks[0].exact_target(batch.items)[:, lo - 1 : hi]
+        return -(target * logp).sum(-1).mean()
 
     def evaluate(self, model: torch.nn.Module, n: int = 2048, seed: int = 0) -> LengthMetrics:
         """Every metric at every set length 1..max_eval_len on ``n`` fixed-seed sets per length."""

@@ -1,0 +1,146 @@
+"""The batched ensemble against separately trained runs (the ground truth), per member."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.func import vmap
+
+from training import runs
+from training.config import load_config, preset_path
+from training.ensemble import EnsembleTrainer, _dropout_hook, _Rates, check_members, train_ensemble
+from training.errors import ConfigError
+from training.trainer import train
+
+TINY = ["task.v=10", "task.train_max_len=4", "train.steps=60", "train.eval_every=30", "train.checkpoint_every=60",
+        "train.eval_sets=32", "train.final_eval_sets=64", "train.warmup_steps=5", "model.d_model=16", "model.d_head=8",
+        "model.n_heads=2", "train.device=cpu", "averaging.mode=bema",
+        'averagers=[{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": true}, {"name": "extrap", "mode": "extrapolation"}]']
+
+
+def tiny(*extra: str):
+    return load_config(preset_path("demo"), TINY + list(extra))
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    # skip the -inf IGNORE buffers: inf - inf is NaN even where the two are equal
+    return max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point() and a[k].isfinite().all())
+
+
+def test_members_equal_separate_runs(tmp_path):
+    """Seeds x targets at dropout 0, plus a dropout member that must not disturb them: every
+    dropout-free member's raw weights, averages and metrics match its own separate run."""
+    cfgs = [tiny(f"train.seed={s}", f"task.target={t}", f"model.attn_dropout={p}")
+            for s in (0, 3) for t in ("sampled", "exact") for p in (0.0, 0.3)]
+    dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
+    results = train_ensemble(cfgs, dirs, progress=False)
+    assert all(r.error is None for r in results)
+    for i, cfg in enumerate(cfgs):
+        if cfg.model.attn_dropout:
+            continue
+        sep = runs.prepare_run(tmp_path / f"sep{i}", cfg)
+        train(cfg, sep, progress=False)
+        for name in ("raw", "averaged", "ema", "extrap"):
+            mine = runs.load_weights(dirs[i] / runs.weights_file(name))
+            theirs = runs.load_weights(sep / runs.weights_file(name))
+            assert mine.keys() == theirs.keys()
+            # float rounding of vmap's batched kernels, amplified by Adam where its second
+            # moment is small: measured 1e-5 to 7e-5 after 60 steps
+            assert _max_diff(mine, theirs) < 2e-4, (i, name)
+        a, b = runs.read_final_metrics(dirs[i]), runs.read_final_metrics(sep)
+        for name in ("raw", "averaged", "ema", "extrap"):
+            assert a[name]["values"]["tv"] == pytest.approx(b[name]["values"]["tv"], abs=1e-5)
+        # the periodic evaluation lines match too (same steps, same losses)
+        la, lb = runs.read_metrics(dirs[i]), runs.read_metrics(sep)
+        assert [r["step"] for r in la] == [r["step"] for r in lb] == [30, 60]
+        assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], abs=1e-5)
+    # a member's directory loads as a plain run, and its final metrics describe those weights
+    model = runs.load_run(dirs[0], weights="ema")
+    again = cfgs[0].make_task().evaluate(model, 64, cfgs[0].train.eval_seed)
+    assert again.values["tv"] == pytest.approx(results[0].final["ema"].values["tv"], abs=1e-6)
+    # dropout changed the trajectory of its member (same seed and data as member 0)
+    assert _max_diff(runs.load_weights(dirs[1] / runs.weights_file("raw")),
+                     runs.load_weights(dirs[0] / runs.weights_file("raw"))) > 1e-3
+    assert json.loads((dirs[1] / runs.CONFIG).read_text())["model"]["attn_dropout"] == 0.3
+
+
+def test_dropout_hook_uses_each_members_rate():
+    """Under vmap each member drops its own fraction and rescales the rest by 1/(1-p)."""
+    rates = _Rates()
+    p = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.25, 0.0], [0.0, 0.5, 0.0]])
+    hook = _dropout_hook(rates, 1)
+
+    def f(x, r):
+        rates.value = r
+        return hook(x, None)
+
+    out = vmap(f, randomness="different")(torch.ones(3, 200_000), p)
+    for i, rate in enumerate((0.0, 0.25, 0.5)):
+        dropped = float((out[i] == 0).float().mean())
+        assert dropped == pytest.approx(rate, abs=0.005)
+        kept = out[i][out[i] != 0]
+        assert torch.allclose(kept, torch.full_like(kept, 1 / (1 - rate)))
+    # members draw different masks
+    assert not torch.equal(out[1] == 0, vmap(f, randomness="different")(torch.ones(3, 200_000), p)[2] == 0)
+
+
+def test_diverged_member_is_failed_and_leaves_others_untouched(tmp_path):
+    cfgs = [tiny("train.seed=0"), tiny("train.seed=1")]
+    both = EnsembleTrainer(cfgs, [tmp_path / "a", tmp_path / "b"])
+    alone = EnsembleTrainer(cfgs[:1], [tmp_path / "c"])
+    with torch.no_grad():
+        both.params["unembed.W_U"][1, 0, 0] = float("nan")
+    for _ in range(12):
+        losses = both.train_step()
+        alone.train_step()
+    both.check_finite(losses)
+    assert list(both.errors) == [1] and "non-finite" in both.errors[1]
+    for k in both.params:  # finite, and equal up to the rounding of a batch of 2 against 1
+        assert torch.isfinite(both.params[k][0]).all(), k
+        assert torch.allclose(both.params[k][0], alone.params[k][0], atol=1e-4), k
+
+
+def test_train_ensemble_reports_failed_member(tmp_path, monkeypatch):
+    cfgs = [tiny("train.seed=0"), tiny("train.seed=1")]
+    dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
+    original = EnsembleTrainer.__init__
+
+    def poisoned(self, *a, **k):
+        original(self, *a, **k)
+        with torch.no_grad():
+            self.params["embed.W_E"][1].fill_(float("inf"))
+
+    monkeypatch.setattr(EnsembleTrainer, "__init__", poisoned)
+    res = train_ensemble(cfgs, dirs, progress=False)
+    assert res[0].error is None and res[0].final is not None
+    assert res[1].final is None and "step 10" in res[1].error
+    assert not (dirs[1] / runs.FINAL).exists() and (dirs[0] / runs.FINAL).exists()
+
+
+def test_members_must_share_everything_else():
+    with pytest.raises(ConfigError, match="'train'"):
+        check_members([tiny(), tiny("train.lr=0.01")])
+    with pytest.raises(ConfigError, match="'model'"):
+        check_members([tiny(), tiny("model.d_model=32")])
+    with pytest.raises(ConfigError, match="'task'"):
+        check_members([tiny(), tiny("task.v=11")])
+    check_members([tiny(), tiny("train.seed=4", "model.attn_dropout=0.2", "task.target=exact")])
+
+
+def test_mixed_loss_equals_each_tasks_own_loss():
+    """The set task's one cross-entropy against a pick-weighted target gives each target's loss."""
+    from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+
+    tasks = [SetComplementTask(SetComplementConfig(v=9, train_min_len=2, train_max_len=5, target=t)) for t in ("exact", "sampled")]
+    batch = tasks[0].sample_batch(40, generator=torch.Generator().manual_seed(3))
+    logits = torch.randn(40, 5, 9, generator=torch.Generator().manual_seed(4)) * 3
+    for k, task in enumerate(tasks):
+        pick = torch.nn.functional.one_hot(torch.tensor(k), 2).float()
+        assert SetComplementTask.mixed_loss(tasks, pick, logits, batch) == pytest.approx(float(task.loss(logits, batch)), abs=1e-6)
+    # the base class's default (a weighted sum of every task's loss) agrees
+    from training.tasks.base import Task
+
+    pick = torch.tensor([0.0, 1.0])
+    assert Task.mixed_loss(tasks, pick, logits, batch) == pytest.approx(float(tasks[1].loss(logits, batch)), abs=1e-6)
