@@ -1,5 +1,5 @@
 """Command line of the analysis side:
-``python -m interp {eval,report,othello-report,othello-positions,sweep-report,dim-scan}``."""
+``python -m interp {eval,report,othello-report,othello-positions,sweep-report,study-report,dim-scan}``."""
 
 from __future__ import annotations
 
@@ -95,6 +95,19 @@ def cmd_sweep_report(args) -> int:
     result = sweep_report(args.sweep_dir, args.out)
     print(format_report(result))
     print(f"wrote {args.out or Path(args.sweep_dir) / 'report'}/sweep_report.json and sweep.png")
+    return 0
+
+
+def cmd_study_report(args) -> int:
+    from .study_report import format_report, study_report
+
+    if args.boot < 100:
+        raise WorkbenchError(f"--boot must be at least 100, got {args.boot}")
+    result = study_report(args.study_dir, args.out, args.json, n_boot=args.boot)
+    print(format_report(result, args.study_dir))
+    out = args.out or Path(args.study_dir) / "report"
+    print(f"wrote {out}/study_report.txt, {args.json or out / 'study_report.json'}, "
+          f"{', '.join(Path(f).name for f in result['files'] if f.endswith('.png'))}")
     return 0
 
 
@@ -195,6 +208,13 @@ def build_parser() -> Parser:
     sr.add_argument("sweep_dir", type=Path)
     sr.add_argument("--out", type=Path, help="default: SWEEP_DIR/report")
     sr.set_defaults(handler=cmd_sweep_report)
+
+    ss = sub.add_parser("study-report", help="paired study: effects with cluster-bootstrap intervals, Holm, verdicts, power, plots")
+    ss.add_argument("study_dir", type=Path, help="folder of python -m training study")
+    ss.add_argument("--out", type=Path, help="folder for the report and figures (default: STUDY_DIR/report)")
+    ss.add_argument("--json", type=Path, help="write every effect, interval and verdict here (default: OUT/study_report.json)")
+    ss.add_argument("--boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    ss.set_defaults(handler=cmd_study_report)
 
     d = sub.add_parser("dim-scan", help="train across d_model x d_head; smallest widths reaching a target in-range TV")
     d.add_argument("--out", type=Path, required=True, help="folder for the runs and dimension_scan.json/.png")

@@ -80,3 +80,13 @@ def dispersion(model, task: SetComplementTask, sets_per_length: int = 1024, seed
           for layer in range(entropy.n_layers)]
     return Dispersion(lengths, metrics.train_range, norm, _law(metrics.values["margin"], lengths),
                       _law(metrics.values["gap"], lengths), cv)
+
+
+def study_measures(model, task: SetComplementTask, sets_per_length: int = 512, seed: int = 0) -> dict:
+    """The dispersion summaries the paired study records per arm and per set of weights
+    (``training.experiments.study`` calls it through the command line, which passes it in):
+    ``by_range`` holds norm_entropy, margin_law and gap_law in range and beyond; ``model`` holds
+    ``sd_cv``, the self-displacement coefficient of variation averaged over heads."""
+    d = dispersion(model, task, sets_per_length=sets_per_length, seed=seed)
+    heads = [cv for layer in d.self_displacement_cv for cv in layer]
+    return {"by_range": d.summary(), "model": {"sd_cv": sum(heads) / len(heads)}}

@@ -122,6 +122,28 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from interp.dispersion import study_measures
+
+    from .experiments.study import run_study
+
+    if args.resume:
+        out, spec = args.resume, None
+    else:
+        if args.out is None:
+            raise WorkbenchError("give --out DIR for a new study, or --resume DIR")
+        out, spec = args.out, args.spec or preset_path("study_quick" if args.quick else "study_default")
+    s = run_study(out, spec, storage=args.storage, workers=args.workers, resume=args.resume is not None,
+                  progress=not args.quiet, measures=study_measures)
+    print(f"completed configs: {s['completed']} of {s['n_configs']} ({s['arms']} arms), failed configs: {s['failed_configs']}")
+    for f in s["failures"]:
+        print(f"  config {f['config']} failed: {f['error']}")
+    for arm, n in s["failed_arms"].items():
+        print(f"  failed arms with {arm}: {n}")
+    print(f"next: python -m interp study-report {out}")
+    return 0
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m training", description="Train set-complement HookedTransformers with dropout and EMA/BEMA.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -185,6 +207,16 @@ def build_parser() -> Parser:
     w.add_argument("--resume", type=Path, metavar="DIR", help="continue the sweep in DIR")
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(handler=cmd_sweep)
+
+    st = sub.add_parser("study", help="the paired study: configs x seeds x dropout x target, every averager on every arm")
+    st.add_argument("--out", type=Path, help="study folder (study.json, study.db, runs/)")
+    st.add_argument("--spec", type=Path, help="study file (default: training/configs/study_default.json)")
+    st.add_argument("--quick", action="store_true", help="the small quick study (about 2 minutes)")
+    st.add_argument("--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)")
+    st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2: 1.37x one on 2 cores)")
+    st.add_argument("--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)")
+    st.add_argument("--quiet", action="store_true")
+    st.set_defaults(handler=cmd_study)
 
     c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")
     c.add_argument("--preset", choices=["demo", "othello_cpu", "othello_full"], help="start from a shipped config instead of the defaults")

@@ -76,3 +76,15 @@ def optuna_quiet() -> Iterator[None]:
             yield
     finally:
         optuna.logging.set_verbosity(before)
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """``torch.set_num_threads(n)``, put back on exit (a one-worker study or sweep runs in the
+    caller's process, which keeps its own thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from training import atomic
 from training.errors import ConfigError, WorkbenchError
-from training.scoped import optuna_quiet
+from training.scoped import num_threads, optuna_quiet
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -197,20 +197,37 @@ def _stop_on_failures(limit: int):
     return callback
 
 
+def exit_with_parent(parent: int) -> None:
+    """In a spawned worker: end this process as soon as ``parent`` (the command that started it)
+    is gone, ``kill -9`` included, so no orphan goes on training; its trial is then retried."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _child_worker(args, parent: int) -> None:
+    exit_with_parent(parent)
+    _worker(args)
+
+
 def _worker(args, progress: bool = False) -> None:
     """One worker process (or, with one worker, the main process, which then shows the bar)."""
-    with optuna_quiet():
+    with optuna_quiet(), num_threads(args[4]):
         _work(args, progress)
 
 
 def _work(args, progress: bool) -> None:
     import optuna
-    import torch
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    sweep_dir, url, name, space, threads, index = args
-    torch.set_num_threads(threads)
+    sweep_dir, url, name, space, _threads, index = args
     study = optuna.load_study(study_name=name, storage=make_storage(url),
                               sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0) * 1000 + index))
     callbacks = [MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,)), _stop_on_failures(max_failures(space))]
@@ -271,7 +288,7 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
         _worker(args + (0,), progress=progress)
     else:
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=(args + (i,),)) for i in range(workers)]
+        procs = [ctx.Process(target=_child_worker, args=(args + (i,), os.getpid())) for i in range(workers)]
         for p in procs:
             p.start()
         _watch(study, space["n_trials"], procs, progress)

@@ -1,0 +1,336 @@
+"""The analysis of a paired study (``python -m training study``): effects, intervals, verdicts.
+
+Every effect is a paired difference, averaged within each config, then over configs, with a
+cluster-bootstrap interval over configs (``study_stats``):
+
+- **averaging**: each averager's weights minus the raw weights of the same arm (pooled over
+  seeds and dropout rates), per target;
+- **dropout**: each rate's raw weights minus the rate-0 arm of the same config and seed, per target;
+- **noise** (the study's mechanism for averaging): the averaging effect with sampled targets minus
+  the same with exact targets, per config, seed and dropout rate. Averaging against gradient noise
+  predicts a benefit that shrinks without the noise: a negative interaction;
+- **dispersion** (the mechanism for dropout): dropout's effect on the normalised attention entropy
+  beyond the training lengths. Dropout against dispersion predicts lower entropy.
+
+Each is computed for every outcome (raw and calibrated TV, ITR, accuracy, the dispersion
+measures), in range and beyond. The *claims* are the beyond-range TV and calibrated-TV effects of
+every averager and dropout rate per target, the noise interaction for TV and calibrated TV, and
+the dispersion effect: they get Holm-corrected intervals, verdicts and a power line. The rest are
+reported with plain 95% intervals.
+
+Configs whose dropout-0 raw baseline misses the study's convergence criterion (``region``, by
+default in-range TV <= 0.05, for either target) are left out and listed. Failed arms are counted
+per dropout rate and target; a pair with a failed side is left out of that difference only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from training import atomic
+
+from .study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict, z_of
+
+MEASURES = ("tv", "cal_tv", "itr", "acc", "cal_acc", "norm_entropy", "margin_law", "gap_law")
+PARTS = ("in_range", "beyond")
+CLAIM_MEASURES = ("tv", "cal_tv")
+MIN_CONFIGS = 5
+"""Fewer configs than this give no verdict: a percentile bootstrap over 2-4 clusters is too narrow."""
+BUDGET = {"averaging": 0.01, "dropout": 0.02}
+"""Interval half-widths the default study must reach on beyond-range TV and calibrated TV."""
+
+
+def arm_values(records: list[dict]) -> dict:
+    """{(config, seed, dropout, target, weights): {(part, measure): value}} for arms that trained."""
+    out = {}
+    for r in records:
+        if r.get("error") is not None:
+            continue
+        for w, rec in r["weights"].items():
+            vals = {(part, m): float(v) for part, d in rec["summary"].items() for m, v in d.items()}
+            vals.update({("model", m): float(v) for m, v in rec.get("model", {}).items()})
+            out[(r["config"], r["seed"], float(r["dropout"]), r["target"], w)] = vals
+    return out
+
+
+def convergence(values: dict, spec: dict, configs: list[int]) -> tuple[list[int], list[dict]]:
+    """Configs whose baseline (dropout 0, raw weights, mean over seeds) meets the region's
+    criterion for every target, and the others with the reason."""
+    region = {"metric": "tv", "range": "in_range", "max": 0.05, **spec.get("region", {})}
+    kept, excluded = [], []
+    for c in configs:
+        worst = None
+        for t in spec["targets"]:
+            ys = [values[(c, s, 0.0, t, "raw")][(region["range"], region["metric"])]
+                  for s in spec["seeds"] if (c, s, 0.0, t, "raw") in values]
+            if not ys:
+                worst = (t, float("nan"))
+                break
+            y = sum(ys) / len(ys)
+            if not y <= region["max"] and (worst is None or not worst[1] > y):
+                worst = (t, y)
+        if worst is None:
+            kept.append(c)
+        else:
+            excluded.append({"config": c, "reason": f"baseline {region['range']} {region['metric']} {worst[1]:.4f} "
+                                                    f"> {region['max']} ({worst[0]} target)"})
+    return kept, excluded
+
+
+def _per_config(values: dict, configs: list[int], cells, diff) -> np.ndarray:
+    """Mean of ``diff(cell)`` over each config's cells (None where a side failed)."""
+    out = []
+    for c in configs:
+        ds = [d for cell in cells(c) if (d := diff(*cell)) is not None and math.isfinite(d)]
+        out.append(sum(ds) / len(ds) if ds else float("nan"))
+    return np.array(out)
+
+
+def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
+    """Every effect's per-config values, with its description (not yet bootstrapped)."""
+    averagers = [a["name"] for a in spec["averagers"]]
+    rates = [float(p) for p in spec["dropouts"] if p != 0]
+    seeds, dropouts, targets = spec["seeds"], [float(p) for p in spec["dropouts"]], spec["targets"]
+    keys = [(part, m) for part in PARTS for m in MEASURES] + [("model", "sd_cv")]
+    out = []
+
+    def get(c, s, p, t, w, key):
+        v = values.get((c, s, p, t, w))
+        return None if v is None or key not in v else v[key]
+
+    def sub(a, b):
+        return None if a is None or b is None else a - b
+
+    for key in keys:
+        for t in targets:
+            for a in averagers:
+                out.append({"family": "averaging", "contrast": f"{a} - raw", "target": t, "part": key[0], "measure": key[1],
+                            "per_config": _per_config(values, configs, lambda c: [(c, s, p) for s in seeds for p in dropouts],
+                                                      lambda c, s, p, t=t, a=a: sub(get(c, s, p, t, a, key), get(c, s, p, t, "raw", key)))})
+            for p in rates:
+                out.append({"family": "dropout", "contrast": f"dropout {p:g} - 0", "target": t, "part": key[0], "measure": key[1],
+                            "per_config": _per_config(values, configs, lambda c: [(c, s, 0.0) for s in seeds],
+                                                      lambda c, s, _, t=t, p=p: sub(get(c, s, p, t, "raw", key), get(c, s, 0.0, t, "raw", key)))})
+        if {"sampled", "exact"} <= set(targets):
+            for a in averagers:
+                def inter(c, s, p, a=a):
+                    gain = [sub(get(c, s, p, t, a, key), get(c, s, p, t, "raw", key)) for t in ("sampled", "exact")]
+                    return sub(*gain)
+
+                out.append({"family": "noise", "contrast": f"({a} - raw) sampled - exact", "target": "both", "part": key[0],
+                            "measure": key[1], "per_config": _per_config(values, configs,
+                                                                         lambda c: [(c, s, p) for s in seeds for p in dropouts], inter)})
+    for e in out:
+        if e["family"] == "dropout" and e["measure"] == "norm_entropy":
+            e["family_label"] = "dispersion"
+    return out
+
+
+def is_claim(e: dict) -> bool:
+    if e["part"] != "beyond":
+        return False
+    if e["family"] in ("averaging", "dropout", "noise") and e["measure"] in CLAIM_MEASURES:
+        return True
+    return e["family"] == "dropout" and e["measure"] == "norm_entropy"  # the dispersion mechanism
+
+
+def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000, seed: int = 0) -> dict:
+    """Effects, intervals and verdicts of a study's arm records (see the module docstring)."""
+    delta = float(spec.get("delta", 0.02))
+    values = arm_values(records)
+    present = sorted({r["config"] for r in records})
+    kept, excluded = convergence(values, spec, present)
+    effects = []
+    for e in effect_series(values, spec, kept):
+        boot = cluster_bootstrap(e.pop("per_config"), n_boot=n_boot, seed=seed)
+        lo, hi = boot.interval()
+        e.update(estimate=boot.estimate, ci95=[lo, hi], n_configs=len(boot.per_config), sd=boot.sd,
+                 per_config=[float(x) for x in boot.per_config], p=boot.p_value(), claim=is_claim(e))
+        e["_boot"] = boot
+        effects.append(e)
+    claims = [e for e in effects if e["claim"] and math.isfinite(e["estimate"])]
+    levels = holm_levels([e["p"] for e in claims])
+    adjusted = holm_adjusted([e["p"] for e in claims])
+    for e, level, p_holm in zip(claims, levels, adjusted):
+        lo, hi = e["_boot"].interval(level)
+        e.update(holm_alpha=level, ci_holm=[lo, hi], p_holm=p_holm,
+                 verdict=verdict(lo, hi, delta) if e["n_configs"] >= MIN_CONFIGS else "inconclusive",
+                 half_width=(hi - lo) / 2, needed_configs=configs_needed(e["sd"], delta / 2, z_of(level)))
+    for e in effects:
+        del e["_boot"]
+    budget = {}
+    for family, target_hw in BUDGET.items():
+        widths = [(e["ci95"][1] - e["ci95"][0]) / 2 for e in effects
+                  if e["family"] == family and e["part"] == "beyond" and e["measure"] in CLAIM_MEASURES and math.isfinite(e["estimate"])]
+        budget[family] = {"max_half_width": max(widths) if widths else None, "target": target_hw,
+                          "met": bool(widths) and max(widths) <= target_hw}
+    return {"delta": delta, "n_configs": n_configs, "configs_with_results": present, "kept_configs": kept,
+            "excluded_configs": excluded, "failures": failures(records, spec), "effects": effects, "budget": budget,
+            "n_claims": len(claims), "region": spec.get("region", {})}
+
+
+def failures(records: list[dict], spec: dict) -> dict:
+    """Failed arms per dropout rate and target, out of how many trained."""
+    total, failed = defaultdict(int), defaultdict(int)
+    for r in records:
+        key = f"dropout {float(r['dropout']):g}, {r['target']}"
+        total[key] += 1
+        failed[key] += r.get("error") is not None
+    return {k: {"failed": failed[k], "of": total[k]} for k in total}
+
+
+def label(e: dict) -> str:
+    target = "" if e["target"] == "both" else f" [{e['target']}]"
+    measure = {"tv": "TV", "cal_tv": "calibrated TV", "norm_entropy": "attention entropy"}.get(e["measure"], e["measure"])
+    return f"{e['contrast']}{target}: {measure}"
+
+
+def format_report(result: dict, study_dir: str | Path) -> str:
+    lines = [f"paired study {study_dir}: {len(result['configs_with_results'])} of {result['n_configs']} configs trained, "
+             f"{len(result['kept_configs'])} kept (baseline converged)"]
+    for x in result["excluded_configs"]:
+        lines.append(f"  left out config {x['config']}: {x['reason']}")
+    failed = {k: v for k, v in result["failures"].items() if v["failed"]}
+    lines.append("failed arms: " + (", ".join(f"{k}: {v['failed']} of {v['of']}" for k, v in failed.items()) or "none"))
+    few = len(result["kept_configs"]) < MIN_CONFIGS
+    lines += ["", f"claims (beyond the training lengths; Holm-corrected intervals over {result['n_claims']} claims; "
+                  f"smallest effect of interest delta = {result['delta']}):"
+              + (f"\n  (fewer than {MIN_CONFIGS} configs kept: every verdict is inconclusive)" if few else ""),
+              f"{'effect':<50}{'estimate':>10}  {'interval':<22}{'verdict':<22}{'sd':>8}  configs for +-delta/2"]
+    for e in result["effects"]:
+        if not e["claim"] or not math.isfinite(e["estimate"]):
+            continue
+        lo, hi = e["ci_holm"]
+        need = e["needed_configs"]
+        lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]    {e['verdict']:<22}{e['sd']:>8.4f}  "
+                     f"{need if need is not None else 'n/a'} (have {e['n_configs']})")
+    lines += ["", "mechanism measures (95% intervals, no verdict): dropout and averaging on dispersion, beyond",
+              f"{'effect':<50}{'estimate':>10}  interval"]
+    for e in result["effects"]:
+        if e["claim"] or e["part"] not in ("beyond", "model") or e["measure"] not in ("norm_entropy", "margin_law", "sd_cv"):
+            continue
+        if e["target"] not in ("sampled", "both") or not math.isfinite(e["estimate"]):
+            continue
+        lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]")
+    lines.append("")
+    for family, b in result["budget"].items():
+        hw = "n/a" if b["max_half_width"] is None else f"{b['max_half_width']:.4f}"
+        lines.append(f"budget: widest 95% half-width of {family} effects on beyond TV and calibrated TV {hw} "
+                     f"(target <= {b['target']}): {'met' if b['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+VERDICT_COLORS = {"supported": "C2", "no practical effect": "C0", "harmful": "C3", "inconclusive": "0.5"}
+
+
+def plot_forest(result: dict, stem=None):
+    """Every claim: estimate, Holm interval, per-config values (grey), 0 and +-delta."""
+    from .visualize import finish, new_figure
+
+    claims = [e for e in result["effects"] if e["claim"] and math.isfinite(e["estimate"])]
+    fig, ax = new_figure(figsize=(9, 0.32 * len(claims) + 1.6))
+    for i, e in enumerate(claims):
+        y = len(claims) - 1 - i
+        ax.scatter(e["per_config"], [y] * len(e["per_config"]), s=8, color="0.75", zorder=1)
+        lo, hi = e["ci_holm"]
+        color = VERDICT_COLORS[e["verdict"]]
+        ax.plot([lo, hi], [y, y], color=color, lw=2.2, zorder=2)
+        ax.scatter([e["estimate"]], [y], color=color, zorder=3)
+    d = result["delta"]
+    ax.axvline(0, color="k", lw=0.8)
+    for x in (-d, d):
+        ax.axvline(x, color="k", lw=0.6, ls="--")
+    ax.set_yticks(range(len(claims)), [label(e) for e in reversed(claims)], fontsize=7)
+    for v, c in VERDICT_COLORS.items():
+        ax.plot([], [], color=c, lw=2.2, label=v)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set(xlabel="paired difference (beyond the training lengths; below 0 = as the study predicts)",
+           title=f"claims, Holm-corrected intervals; dashed: +-delta = {d}; grey: configs")
+    ax.grid(alpha=0.3, axis="x")
+    return finish(fig, stem)
+
+
+def plot_per_config(result: dict, measure: str = "cal_tv", target: str = "sampled", stem=None):
+    """Each config's paired difference on beyond-range ``measure``, one panel per family."""
+    from .visualize import finish, new_figure
+
+    families = [("averaging", target), ("dropout", target), ("noise", "both")]
+    fig, axes = new_figure(1, 3, figsize=(15, 3.8))
+    configs = result["kept_configs"]
+    for ax, (family, t) in zip(axes, families):
+        for e in result["effects"]:
+            if e["family"] == family and e["target"] == t and e["part"] == "beyond" and e["measure"] == measure:
+                ax.plot(configs[: len(e["per_config"])], e["per_config"], marker="o", lw=0.8, label=e["contrast"])
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xlabel="config", ylabel=f"difference in beyond-range {measure}", title=f"{family} ({t})")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return finish(fig, stem)
+
+
+def plot_config_lengths(records: list[dict], spec: dict, config: int, stem=None):
+    """TV and calibrated TV against length for the arms of one config (first seed, each target):
+    raw weights at every dropout rate, and every average at dropout 0."""
+    from .visualize import finish, new_figure, shade_training
+
+    seed = spec["seeds"][0]
+    arms = [r for r in records if r["config"] == config and r["seed"] == seed and r.get("error") is None]
+    targets = [t for t in spec["targets"] if any(r["target"] == t for r in arms)]
+    fig, axes = new_figure(len(targets), 2, figsize=(13, 3.8 * len(targets)), squeeze=False)
+    for row, t in enumerate(targets):
+        for col, key in enumerate(("tv", "cal_tv")):
+            ax = axes[row][col]
+            for r in arms:
+                if r["target"] != t:
+                    continue
+                names = ["raw"] if r["dropout"] else list(r["weights"])
+                for w in names:
+                    ys = r["weights"][w][key]
+                    ax.plot(range(1, len(ys) + 1), ys, lw=1, label=f"dropout {r['dropout']:g}, {w}")
+            ax.set(yscale="log", xlabel="set length", ylabel=key,
+                   title=f"config {config}, seed {seed}, {t} target: {'calibrated ' if key == 'cal_tv' else ''}TV")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
+    lo_hi = _train_range(spec, records)
+    if lo_hi:
+        for ax_row in axes:
+            for ax in ax_row:
+                shade_training(ax, lo_hi)
+    return finish(fig, stem)
+
+
+def _train_range(spec: dict, records: list[dict]):
+    return next((r["train_range"] for r in records if r.get("train_range")), None)
+
+
+def study_report(study_dir: str | Path, out: str | Path | None = None, json_path: str | Path | None = None,
+                 n_boot: int = 10000) -> dict:
+    """Analyse the study in ``study_dir``; write the figures (and ``--json``) under ``out``
+    (default ``study_dir/report``); returns the result."""
+    from training.experiments.study import completed_records, open_study
+
+    from .visualize import save_figure
+
+    study_dir = Path(study_dir)
+    spec, configs, study = open_study(study_dir)
+    records = completed_records(study)
+    result = analyse(records, spec, len(configs), n_boot=n_boot)
+    out = Path(out) if out else study_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    if any(e["claim"] and math.isfinite(e["estimate"]) for e in result["effects"]):
+        files += save_figure(plot_forest(result), out / "forest")
+        files += save_figure(plot_per_config(result), out / "per_config")
+    if result["kept_configs"]:
+        files += save_figure(plot_config_lengths(records, spec, result["kept_configs"][0]), out / "config_lengths")
+    result["files"] = [str(p) for p in files]
+    text = format_report(result, study_dir)
+    atomic.write_text(out / "study_report.txt", text + "\n")
+    atomic.write_json(Path(json_path) if json_path else out / "study_report.json", result)
+    return result

@@ -1,0 +1,151 @@
+"""The paired study command: arms, storage, workers, kill -9 recovery, failures per arm, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from training.cli import main
+from training.config import preset_path
+from training.experiments.study import arms, completed_records, draw_configs, load_spec, open_study, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_spec(tmp_path, steps: int = 40, n_configs: int = 2, **changes) -> Path:
+    spec = load_spec(preset_path("study_quick"))
+    spec["fixed"] = [f for f in spec["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))]
+    spec["fixed"] += [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}",
+                      "train.final_eval_sets=64"]
+    spec.update(n_configs=n_configs, measure_sets=32, **changes)
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_quick_spec_is_valid_and_draws_are_reproducible():
+    spec = load_spec(preset_path("study_quick"))
+    assert draw_configs(spec) == draw_configs(spec)
+    assert len(arms(spec)) == len(spec["seeds"]) * len(spec["dropouts"]) * len(spec["targets"])
+    default = load_spec(preset_path("study_default"))
+    assert set(default["dropouts"]) == {0.0, 0.1, 0.2, 0.3} and set(default["targets"]) == {"sampled", "exact"}
+
+
+def test_two_workers_train_every_config_once(tmp_path):
+    out = tmp_path / "st"
+    from interp.dispersion import study_measures
+
+    s = run_study(out, tiny_spec(tmp_path, n_configs=3), workers=2, progress=False, measures=study_measures)
+    assert s["completed"] == 3 and s["failed_configs"] == 0 and s["arms"] == 3 * 8
+    spec, configs, study = open_study(out)
+    records = completed_records(study)
+    assert sorted({r["config"] for r in records}) == [0, 1, 2]
+    assert len(records) == len({(r["config"], r["seed"], r["dropout"], r["target"]) for r in records}) == 24
+    for r in records:  # every arm's directory holds its weights and measures for every average
+        assert (out / r["run_dir"] / "weights_extrap.safetensors").is_file()
+        assert set(r["weights"]) == {"raw", "ema", "bema", "extrap"}
+        assert {"tv", "cal_tv", "norm_entropy", "margin_law"} <= set(r["weights"]["bema"]["summary"]["beyond"])
+    # arms of one config and seed share initialisation: equal raw in-range TV at step 0 is not
+    # observable, but the configs' arms.json files list every arm
+    assert len(json.loads((out / "runs" / "c001" / "arms.json").read_text())["arms"]) == 8
+    # resuming a finished study trains nothing more
+    again = run_study(out, resume=True, progress=False)
+    assert again["completed"] == 3 and len(open_study(out)[2].get_trials()) == len(study.get_trials())
+
+
+def test_killed_worker_config_is_retried_and_nothing_is_duplicated(tmp_path):
+    out = tmp_path / "st"
+    env = {**os.environ, "WM_SWEEP_HEARTBEAT_S": "1", "WM_SWEEP_GRACE_S": "3"}
+    spec = tiny_spec(tmp_path, steps=4000, n_configs=2)
+    # two worker processes: killing the command must also end them (no orphan keeps training)
+    proc = subprocess.Popen([sys.executable, "-m", "training", "study", "--out", str(out), "--spec", str(spec), "--quiet",
+                             "--workers", "2"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if (out / "study.json").exists() and any(t.state == TrialState.RUNNING for t in open_study(out)[2].get_trials()):
+            break
+        time.sleep(0.3)
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = [t.params["config"] for t in open_study(out)[2].get_trials() if t.state == TrialState.RUNNING]
+    assert killed, "no config was running when the worker was killed"
+    # make the retry fast: same design, fewer steps
+    meta = json.loads((out / "study.json").read_text())
+    meta["spec"]["fixed"] = [f.replace("train.steps=4000", "train.steps=40").replace("=4000", "=40") for f in meta["spec"]["fixed"]]
+    (out / "study.json").write_text(json.dumps(meta))
+    done = subprocess.run([sys.executable, "-m", "training", "study", "--resume", str(out), "--quiet"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert "completed configs: 2 of 2" in done.stdout
+    study = open_study(out)[2]
+    trials = study.get_trials()
+    complete = [t.params["config"] for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(complete) == [0, 1]  # each config completed exactly once
+    assert all(t.state == TrialState.FAIL for t in trials if t.params.get("config") in killed and t.number < min(
+        u.number for u in trials if u.state == TrialState.COMPLETE and u.params["config"] in killed))
+    assert len(completed_records(study)) == 16
+
+
+def test_failures_are_counted_per_arm(tmp_path, monkeypatch, capsys):
+    """Arms with dropout diverge (planted); they are counted, the other arms are analysed."""
+    from training import ensemble
+
+    original = ensemble.EnsembleTrainer.__init__
+
+    def poisoned(self, cfgs, run_dirs):
+        original(self, cfgs, run_dirs)
+        with torch.no_grad():
+            for i, c in enumerate(cfgs):
+                if c.model.attn_dropout > 0:
+                    self.params["embed.W_E"][i].fill_(float("nan"))
+
+    monkeypatch.setattr(ensemble.EnsembleTrainer, "__init__", poisoned)
+    assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tiny_spec(tmp_path)), "--quiet", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "failed arms with dropout 0.2, sampled: 4" in out and "failed arms with dropout 0.2, exact: 4" in out
+    from interp.study_report import study_report
+
+    result = study_report(tmp_path / "st", n_boot=200)
+    assert result["failures"]["dropout 0.2, sampled"] == {"failed": 4, "of": 4}
+    assert result["failures"]["dropout 0, exact"] == {"failed": 0, "of": 4}
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"dropouts": [0.1, 0.2]}, "must include 0"),
+    ({"bogus": 1}, "unknown key 'bogus'"),
+    ({"params": {"train.seed": {"type": "int", "low": 0, "high": 3}}}, "set by the study's arms"),
+    ({"targets": ["noisy"]}, "targets must be a non-empty list"),
+    ({"delta": 0}, "delta"),
+    ({"averagers": []}, "averagers is empty"),
+    ({"params": {"train.lr": {"type": "loguniform", "low": -1, "high": 1}}}, "must be positive"),
+])
+def test_bad_study_files_are_one_line_errors(tmp_path, capsys, change, words):
+    spec = load_spec(preset_path("study_quick"))
+    spec.update(change)
+    (tmp_path / "bad.json").write_text(json.dumps(spec))
+    assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "st").exists()  # nothing written
+
+
+def test_study_command_errors(tmp_path, capsys):
+    assert main(["study"]) == 2
+    assert "give --out DIR" in capsys.readouterr().err
+    assert main(["study", "--resume", str(tmp_path)]) == 2
+    assert "no study to resume" in capsys.readouterr().err
+    from interp.cli import main as interp_main
+
+    assert interp_main(["study-report", str(tmp_path)]) == 2
+    assert "holds no study" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""The paired study's statistics against hand-computed values and planted effects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from interp.study_report import analyse
+from interp.study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict
+
+
+def test_holm_against_a_hand_computed_case():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06
+    assert holm_adjusted(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # step-down at alpha 0.05: 0.005 <= 0.0125 rejected, 0.01 <= 0.0167 rejected, 0.03 > 0.025
+    # kept, so it and 0.04 both keep level 0.025
+    assert holm_levels(p) == pytest.approx([0.05 / 3, 0.025, 0.025, 0.0125])
+    # rejected at its level exactly when the adjusted p-value is at most alpha
+    assert [pv <= lvl for pv, lvl in zip(p, holm_levels(p))] == [a <= 0.05 for a in holm_adjusted(p)]
+
+
+def test_verdicts():
+    assert verdict(-0.03, -0.01, 0.02) == "supported"
+    assert verdict(0.001, 0.05, 0.02) == "harmful"
+    assert verdict(-0.01, 0.015, 0.02) == "no practical effect"
+    assert verdict(-0.03, 0.01, 0.02) == "inconclusive"
+    assert verdict(float("nan"), 0.01, 0.02) == "inconclusive"
+
+
+def test_cluster_bootstrap_matches_the_standard_error_of_a_mean():
+    x = np.random.default_rng(1).normal(0.3, 0.05, size=40)
+    b = cluster_bootstrap(x, n_boot=20000, seed=2)
+    assert b.estimate == pytest.approx(x.mean())
+    # the bootstrap SD of a mean is the plug-in standard error sd_pop / sqrt(n)
+    assert np.std(b.samples) == pytest.approx(np.std(x) / np.sqrt(len(x)), rel=0.03)
+    lo, hi = b.interval()
+    assert lo < x.mean() < hi
+    assert b.p_value() == pytest.approx(1 / 20000)  # every resample above 0
+    assert configs_needed(0.02, 0.01) == 16  # (1.96 * 0.02 / 0.01)^2 = 15.4
+
+
+SPEC = {"seeds": [0, 1], "dropouts": [0.0, 0.1], "targets": ["sampled", "exact"],
+        "averagers": [{"name": "ema"}, {"name": "bema"}], "delta": 0.02,
+        "region": {"metric": "tv", "range": "in_range", "max": 0.05}}
+
+
+def planted_records(n_configs: int = 12, seed: int = 0, unconverged: int | None = None) -> list[dict]:
+    """Arm records with known effects on beyond-range TV and calibrated TV:
+    bema - raw = -0.05 (sampled) and -0.01 (exact), so the noise interaction is -0.04;
+    ema - raw = 0; dropout 0.1 - 0 = +0.05 (harmful). Configs differ by a large offset (SD 0.1),
+    seeds by 0.01, and each paired difference carries noise of SD 0.002."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for c in range(n_configs):
+        offset = rng.normal(0, 0.1)
+        for s in SPEC["seeds"]:
+            seed_off = rng.normal(0, 0.01)
+            for p in SPEC["dropouts"]:
+                for t in SPEC["targets"]:
+                    base = 0.4 + offset + seed_off + (0.05 if p else 0.0)
+                    effects = {"raw": 0.0, "ema": 0.0, "bema": -0.05 if t == "sampled" else -0.01}
+                    weights = {}
+                    for w, eff in effects.items():
+                        tv = base + eff + rng.normal(0, 0.002)
+                        in_tv = 0.5 if unconverged == c else 0.01
+                        weights[w] = {"summary": {"in_range": {"tv": in_tv, "cal_tv": in_tv},
+                                                  "beyond": {"tv": tv, "cal_tv": tv + 0.1, "norm_entropy": 0.99}},
+                                      "model": {"sd_cv": 0.1}}
+                    records.append({"config": c, "seed": s, "dropout": p, "target": t, "error": None, "weights": weights})
+    return records
+
+
+def _effect(result, family, contrast, target, measure="tv", part="beyond"):
+    return next(e for e in result["effects"] if e["family"] == family and e["contrast"] == contrast
+                and e["target"] == target and e["measure"] == measure and e["part"] == part)
+
+
+def test_planted_effects_are_recovered_with_the_right_verdicts():
+    result = analyse(planted_records(), SPEC, 12, n_boot=4000)
+    for measure in ("tv", "cal_tv"):
+        cases = [("averaging", "bema - raw", "sampled", -0.05, "supported"),
+                 ("averaging", "bema - raw", "exact", -0.01, "supported"),
+                 ("averaging", "ema - raw", "sampled", 0.0, "no practical effect"),
+                 ("dropout", "dropout 0.1 - 0", "sampled", 0.05, "harmful"),
+                 ("noise", "(bema - raw) sampled - exact", "both", -0.04, "supported"),
+                 ("noise", "(ema - raw) sampled - exact", "both", 0.0, "no practical effect")]
+        for family, contrast, target, planted, expected in cases:
+            e = _effect(result, family, contrast, target, measure)
+            lo, hi = e["ci_holm"]
+            assert lo <= planted <= hi, (contrast, target, measure, e["ci_holm"])
+            assert e["verdict"] == expected, (contrast, target, measure, e["verdict"])
+            assert e["claim"] and e["n_configs"] == 12
+    # 2 averagers x 2 targets + 1 rate x 2 targets + 2 interactions = 8 per measure, plus dispersion x 2
+    assert result["n_claims"] == 8 * 2 + 2
+    assert result["budget"]["averaging"]["met"] and result["budget"]["dropout"]["met"]
+
+
+def test_unconverged_configs_and_failed_arms_are_reported_not_pooled():
+    records = planted_records(unconverged=3)
+    records[5]["error"] = "TrainingDiverged: loss became nan"
+    del records[5]["weights"]
+    result = analyse(records, SPEC, 12, n_boot=2000)
+    assert result["kept_configs"] == [c for c in range(12) if c != 3]
+    assert "0.5000 > 0.05" in result["excluded_configs"][0]["reason"]
+    arm = f"dropout {records[5]['dropout']:g}, {records[5]['target']}"
+    assert result["failures"][arm] == {"failed": 1, "of": 24}
+    assert _effect(result, "averaging", "bema - raw", "sampled")["n_configs"] == 11
+
+
+def test_too_few_configs_give_no_verdict():
+    result = analyse(planted_records(n_configs=3), SPEC, 3, n_boot=2000)
+    assert {e["verdict"] for e in result["effects"] if e["claim"]} == {"inconclusive"}
