@@ -32,6 +32,21 @@ def test_extrapolation_is_theta_plus_alpha_times_drift():
         assert torch.allclose(avg.averaged_state_dict()["w"], want, atol=1e-12), k
 
 
+def test_bema_with_kappa_zero_is_the_extrapolation_control():
+    """kappa = 0: beta_t = 1, the EMA is the live weights, BEMA = theta_t + alpha_t (theta_t - theta_0)."""
+    m = Scalar()
+    bema = WeightAverager(m, AveragingConfig(mode="bema", kappa=0.0, eta=0.3, rho=4.0, gamma=2.0))
+    extrap = WeightAverager(m, AveragingConfig(mode="extrapolation", eta=0.3, rho=4.0, gamma=2.0))
+    thetas = [torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64) * (1 + k) ** 0.5 for k in range(12)]
+    for k, theta in enumerate(thetas):
+        m.set(theta)
+        bema.update(step=k + 1)
+        extrap.update(step=k + 1)
+        want = theta + (4.0 + 2.0 * k) ** -0.3 * (theta - thetas[0])
+        assert torch.allclose(bema.averaged_state_dict()["w"], want, atol=1e-12), k
+        assert torch.allclose(extrap.averaged_state_dict()["w"], want, atol=1e-12), k
+
+
 def _weights(run, name):
     return load_file(str(run / runs.weights_file(name)))
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
         (["train.lr=-1e-3"], "train.lr must be positive"),
         (["train.steps=0"], "train.steps must be positive"),
         (["averaging.mode=swa"], "averaging.mode must be one of"),
-        (["averaging.mode=bema", "averaging.kappa=0"], "averaging.kappa must be in (0, 1]"),
+        (["averaging.mode=bema", "averaging.kappa=-1"], "averaging.kappa must be in [0, 1]"),
         (["averaging.mode=bema", "averaging.eta=2"], "averaging.eta must be in [0, 1]"),
         (["model.d_modle=3"], "unknown config key 'model.d_modle'"),
         (["nosection.x=3"], "unknown config key 'nosection.x'"),

@@ -8,10 +8,14 @@ adds back a fraction ``alpha_t`` of the drift since a snapshot, which removes th
     output  = alpha_t * (theta_t - theta_0) + ema_t
 
 ``theta_0`` is the snapshot at the burn-in step and ``t`` counts steps since then; the average is
-refreshed every ``every`` steps (the reference code uses 400). Careful: ``eta = 0`` is not a plain
-EMA. It makes ``alpha_t = 1``, so the output is ``ema_t + (theta_t - theta_0)``, a full
-extrapolation of the drift since ``theta_0``; a larger ``eta`` shrinks the correction faster. The
-fixed-decay EMA is its own mode (``ema``).
+refreshed every ``every`` steps (the reference code uses 400). Switching a term off:
+
+- ``eta = 0`` is not a plain EMA. It makes ``alpha_t = 1``, so the output is
+  ``ema_t + (theta_t - theta_0)``, a full extrapolation of the drift since ``theta_0``; a larger
+  ``eta`` shrinks the correction faster. The EMA without correction is the ``ema`` mode (fixed
+  decay) or, with BEMA's decaying weight, BEMA as ``eta`` grows.
+- ``kappa = 0`` makes ``beta_t = 1``: the EMA is the live weights, and BEMA's output is
+  ``theta_t + alpha_t (theta_t - theta_0)``, exactly the ``extrapolation`` mode (tested).
 
 ``extrapolation`` is BEMA without its EMA term, ``theta_t + alpha_t (theta_t - theta_0)``: the
 control for BEMA on a model trained from scratch, where ``theta_0`` is near the initial weights and
@@ -50,7 +54,8 @@ class AveragingConfig:
     warmup: bool = False
     """EMA: use decay min(decay, (1+t)/(10+t)) so early averages are not stuck at init."""
     kappa: float = 0.5
-    """BEMA: power of the EMA weight beta_t."""
+    """BEMA: power of the EMA weight beta_t = (rho + gamma*t)^-kappa. 0 makes beta_t = 1: the EMA is
+    the live weights, so BEMA becomes the extrapolation control theta_t + alpha_t (theta_t - theta_0)."""
     eta: float = 0.2
     """BEMA: power of the bias-correction weight alpha_t = (rho + gamma*t)^-eta. 0 makes alpha_t = 1,
     a full extrapolation ema_t + (theta_t - theta_0), not a plain EMA."""
@@ -72,10 +77,8 @@ class AveragingConfig:
             raise ConfigError(f"averaging.decay must be in (0, 1), got {self.decay}")
         for name in ("kappa", "eta"):
             value = getattr(self, name)
-            low_ok = value > 0 or (name == "eta" and value == 0)
-            if not (low_ok and value <= 1):
-                bound = "[0, 1]" if name == "eta" else "(0, 1]"
-                raise ConfigError(f"averaging.{name} must be in {bound}, got {value}")
+            if not 0 <= value <= 1:
+                raise ConfigError(f"averaging.{name} must be in [0, 1], got {value}")
         if self.rho <= 0 or self.gamma <= 0:
             raise ConfigError(f"averaging.rho and averaging.gamma must be positive, got {self.rho}, {self.gamma}")
         if not 0 <= self.min_beta <= 1:
