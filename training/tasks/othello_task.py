@@ -69,7 +69,7 @@ class OthelloTask(Task):
     offset = 0
     index_name = "move index"
     index_label = "move"
-    metric_names = ("legal_top1", "itr", "tv")
+    metric_names = ("legal_top1", "itr", "tv", "gap")
     table_metrics = ("legal_top1", "itr", "tv")
     report_command = "othello-report"
 
@@ -148,8 +148,10 @@ class OthelloTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, n: int = 1000, seed: int = 0, batch_size: int = 250) -> LengthMetrics:
-        """Per-move-index legal top-1 rate, ITR and TV to uniform-over-legal, on the first ``n``
-        held-out games (fixed, so ``seed`` is unused)."""
+        """Per-move-index legal top-1 rate, ITR, TV to uniform-over-legal and ``gap`` (mean logit of
+        the legal moves minus that of the illegal squares, padding excluded; linear in the logits,
+        so per-component attributions add up to it), on the first ``n`` held-out games (fixed, so
+        ``seed`` is unused)."""
         tokens, legal = self.eval_data(min(n, self.cfg.val_games))
         device = model_device(model)
         sums = {k: torch.zeros(N_CTX, dtype=torch.float64) for k in self.metric_names}
@@ -157,14 +159,18 @@ class OthelloTask(Task):
         with eval_mode(model):
             for i in range(0, tokens.shape[0], batch_size):
                 t, lg = tokens[i : i + batch_size].to(device), legal[i : i + batch_size].to(device)
-                p = model(t).float().softmax(-1)
+                z = model(t).float()
+                p = z.softmax(-1)
                 live = lg.any(-1)  # game not over after this many moves
                 n_legal = lg.sum(-1).clamp(min=1)
                 top = p.argmax(-1, keepdim=True)
                 top1 = lg.gather(-1, top).squeeze(-1).float()
                 itr = (p * ~lg).sum(-1)
                 tv = 0.5 * (p - lg / n_legal[..., None]).abs().sum(-1)
-                for key, val in (("legal_top1", top1), ("itr", itr), ("tv", tv)):
+                illegal = ~lg
+                illegal[..., 0] = False  # padding is never a move
+                gap = (z * lg).sum(-1) / n_legal - (z * illegal).sum(-1) / illegal.sum(-1).clamp(min=1)
+                for key, val in (("legal_top1", top1), ("itr", itr), ("tv", tv), ("gap", gap)):
                     sums[key] += (val * live).double().sum(0).cpu()
                 counts += live.double().sum(0).cpu()
         values = {k: (v / counts.clamp(min=1)).tolist() for k, v in sums.items()}
