@@ -60,7 +60,9 @@ def arm_values(records: list[dict]) -> dict:
 def convergence(values: dict, spec: dict, configs: list[int]) -> tuple[list[int], list[dict]]:
     """Configs whose baseline (dropout 0, raw weights, mean over seeds) meets the region's
     criterion for every target, and the others with the reason."""
-    region = {"metric": "tv", "range": "in_range", "max": 0.05, **spec.get("region", {})}
+    from training.experiments.study import DEFAULT_REGION
+
+    region = {**DEFAULT_REGION, **spec.get("region", {})}
     kept, excluded = [], []
     for c in configs:
         worst = None

@@ -41,7 +41,7 @@ from training import atomic
 from training.errors import ConfigError, WorkbenchError
 from training.scoped import num_threads, optuna_quiet
 
-from .sweep import _candidates, _count, exit_with_parent, heartbeat_settings, make_storage, trial_config
+from .sweep import _candidates, _count, exit_with_parent, heartbeat_settings, make_storage, read_json, trial_config
 
 STUDY_FILE = "study.json"
 SPEC_KEYS = {"base", "fixed", "params", "n_configs", "seed", "seeds", "dropouts", "targets", "averagers",
@@ -56,13 +56,7 @@ def max_failures(spec: dict) -> int:
 
 def load_spec(path: str | Path) -> dict:
     """Read and check a study file before anything is written."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file not found: {path}")
-    try:
-        spec = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"study file {path} is not valid JSON: {e}") from None
+    spec = read_json(path, "study file")
     check_spec(spec, f"study file {path}")
     return spec
 
@@ -241,6 +235,7 @@ def objective_factory(study_dir: Path, spec: dict, configs: list[dict], measures
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
         trial.set_user_attr("arms", records)
+        trial.set_user_attr("failed_arms", sum(r["error"] is not None for r in records))
         ok = [r for r in records if r["error"] is None]
         if not ok:
             raise WorkbenchError(f"every arm of config {index} failed; the first: {records[0]['error']}")
@@ -354,7 +349,11 @@ def _run_workers(args, workers: int, study, n_configs: int, progress: bool) -> N
     bar = _bar(n_configs, progress)
     while any(p.is_alive() for p in procs):
         _show(bar, study, n_configs)
-        time.sleep(1.0)
+        # every few seconds: reading the trials parses every finished config's records
+        for _ in range(10):
+            if not any(p.is_alive() for p in procs):
+                break
+            time.sleep(0.5)
     _show(bar, study, n_configs)
     bar.close()
     for p in procs:
@@ -390,7 +389,7 @@ def _show(bar, study, n_configs: int) -> None:
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     bar.n = min(len(done), n_configs)
-    failed_arms = sum(r["error"] is not None for t in done for r in t.user_attrs.get("arms", []))
+    failed_arms = sum(t.user_attrs.get("failed_arms", 0) for t in done)
     bar.set_postfix_str(f"failed configs {sum(t.state == TrialState.FAIL for t in trials)}, failed arms {failed_arms}",
                         refresh=False)
     bar.refresh()

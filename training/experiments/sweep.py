@@ -42,15 +42,20 @@ def load_space(path: str | Path) -> dict:
     """Read and check a search space before anything is written: its keys, its trial count, every
     parameter range (low <= high, positive bounds on a log scale, integers for 'int', a non-empty
     list for 'choice'), and every bound and choice through the run config's own validation."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search space not found: {path}")
-    try:
-        space = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"search space {path} is not valid JSON: {e}") from None
+    space = read_json(path, "search space")
     check_space(space, f"search space {path}")
     return space
+
+
+def read_json(path: str | Path, what: str):
+    """The parsed JSON of ``path``, or a one-line ConfigError naming ``what`` it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {path} is not valid JSON: {e}") from None
 
 
 def check_space(space, where: str) -> None:
