@@ -27,6 +27,8 @@ _EXPORTS = {
     "legal_mass_metric": "interp.patching", "model_pair_cache": "interp.patching", "othello_move_pairs": "interp.patching",
     "component_attribution": "interp.attribution", "component_logits": "interp.attribution",
     "plot_attribution": "interp.attribution",
+    "position_qk": "interp.position_paths", "parity_contrast": "interp.position_paths",
+    "path_patch_positions": "interp.position_paths",
     "study_report": "interp.study_report", "study_measures": "interp.dispersion",
     "fit_board_probe": "interp.board_probe", "probe_accuracy": "interp.board_probe", "LinearProbe": "interp.board_probe",
     "membership_probe": "interp.board_probe",
