@@ -37,6 +37,9 @@ from training.tasks.othello_task import N_CTX
 from .hooknames import require_hooks
 
 CLASSES = {"relative": 3, "absolute": 3, "flipped": 2, "legal": 2}
+CLASS_NAMES = {"relative": ("empty", "mine", "theirs"), "absolute": ("empty", "black", "white"),
+               "flipped": ("no", "yes"), "legal": ("no", "yes")}
+"""Class order of each target: the probe's columns are ``square * n_classes + class``."""
 Target = Literal["relative", "absolute", "flipped", "legal"]
 
 
@@ -71,6 +74,49 @@ class LinearProbe:
         w = self.weights[hook].to(x.device, x.dtype)
         scores = x @ w[:-1] + w[-1]
         return scores.view(*x.shape[:-1], 64, self.n_classes).argmax(-1)
+
+    def class_index(self, cls: str | int) -> int:
+        names = CLASS_NAMES.get(self.target, ())
+        if isinstance(cls, str):
+            if cls not in names:
+                raise ValueError(f"a {self.target} probe has no class {cls!r} (it has {', '.join(names)})")
+            return names.index(cls)
+        if not 0 <= cls < self.n_classes:
+            raise ValueError(f"class must be in 0..{self.n_classes - 1}, got {cls}")
+        return cls
+
+    def direction(self, hook: str, square: int, cls: str | int, against: str | int | None = None) -> Float[Tensor, " d_model"]:
+        """The unit vector along which the probe's score of ``cls`` on ``square`` grows (minus
+        that of ``against`` when given, e.g. ``direction(h, sq, "mine", "theirs")``)."""
+        if not 0 <= square < 64:
+            raise ValueError(f"square must be in 0..63, got {square}")
+        W = self.weights[hook][:-1]
+        v = W[:, square * self.n_classes + self.class_index(cls)]
+        if against is not None:
+            v = v - W[:, square * self.n_classes + self.class_index(against)]
+        return v / v.norm().clamp(min=1e-12)
+
+    def to_grid(self, hook: str) -> Float[Tensor, "d_model 8 8 n_classes"]:
+        """The weights in Nanda's and ARENA's ``[d_model, rows, cols, options]`` layout (row 0 at
+        the top; options in ``CLASS_NAMES[target]`` order); the bias is ``bias_grid``."""
+        return self.weights[hook][:-1].reshape(-1, 8, 8, self.n_classes)
+
+    def bias_grid(self, hook: str) -> Float[Tensor, "8 8 n_classes"]:
+        return self.weights[hook][-1].reshape(8, 8, self.n_classes)
+
+    @classmethod
+    def from_grid(cls, grids: dict[str, Tensor], target: str, bias: dict[str, Tensor] | None = None,
+                  meta: dict | None = None) -> "LinearProbe":
+        """A probe from ``[d_model, 8, 8, options]`` weights per hook (e.g. a published probe; put
+        its options in ``CLASS_NAMES[target]`` order first), with zero bias unless given."""
+        weights = {}
+        for hook, g in grids.items():
+            if g.ndim != 4 or tuple(g.shape[1:3]) != (8, 8):
+                raise ValueError(f"a probe grid is [d_model, 8, 8, options], got {list(g.shape)} for {hook}")
+            b = bias[hook].reshape(1, -1) if bias and hook in bias else torch.zeros(1, 64 * g.shape[-1], dtype=g.dtype)
+            weights[hook] = torch.cat([g.reshape(g.shape[0], -1), b.to(g.dtype)])
+        n = next(iter(grids.values())).shape[-1]
+        return cls(weights, n, target, meta or {})
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
