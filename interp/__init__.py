@@ -18,6 +18,7 @@ _EXPORTS = {
     "metric_tables": "interp.metrics",
     "calibrated_lengths": "training.tasks.set_complement_eval", "fit_logit_scale": "training.tasks.set_complement_eval",
     "attention_entropy": "interp.attention", "AttentionStats": "interp.attention",
+    "attention_by_index": "interp.attention",
     "decompose_logits": "interp.displacement", "displacement_by_length": "interp.displacement",
     "theory_gaps": "interp.displacement",
     "balanced_model": "interp.theory", "closed_form": "interp.theory", "extract_BD": "interp.theory",

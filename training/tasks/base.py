@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from jaxtyping import Float
@@ -35,6 +35,19 @@ class TaskShape:
     """Shortest and longest length trained on (inclusive)."""
     context_reason: str
     """Why the task needs ``n_ctx``, for the error when a config's model.n_ctx is too small."""
+
+
+@dataclass
+class ProbeBatch:
+    """Fixed inputs for probes, with what each position means for the task."""
+
+    tokens: Tensor
+    """Model input ``[batch, pos]``."""
+    index: Tensor
+    """``[pos]``: the length (set size, move index) each position's prediction is about; 0 for a
+    position that stands for none (BOS)."""
+    live: Tensor
+    """``[batch, pos]``: positions to count (False once an OthelloGPT game is over)."""
 
 
 class Task(ABC):
@@ -74,6 +87,11 @@ class Task(ABC):
         fields). Under ``vmap`` every member computes every loss; a task may override this with
         something cheaper that gives the same value."""
         return (torch.stack([task.loss(logits, batch) for task in tasks]) * pick).sum()
+
+    def probe_batches(self, n: int, seed: int = 0, device="cpu") -> Iterator[ProbeBatch]:
+        """The evaluation's own fixed inputs (``n`` per length), for probes that aggregate by length
+        or move index without asking which task they have."""
+        raise NotImplementedError(f"{type(self).__name__} gives no probe batches")
 
     @abstractmethod
     def evaluate(self, model: torch.nn.Module, n: int, seed: int = 0) -> LengthMetrics:

@@ -146,6 +146,16 @@ class OthelloTask(Task):
             self._eval_cache[n_games] = (torch.from_numpy(squares_to_tokens(games[:, :N_CTX])), torch.from_numpy(legal))
         return self._eval_cache[n_games]
 
+    def probe_batches(self, n: int, seed: int = 0, device="cpu", batch_size: int = 250):
+        """The first ``n`` held-out games: position p predicts move p + 1 (its move index is p + 1),
+        counted while the game goes on."""
+        from .base import ProbeBatch
+
+        tokens, legal = self.eval_data(min(n, self.cfg.val_games))
+        index = torch.arange(1, N_CTX + 1, device=device)
+        for i in range(0, tokens.shape[0], batch_size):
+            yield ProbeBatch(tokens[i : i + batch_size].to(device), index, legal[i : i + batch_size].any(-1).to(device))
+
     @torch.no_grad()
     def evaluate(self, model, n: int = 1000, seed: int = 0, batch_size: int = 250) -> LengthMetrics:
         """Per-move-index legal top-1 rate, ITR, TV to uniform-over-legal and ``gap`` (mean logit of

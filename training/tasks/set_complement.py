@@ -196,6 +196,16 @@ class SetComplementTask(Task):
         target = weight["sampled"] * one_hot + weight["exact"] * tasks[0].exact_target(batch.items)[:, lo - 1 : hi]
         return -(target * logp).sum(-1).mean()
 
+    def probe_batches(self, n: int, seed: int = 0, device="cpu"):
+        """The evaluation sets: every position ends a set, of size position + 1 (BOS: none)."""
+        from .base import ProbeBatch
+        from .set_complement_eval import set_batches
+
+        L = self.cfg.max_eval_len
+        index = torch.cat([torch.zeros(self.offset, dtype=torch.long), torch.arange(1, L + 1)]).to(device)
+        for batch in set_batches(self, n, L, seed, 1024, device):
+            yield ProbeBatch(batch.tokens, index, (index > 0).expand(batch.tokens.shape[0], -1))
+
     def evaluate(self, model: torch.nn.Module, n: int = 2048, seed: int = 0) -> LengthMetrics:
         """Every metric at every set length 1..max_eval_len on ``n`` fixed-seed sets per length."""
         from .set_complement_eval import evaluate_lengths
