@@ -144,3 +144,15 @@ def test_mixed_loss_equals_each_tasks_own_loss():
 
     pick = torch.tensor([0.0, 1.0])
     assert Task.mixed_loss(tasks, pick, logits, batch) == pytest.approx(float(tasks[1].loss(logits, batch)), abs=1e-6)
+
+
+def test_post_norm_member_equals_its_separate_run(tmp_path):
+    """The post-norm LayerNorms live on the blocks and act through hooks: under functional_call
+    they must read each member's own weights."""
+    cfgs = [tiny("model.normalization=LN", "model.norm_position=post", f"train.seed={s}") for s in (0, 1)]
+    dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
+    train_ensemble(cfgs, dirs, progress=False)
+    sep = runs.prepare_run(tmp_path / "sep", cfgs[1])
+    train(cfgs[1], sep, progress=False)
+    mine, theirs = (runs.load_weights(d / runs.weights_file("raw")) for d in (dirs[1], sep))
+    assert "blocks.0.ln_post_attn.w" in mine and _max_diff(mine, theirs) < 2e-4

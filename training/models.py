@@ -39,7 +39,13 @@ class ModelConfig:
     act_fn: str = "gelu"
     """MLP activation (any TransformerLens act_fn)."""
     normalization: Literal["none", "LN", "LNPre"] = "none"
-    """LayerNorm before each sublayer and the unembedding: none, LN (with weights), LNPre (without)."""
+    """LayerNorm: none, LN (with weights) or LNPre (without); where it goes is ``norm_position``."""
+    norm_position: Literal["pre", "post"] = "pre"
+    """'pre': TransformerLens's own, before each sublayer and the unembedding. 'post' (the study's
+    v2 remedy): after each residual add, x = LN(x + sublayer(x)), and none before the unembedding
+    (the last block's output is already normalised). Built as LayerNorm modules on the blocks
+    (``blocks.{l}.ln_post_attn``, ``blocks.{l}.ln_post_mlp``) applied by permanent hooks on
+    ``hook_resid_mid`` / ``hook_resid_post``; see ``add_post_norm``."""
     positional: Literal["none", "learned", "rotary"] = "none"
     """Positional information. 'none' keeps W_pos at zero and frozen: the set task's input is a set."""
     n_ctx: Optional[int] = None
@@ -61,6 +67,10 @@ class ModelConfig:
             p = getattr(self, name)
             if not 0.0 <= p < 1.0:
                 raise ConfigError(f"model.{name} must be in [0, 1), got {p}")
+        if self.norm_position not in ("pre", "post"):
+            raise ConfigError(f"model.norm_position must be 'pre' or 'post', got {self.norm_position!r}")
+        if self.norm_position == "post" and self.normalization == "none":
+            raise ConfigError("model.norm_position 'post' needs model.normalization LN or LNPre")
         if self.positional == "rotary" and self.d_head % 2:
             raise ConfigError(f"model.d_head must be even for rotary positions, got {self.d_head}")
         from transformer_lens.utilities import SUPPORTED_ACTIVATIONS
@@ -92,7 +102,8 @@ def hooked_config_kwargs(cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx
         d_vocab=d_vocab,
         d_vocab_out=d_vocab_out,
         attn_only=cfg.attn_only,
-        normalization_type=None if cfg.normalization == "none" else cfg.normalization,
+        # post-norm LayerNorms are added by add_post_norm; TransformerLens itself sees none
+        normalization_type=None if cfg.normalization == "none" or cfg.norm_position == "post" else cfg.normalization,
         positional_embedding_type="rotary" if cfg.positional == "rotary" else "standard",
         default_prepend_bos=False,
     )
@@ -123,6 +134,38 @@ def add_dropout_hooks(model: HookedTransformer, cfg: ModelConfig) -> None:
             model.add_perma_hook(f"blocks.{layer}.hook_attn_out", _dropout_hook(cfg.resid_dropout))
             if not cfg.attn_only:
                 model.add_perma_hook(f"blocks.{layer}.hook_mlp_out", _dropout_hook(cfg.resid_dropout))
+
+
+def _apply(norm: torch.nn.Module):
+    def hook(x: torch.Tensor, hook) -> torch.Tensor:
+        return norm(x)
+
+    return hook
+
+
+def add_post_norm(model: HookedTransformer, cfg: ModelConfig) -> None:
+    """Post-Norm in a ``HookedTransformer``: a LayerNorm after each residual add.
+
+    TransformerLens has no post-norm mode. Each block gets TransformerLens ``LayerNorm`` modules
+    (``ln_post_attn``, and ``ln_post_mlp`` with an MLP; ``LayerNormPre`` for LNPre), applied by
+    permanent hooks: on ``hook_resid_mid`` after the attention add (on ``hook_resid_post`` in an
+    attention-only block), and on ``hook_resid_post`` after the MLP add. A hook's output replaces
+    the activation, so the next sublayer and the next block read the normalised stream, and caches
+    hold it. The modules are the block's children, so their weights are in the state dict
+    (``blocks.{l}.ln_post_attn.w`` ...). Plain TransformerLens reproduces the model from
+    ``config.json``'s ``hooked_transformer_config`` plus the same modules and hooks."""
+    from transformer_lens.components import LayerNorm, LayerNormPre
+
+    norm_cls = LayerNorm if cfg.normalization == "LN" else LayerNormPre
+    device = model.W_E.device
+    for layer, block in enumerate(model.blocks):
+        block.ln_post_attn = norm_cls(model.cfg).to(device)
+        attn_hook = "hook_resid_post" if cfg.attn_only else "hook_resid_mid"
+        model.add_perma_hook(f"blocks.{layer}.{attn_hook}", _apply(block.ln_post_attn))
+        if not cfg.attn_only:
+            block.ln_post_mlp = norm_cls(model.cfg).to(device)
+            model.add_perma_hook(f"blocks.{layer}.hook_resid_post", _apply(block.ln_post_mlp))
+    model.setup()  # register the new modules' hook points (ln_post_*.hook_scale) by name
 
 
 def check_tokens(embed: torch.nn.Module, args: tuple) -> None:
@@ -176,6 +219,9 @@ def build_model(
     with forked_rng():
         torch.manual_seed(seed)
         model = build_hooked(kwargs, device, check_inputs)
+    if cfg.norm_position == "post":
+        with forked_rng():  # (LayerNorm starts at w = 1, b = 0; nothing random, but keep it so)
+            add_post_norm(model, cfg)
     if cfg.positional == "none":
         # Zero and frozen W_pos: the state dict alone then reproduces the model in plain TL.
         with torch.no_grad():
