@@ -46,6 +46,15 @@ class ModelConfig:
     (the last block's output is already normalised). Built as LayerNorm modules on the blocks
     (``blocks.{l}.ln_post_attn``, ``blocks.{l}.ln_post_mlp``) applied by permanent hooks on
     ``hook_resid_mid`` / ``hook_resid_post``; see ``add_post_norm``."""
+    ssmax: bool = False
+    """Scalable softmax, trained: each head's attention scores at a query attending to n positions
+    are multiplied by s_h * log n, with s_h learned per head (``blocks.{l}.attn_ssmax``, starting
+    at 1), so attention can stay sharp as inputs grow."""
+    out_rescale_len: Optional[int] = None
+    """When set to n_train (positions attended at the longest training length), each attention
+    output at a query attending to n positions is multiplied by max(1, n / n_train): the 1/n
+    compression of uniform attention undone beyond the training lengths (training lengths are
+    untouched, so this trains exactly as without it; it travels with the model)."""
     positional: Literal["none", "learned", "rotary"] = "none"
     """Positional information. 'none' keeps W_pos at zero and frozen: the set task's input is a set."""
     n_ctx: Optional[int] = None
@@ -67,6 +76,8 @@ class ModelConfig:
             p = getattr(self, name)
             if not 0.0 <= p < 1.0:
                 raise ConfigError(f"model.{name} must be in [0, 1), got {p}")
+        if self.out_rescale_len is not None and self.out_rescale_len < 1:
+            raise ConfigError(f"model.out_rescale_len must be a positive number of positions, got {self.out_rescale_len}")
         if self.norm_position not in ("pre", "post"):
             raise ConfigError(f"model.norm_position must be 'pre' or 'post', got {self.norm_position!r}")
         if self.norm_position == "post" and self.normalization == "none":
@@ -168,6 +179,45 @@ def add_post_norm(model: HookedTransformer, cfg: ModelConfig) -> None:
     model.setup()  # register the new modules' hook points (ln_post_*.hook_scale) by name
 
 
+def _attended(x: torch.Tensor, query_axis: int) -> torch.Tensor:
+    """Positions each query attends to under a causal mask (1, 2, ...), shaped to broadcast."""
+    n = torch.arange(1, x.shape[query_axis] + 1, device=x.device, dtype=x.dtype)
+    shape = [1] * x.ndim
+    shape[query_axis] = -1
+    return n.view(shape)
+
+
+def _ssmax_hook(block: torch.nn.Module):
+    def hook(scores: torch.Tensor, hook) -> torch.Tensor:  # [batch, head, query, key]
+        # read through the block at call time (not captured), so functional_call's weights are used
+        factor = block.attn_ssmax.view(1, -1, 1, 1) * torch.log(_attended(scores, 2))
+        # masked scores are -inf: scale zeros in their place, or -inf * 0 (a query attending to one
+        # position) is NaN, and so is the gradient of s_h through the branch torch.where drops
+        keep = torch.isfinite(scores)
+        return torch.where(keep, torch.where(keep, scores, 0.0) * factor, scores)
+
+    return hook
+
+
+def _out_rescale_hook(n_train: int):
+    def hook(out: torch.Tensor, hook) -> torch.Tensor:  # [batch, query, d_model]
+        return out * (_attended(out, 1) / n_train).clamp(min=1.0)
+
+    return hook
+
+
+def add_length_options(model: HookedTransformer, cfg: ModelConfig) -> None:
+    """``ssmax`` (a learned per-head scale ``blocks.{l}.attn_ssmax`` on hook_attn_scores) and
+    ``out_rescale_len`` (on hook_attn_out), as permanent hooks; their parameters are in the state
+    dict, so ``load_run`` rebuilds them exactly."""
+    for layer, block in enumerate(model.blocks):
+        if cfg.ssmax:
+            block.attn_ssmax = torch.nn.Parameter(torch.ones(cfg.n_heads, device=model.W_E.device))
+            model.add_perma_hook(f"blocks.{layer}.attn.hook_attn_scores", _ssmax_hook(block))
+        if cfg.out_rescale_len is not None:
+            model.add_perma_hook(f"blocks.{layer}.hook_attn_out", _out_rescale_hook(cfg.out_rescale_len))
+
+
 def check_tokens(embed: torch.nn.Module, args: tuple) -> None:
     """Forward pre-hook on ``embed``: every input token must be a row of ``W_E``.
 
@@ -219,6 +269,7 @@ def build_model(
     with forked_rng():
         torch.manual_seed(seed)
         model = build_hooked(kwargs, device, check_inputs)
+    add_length_options(model, cfg)
     if cfg.norm_position == "post":
         with forked_rng():  # (LayerNorm starts at w = 1, b = 0; nothing random, but keep it so)
             add_post_norm(model, cfg)

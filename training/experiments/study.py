@@ -231,14 +231,14 @@ def objective_factory(study_dir: Path, spec: dict, configs: list[dict], measures
         index = trial.suggest_int("config", 0, len(configs) - 1)  # the queued value
         try:
             records = run_config(study_dir, spec, index, configs[index], measures)
+            ok = [r for r in records if r["error"] is None]
+            if not ok:
+                raise WorkbenchError(f"every arm of config {index} failed; the first: {records[0]['error']}")
         except Exception as e:  # recorded on the trial, then Optuna marks it failed
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
         trial.set_user_attr("arms", records)
         trial.set_user_attr("failed_arms", sum(r["error"] is not None for r in records))
-        ok = [r for r in records if r["error"] is None]
-        if not ok:
-            raise WorkbenchError(f"every arm of config {index} failed; the first: {records[0]['error']}")
         return sum(r["weights"]["raw"]["summary"]["in_range"]["tv"] for r in ok) / len(ok)
 
     return objective

@@ -1,0 +1,80 @@
+"""Trained length remedies as model options, against hand-written forward passes: scalable
+softmax (scores x s_h log n, s_h learned) and attention-output rescaling by max(1, n / n_train)."""
+
+import math
+
+import pytest
+import torch
+
+from training import runs
+from training.ensemble import train_ensemble
+from training.models import ModelConfig, build_model
+from training.trainer import train
+
+from .conftest import tiny_config
+
+
+def _randomise(model, seed=5):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return gen
+
+
+def reference(model, tokens, ssmax: bool, n_train: int | None):
+    """One attention-only layer, no norm, no positions, written out by hand."""
+    x = model.W_E[tokens]
+    n = tokens.shape[1]
+    a = model.blocks[0].attn
+    q = torch.einsum("bpm,hmd->bphd", x, a.W_Q) + a.b_Q
+    k = torch.einsum("bpm,hmd->bphd", x, a.W_K) + a.b_K
+    v = torch.einsum("bpm,hmd->bphd", x, a.W_V) + a.b_V
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(a.cfg.d_head)
+    if ssmax:
+        attended = torch.arange(1, n + 1, dtype=torch.float)
+        scores = scores * (model.blocks[0].attn_ssmax.view(1, -1, 1, 1) * torch.log(attended).view(1, 1, -1, 1))
+    mask = torch.tril(torch.ones(n, n, dtype=torch.bool))
+    pattern = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    out = torch.einsum("bqhd,hdm->bqm", torch.einsum("bhqk,bkhd->bqhd", pattern, v), a.W_O) + a.b_O
+    if n_train is not None:
+        out = out * torch.clamp(torch.arange(1, n + 1, dtype=torch.float) / n_train, min=1.0).view(1, -1, 1)
+    return (x + out) @ model.W_U + model.b_U
+
+
+@pytest.mark.parametrize("ssmax, n_train", [(True, None), (False, 3), (True, 3)])
+def test_forward_matches_the_hand_written_one(ssmax, n_train):
+    cfg = ModelConfig(d_model=16, n_heads=2, d_head=8, ssmax=ssmax, out_rescale_len=n_train)
+    model = build_model(cfg, 9, 8, 8, seed=1).eval()
+    gen = _randomise(model)
+    tokens = torch.randint(0, 9, (4, 8), generator=gen)
+    assert torch.isfinite(model(tokens)).all()
+    assert torch.allclose(model(tokens), reference(model, tokens, ssmax, n_train), atol=1e-5)
+    if ssmax:
+        assert model.blocks[0].attn_ssmax.requires_grad and "blocks.0.attn_ssmax" in model.state_dict()
+
+
+def test_out_rescale_leaves_training_lengths_alone():
+    base = build_model(ModelConfig(d_model=16, d_head=8), 9, 8, 8, seed=1).eval()
+    rescaled = build_model(ModelConfig(d_model=16, d_head=8, out_rescale_len=4), 9, 8, 8, seed=1).eval()
+    tokens = torch.randint(1, 9, (3, 8))
+    assert torch.equal(base(tokens)[:, :4], rescaled(tokens)[:, :4])
+    assert not torch.allclose(base(tokens)[:, 4:], rescaled(tokens)[:, 4:])
+
+
+def test_ssmax_trains_reloads_and_ensembles(tmp_path):
+    cfg = tiny_config("model.ssmax=true")
+    run = runs.create_run_dir(tmp_path / "run", cfg)
+    res = train(cfg, run, progress=False)
+    model = runs.load_run(run, weights="raw")
+    assert not torch.allclose(model.blocks[0].attn_ssmax, torch.ones_like(model.blocks[0].attn_ssmax))  # learned
+    again = cfg.make_task().evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed)
+    assert again.values["tv"] == pytest.approx(res.final["raw"].values["tv"], abs=1e-6)
+    # an ensemble member reads its own s_h (functional weights), matching its separate run
+    cfgs = [tiny_config("model.ssmax=true", f"train.seed={s}") for s in (3, 0)]
+    dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
+    train_ensemble(cfgs, dirs, progress=False)
+    mine = runs.load_weights(dirs[1] / runs.weights_file("raw"))
+    theirs = runs.load_weights(run / runs.weights_file("raw"))
+    assert torch.allclose(mine["blocks.0.attn_ssmax"], theirs["blocks.0.attn_ssmax"], atol=2e-4)
