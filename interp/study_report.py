@@ -10,7 +10,10 @@ cluster-bootstrap interval over configs (``study_stats``):
   the same with exact targets, per config, seed and dropout rate. Averaging against gradient noise
   predicts a benefit that shrinks without the noise: a negative interaction;
 - **dispersion** (the mechanism for dropout): dropout's effect on the normalised attention entropy
-  beyond the training lengths. Dropout against dispersion predicts lower entropy.
+  beyond the training lengths. Dropout against dispersion predicts lower entropy;
+- **remedy** (studies with ``variants``, such as the remedies preset): each variant's raw weights
+  minus the reference variant's ('baseline'), at dropout 0, per config, seed and target. The
+  averaging, dropout and noise effects are taken within the reference variant.
 
 Each is computed for every outcome (raw and calibrated TV, ITR, accuracy, the dispersion
 measures), in range and beyond. The *claims* are the beyond-range TV and calibrated-TV effects of
@@ -33,6 +36,8 @@ import numpy as np
 
 from training import atomic
 
+from training.experiments.study import DEFAULT_REGION, REFERENCE
+
 from .study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict, z_of
 
 MEASURES = ("tv", "cal_tv", "itr", "acc", "cal_acc", "norm_entropy", "margin_law", "gap_law")
@@ -45,7 +50,8 @@ BUDGET = {"averaging": 0.01, "dropout": 0.02}
 
 
 def arm_values(records: list[dict]) -> dict:
-    """{(config, seed, dropout, target, weights): {(part, measure): value}} for arms that trained."""
+    """{(config, seed, dropout, target, weights, variant): {(part, measure): value}} for arms that
+    trained (a study without variants has only the reference, 'baseline')."""
     out = {}
     for r in records:
         if r.get("error") is not None:
@@ -53,22 +59,20 @@ def arm_values(records: list[dict]) -> dict:
         for w, rec in r["weights"].items():
             vals = {(part, m): float(v) for part, d in rec["summary"].items() for m, v in d.items()}
             vals.update({("model", m): float(v) for m, v in rec.get("model", {}).items()})
-            out[(r["config"], r["seed"], float(r["dropout"]), r["target"], w)] = vals
+            out[(r["config"], r["seed"], float(r["dropout"]), r["target"], w, r.get("variant", REFERENCE))] = vals
     return out
 
 
 def convergence(values: dict, spec: dict, configs: list[int]) -> tuple[list[int], list[dict]]:
     """Configs whose baseline (dropout 0, raw weights, mean over seeds) meets the region's
     criterion for every target, and the others with the reason."""
-    from training.experiments.study import DEFAULT_REGION
-
     region = {**DEFAULT_REGION, **spec.get("region", {})}
     kept, excluded = [], []
     for c in configs:
         worst = None
         for t in spec["targets"]:
-            ys = [values[(c, s, 0.0, t, "raw")][(region["range"], region["metric"])]
-                  for s in spec["seeds"] if (c, s, 0.0, t, "raw") in values]
+            ys = [values[(c, s, 0.0, t, "raw", REFERENCE)][(region["range"], region["metric"])]
+                  for s in spec["seeds"] if (c, s, 0.0, t, "raw", REFERENCE) in values]
             if not ys:
                 worst = (t, float("nan"))
                 break
@@ -100,8 +104,8 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
     keys = [(part, m) for part in PARTS for m in MEASURES] + [("model", "sd_cv")]
     out = []
 
-    def get(c, s, p, t, w, key):
-        v = values.get((c, s, p, t, w))
+    def get(c, s, p, t, w, key, variant=REFERENCE):
+        v = values.get((c, s, p, t, w, variant))
         return None if v is None or key not in v else v[key]
 
     def sub(a, b):
@@ -117,6 +121,12 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
                 out.append({"family": "dropout", "contrast": f"dropout {p:g} - 0", "target": t, "part": key[0], "measure": key[1],
                             "per_config": _per_config(values, configs, lambda c: [(c, s, 0.0) for s in seeds],
                                                       lambda c, s, _, t=t, p=p: sub(get(c, s, p, t, "raw", key), get(c, s, 0.0, t, "raw", key)))})
+            for variant in [v for v in spec.get("variants", {}) if v != REFERENCE]:
+                out.append({"family": "remedy", "contrast": f"{variant} - {REFERENCE}", "target": t, "part": key[0],
+                            "measure": key[1], "per_config": _per_config(
+                                values, configs, lambda c: [(c, s, 0.0) for s in seeds],
+                                lambda c, s, _, t=t, v=variant: sub(get(c, s, 0.0, t, "raw", key, v),
+                                                                    get(c, s, 0.0, t, "raw", key)))})
         if {"sampled", "exact"} <= set(targets):
             for a in averagers:
                 def inter(c, s, p, a=a):
@@ -135,7 +145,7 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
 def is_claim(e: dict) -> bool:
     if e["part"] != "beyond":
         return False
-    if e["family"] in ("averaging", "dropout", "noise") and e["measure"] in CLAIM_MEASURES:
+    if e["family"] in ("averaging", "dropout", "noise", "remedy") and e["measure"] in CLAIM_MEASURES:
         return True
     return e["family"] == "dropout" and e["measure"] == "norm_entropy"  # the dispersion mechanism
 
@@ -179,7 +189,7 @@ def failures(records: list[dict], spec: dict) -> dict:
     """Failed arms per dropout rate and target, out of how many trained."""
     total, failed = defaultdict(int), defaultdict(int)
     for r in records:
-        key = f"dropout {float(r['dropout']):g}, {r['target']}"
+        key = f"dropout {float(r['dropout']):g}, {r['target']}" + (f", {r['variant']}" if "variant" in r else "")
         total[key] += 1
         failed[key] += r.get("error") is not None
     return {k: {"failed": failed[k], "of": total[k]} for k in total}
@@ -263,7 +273,9 @@ def plot_per_config(result: dict, measure: str = "cal_tv", target: str = "sample
     from .visualize import finish, new_figure
 
     families = [("averaging", target), ("dropout", target), ("noise", "both")]
-    fig, axes = new_figure(1, 3, figsize=(15, 3.8))
+    if any(e["family"] == "remedy" for e in result["effects"]):
+        families.append(("remedy", target))
+    fig, axes = new_figure(1, len(families), figsize=(5 * len(families), 3.8))
     configs = result["kept_configs"]
     for ax, (family, t) in zip(axes, families):
         for e in result["effects"]:
@@ -282,7 +294,8 @@ def plot_config_lengths(records: list[dict], spec: dict, config: int, stem=None)
     from .visualize import finish, new_figure, shade_training
 
     seed = spec["seeds"][0]
-    arms = [r for r in records if r["config"] == config and r["seed"] == seed and r.get("error") is None]
+    arms = [r for r in records if r["config"] == config and r["seed"] == seed and r.get("error") is None
+            and r.get("variant", REFERENCE) == REFERENCE]
     targets = [t for t in spec["targets"] if any(r["target"] == t for r in arms)]
     fig, axes = new_figure(len(targets), 2, figsize=(13, 3.8 * len(targets)), squeeze=False)
     for row, t in enumerate(targets):

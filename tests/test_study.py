@@ -38,6 +38,8 @@ def test_quick_spec_is_valid_and_draws_are_reproducible():
     assert len(arms(spec)) == len(spec["seeds"]) * len(spec["dropouts"]) * len(spec["targets"])
     default = load_spec(preset_path("study_default"))
     assert set(default["dropouts"]) == {0.0, 0.1, 0.2, 0.3} and set(default["targets"]) == {"sampled", "exact"}
+    remedies = load_spec(preset_path("study_remedies"))
+    assert {"baseline", "prenorm", "postnorm", "ssmax", "out_rescale"} == set(remedies["variants"])
 
 
 def test_two_workers_train_every_config_once(tmp_path):
@@ -149,3 +151,34 @@ def test_study_command_errors(tmp_path, capsys):
 
     assert interp_main(["study-report", str(tmp_path)]) == 2
     assert "holds no study" in capsys.readouterr().err
+
+
+def test_variants_that_change_the_model_train_as_their_own_ensembles(tmp_path):
+    from interp.study_report import analyse
+
+    variants = {"baseline": [], "postnorm": ["model.normalization=LN", "model.norm_position=post"], "ssmax": ["model.ssmax=true"]}
+    spec = tiny_spec(tmp_path, n_configs=1, variants=variants, dropouts=[0.0], seeds=[0])
+    s = run_study(tmp_path / "st", spec, workers=1, progress=False)
+    assert s["completed"] == 1 and s["arms"] == 3 * 2
+    records = completed_records(open_study(tmp_path / "st")[2])
+    assert sorted({r["variant"] for r in records}) == ["baseline", "postnorm", "ssmax"]
+    post = next(r for r in records if r["variant"] == "postnorm")
+    assert post["run_dir"].endswith("postnorm_s0_p0_sampled") or post["run_dir"].endswith("postnorm_s0_p0_exact")
+    from training import runs
+
+    assert runs.read_run_config(tmp_path / "st" / post["run_dir"]).model.norm_position == "post"
+    result = analyse(records, load_spec(spec), 1, n_boot=200)
+    assert {e["contrast"] for e in result["effects"] if e["family"] == "remedy"} == {"postnorm - baseline", "ssmax - baseline"}
+
+
+def test_bad_variants_are_one_line_errors(tmp_path, capsys):
+    spec = load_spec(preset_path("study_quick"))
+    spec["variants"] = {"baseline": [], "broken": ["model.norm_position=post"]}
+    (tmp_path / "bad.json").write_text(json.dumps(spec))
+    assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert "variants.broken" in err and "needs model.normalization" in err and err.count("\n") == 1
+    spec["variants"] = {"fix": []}
+    (tmp_path / "bad.json").write_text(json.dumps(spec))
+    assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tmp_path / "bad.json")]) == 2
+    assert "one of them 'baseline'" in capsys.readouterr().err

@@ -111,3 +111,24 @@ def test_unconverged_configs_and_failed_arms_are_reported_not_pooled():
 def test_too_few_configs_give_no_verdict():
     result = analyse(planted_records(n_configs=3), SPEC, 3, n_boot=2000)
     assert {e["verdict"] for e in result["effects"] if e["claim"]} == {"inconclusive"}
+
+
+def test_a_planted_remedy_is_paired_against_the_baseline_variant():
+    """Variant 'fix' lowers beyond-range TV by 0.04 at dropout 0; variant 'same' changes nothing."""
+    spec = {**SPEC, "variants": {"baseline": [], "fix": ["model.ssmax=true"], "same": []}}
+    records = planted_records()
+    extra = []
+    for r in records:
+        if r["dropout"] != 0.0:
+            continue
+        for variant, shift in (("fix", -0.04), ("same", 0.0)):
+            weights = {w: {"summary": {part: {m: v + (shift if part == "beyond" else 0.0) for m, v in d.items()}
+                                       for part, d in rec["summary"].items()}} for w, rec in r["weights"].items()}
+            extra.append({**r, "variant": variant, "weights": weights})
+    result = analyse(records + extra, spec, 12, n_boot=4000)
+    fix = _effect(result, "remedy", "fix - baseline", "sampled")
+    assert fix["ci_holm"][0] <= -0.04 <= fix["ci_holm"][1] and fix["verdict"] == "supported"
+    same = _effect(result, "remedy", "same - baseline", "exact", measure="cal_tv")
+    assert same["estimate"] == pytest.approx(0.0, abs=1e-12) and same["verdict"] == "no practical effect"
+    # the other families still read the baseline variant only
+    assert _effect(result, "averaging", "bema - raw", "sampled")["verdict"] == "supported"

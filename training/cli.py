@@ -210,7 +210,8 @@ def build_parser() -> Parser:
 
     st = sub.add_parser("study", help="the paired study: configs x seeds x dropout x target, every averager on every arm")
     st.add_argument("--out", type=Path, help="study folder (study.json, study.db, runs/)")
-    st.add_argument("--spec", type=Path, help="study file (default: training/configs/study_default.json)")
+    st.add_argument("--spec", type=Path, help="study file (default: training/configs/study_default.json; "
+                                               "training/configs/study_remedies.json compares the remedies beyond the study)")
     st.add_argument("--quick", action="store_true", help="the small quick study (about 2 minutes)")
     st.add_argument("--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)")
     st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2: 1.37x one on 2 cores)")

@@ -66,8 +66,9 @@ class MemberResult:
     """Why the member failed (non-finite loss or weights, with the step), else None."""
 
 
-def _shared_part(cfg: RunConfig) -> dict:
-    """The config without what members may differ in: seed, dropout rates, loss-only fields."""
+def ensemble_key(cfg: RunConfig) -> dict:
+    """What runs must share to train as one ensemble: the config without what members may differ
+    in (seed, dropout rates, the task's loss-only fields)."""
     entry = registry.entry(cfg.kind)
     d = cfg.to_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k != "seed"}
@@ -80,9 +81,9 @@ def check_members(cfgs: list[RunConfig]) -> None:
     """A one-line ConfigError unless the configs can train as one ensemble."""
     if not cfgs:
         raise ConfigError("an ensemble needs at least one run")
-    ref = _shared_part(cfgs[0])
+    ref = ensemble_key(cfgs[0])
     for i, cfg in enumerate(cfgs[1:], 1):
-        mine = _shared_part(cfg)
+        mine = ensemble_key(cfg)
         if mine != ref:
             section = next(k for k in ref if ref.get(k) != mine.get(k))
             raise ConfigError(f"ensemble member {i} differs from member 0 in '{section}': members may differ only "

@@ -41,11 +41,13 @@ from training import atomic
 from training.errors import ConfigError, WorkbenchError
 from training.scoped import num_threads, optuna_quiet
 
-from .sweep import _candidates, _count, exit_with_parent, heartbeat_settings, make_storage, read_json, trial_config
+from .sweep import _candidates, _count, exit_with_parent, heartbeat_settings, make_storage, read_json
 
 STUDY_FILE = "study.json"
 SPEC_KEYS = {"base", "fixed", "params", "n_configs", "seed", "seeds", "dropouts", "targets", "averagers",
-             "region", "delta", "measure_sets", "max_failures", "note"}
+             "region", "delta", "measure_sets", "max_failures", "note", "variants"}
+REFERENCE = "baseline"
+"""The variant every other variant is paired against (a study without ``variants`` has only it)."""
 DEFAULT_REGION = {"metric": "tv", "range": "in_range", "max": 0.05}
 
 
@@ -107,6 +109,12 @@ def check_spec(spec, where: str) -> None:
     params = spec.get("params", {})
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: params must be an object of 'section.key': {{type, ...}}")
+    variants = spec.get("variants", {REFERENCE: []})
+    if (not isinstance(variants, dict) or REFERENCE not in variants
+            or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in variants.values())
+            or not all(isinstance(k, str) and k.replace("_", "").replace("-", "").isalnum() for k in variants)):
+        raise ConfigError(f"{where}: variants must map names (letters, digits, _ and -) to lists of 'section.key=value' "
+                          f"overrides, one of them '{REFERENCE}'")
     if not isinstance(spec.get("averagers", []), list):
         raise ConfigError(f"{where}: averagers must be a list of named averagers")
     for key, spec_k in params.items():
@@ -114,6 +122,12 @@ def check_spec(spec, where: str) -> None:
             raise ConfigError(f"{where}: params.{key} is set by the study's arms or fixed budget, not sampled")
         for value in _candidates(key, spec_k, where):
             _arm_or_error(spec, {key: value}, where, f"params.{key} = {value!r}")
+    for name in spec.get("variants", {}):
+        try:
+            arm_config(spec, {}, {"seed": spec["seeds"][0], "dropout": max(spec["dropouts"]), "target": spec["targets"][0],
+                                  "variant": name})
+        except ConfigError as e:
+            raise ConfigError(f"{where}: variants.{name}: {e}") from None
     cfg = _arm_or_error(spec, {}, where, "base and fixed settings")
     if cfg.kind != "set_complement":
         raise ConfigError(f"{where}: the study runs on the set complement task, not {cfg.kind!r}")
@@ -130,21 +144,30 @@ def _arm_or_error(spec: dict, values: dict, where: str, what: str):
 
 
 def arm_config(spec: dict, values: dict, arm: dict):
-    """The run config of one arm of the config ``values`` (sampled parameter values)."""
-    settings = dict(values)
-    settings.update({"train.seed": arm["seed"], "model.attn_dropout": arm["dropout"], "task.target": arm["target"],
-                     "averagers": spec.get("averagers", []), "averaging.mode": "none"})
-    return trial_config(spec, settings)
+    """The run config of one arm of the config ``values`` (sampled parameter values): the base,
+    the fixed settings, the sampled values, the arm's variant overrides, then its seed, dropout and
+    target, every averager on."""
+    from training.config import load_config, preset_path
+
+    base = spec.get("base", "demo")
+    base_path = preset_path(base) if not str(base).endswith(".json") else Path(base)
+    variant = spec.get("variants", {}).get(arm.get("variant", REFERENCE), [])
+    own = {"train.seed": arm["seed"], "model.attn_dropout": arm["dropout"], "task.target": arm["target"],
+           "averagers": spec.get("averagers", []), "averaging.mode": "none"}
+    return load_config(base_path, list(spec.get("fixed", [])) + [f"{k}={json.dumps(v)}" for k, v in values.items()]
+                       + list(variant) + [f"{k}={json.dumps(v)}" for k, v in own.items()])
 
 
 def arms(spec: dict) -> list[dict]:
-    """Every arm of one config, in a fixed order."""
-    return [{"seed": s, "dropout": float(p), "target": t}
-            for s in spec["seeds"] for p in spec["dropouts"] for t in spec["targets"]]
+    """Every arm of one config, in a fixed order (``variant`` only when the study has variants)."""
+    variants = list(spec["variants"]) if "variants" in spec else [None]
+    return [{"seed": s, "dropout": float(p), "target": t, **({"variant": v} if v else {})}
+            for v in variants for s in spec["seeds"] for p in spec["dropouts"] for t in spec["targets"]]
 
 
 def arm_name(arm: dict) -> str:
-    return f"s{arm['seed']}_p{arm['dropout']:g}_{arm['target']}"
+    variant = f"{arm['variant']}_" if "variant" in arm else ""
+    return f"{variant}s{arm['seed']}_p{arm['dropout']:g}_{arm['target']}"
 
 
 def draw_configs(spec: dict) -> list[dict]:
@@ -201,14 +224,24 @@ def run_config(study_dir: Path, spec: dict, index: int, values: dict, measures: 
     """Train and measure every arm of config ``index``; its records, also written to
     ``runs/cNNN/arms.json``."""
     from training import runs
-    from training.ensemble import train_ensemble
+    from training.ensemble import ensemble_key, train_ensemble
 
     folder = study_dir / "runs" / f"c{index:03d}"
     members = arms(spec)
     cfgs = [arm_config(spec, values, arm) for arm in members]
     # a retried config starts again: prepare_run with overwrite replaces what a killed try left
     dirs = [runs.prepare_run(folder / arm_name(arm), cfg, overwrite=True) for arm, cfg in zip(members, cfgs)]
-    results = train_ensemble(cfgs, dirs, progress=progress, desc=f"config {index}")
+    # arms of one shape train as one ensemble; variants that change the model (Post-Norm, scalable
+    # softmax) make their own
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(json.dumps(ensemble_key(cfg), sort_keys=True), []).append(i)
+    results = [None] * len(cfgs)
+    for g, members_i in enumerate(groups.values()):
+        trained = train_ensemble([cfgs[i] for i in members_i], [dirs[i] for i in members_i], progress=progress,
+                                 desc=f"config {index}" + (f", group {g + 1} of {len(groups)}" if len(groups) > 1 else ""))
+        for i, res in zip(members_i, trained):
+            results[i] = res
     records = []
     for arm, cfg, res in zip(members, cfgs, results):
         record = {"config": index, **arm, "run_dir": str(res.run_dir.relative_to(study_dir)), "error": res.error,
