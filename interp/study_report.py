@@ -169,7 +169,7 @@ def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000
     adjusted = holm_adjusted([e["p"] for e in claims])
     for e, level, p_holm in zip(claims, levels, adjusted):
         lo, hi = e["_boot"].interval(level)
-        e.update(holm_alpha=level, ci_holm=[lo, hi], p_holm=p_holm,
+        e.update(holm_alpha=level, ci_holm=[lo, hi], p_holm=p_holm, within_delta=bool(-delta < lo and hi < delta),
                  verdict=verdict(lo, hi, delta) if e["n_configs"] >= MIN_CONFIGS else "inconclusive",
                  half_width=(hi - lo) / 2, needed_configs=configs_needed(e["sd"], delta / 2, z_of(level)))
     for e in effects:
@@ -218,9 +218,11 @@ def format_report(result: dict, study_dir: str | Path) -> str:
             continue
         lo, hi = e["ci_holm"]
         need = e["needed_configs"]
-        lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]    {e['verdict']:<22}{e['sd']:>8.4f}  "
+        mark = "*" if e["within_delta"] and e["verdict"] in ("supported", "harmful") else " "
+        lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {mark} {e['verdict']:<22}{e['sd']:>8.4f}  "
                      f"{need if need is not None else 'n/a'} (have {e['n_configs']})")
-    lines += ["", "mechanism measures (95% intervals, no verdict): dropout and averaging on dispersion, beyond",
+    lines += ["* the whole interval lies inside +-delta: a real effect, smaller than the smallest effect of interest",
+              "", "mechanism measures (95% intervals, no verdict): dropout and averaging on dispersion, beyond",
               f"{'effect':<50}{'estimate':>10}  interval"]
     for e in result["effects"]:
         if e["claim"] or e["part"] not in ("beyond", "model") or e["measure"] not in ("norm_entropy", "margin_law", "sd_cv"):

@@ -132,3 +132,15 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
     assert same["estimate"] == pytest.approx(0.0, abs=1e-12) and same["verdict"] == "no practical effect"
     # the other families still read the baseline variant only
     assert _effect(result, "averaging", "bema - raw", "sampled")["verdict"] == "supported"
+
+
+def test_a_real_but_small_effect_is_marked_as_below_delta():
+    """bema - raw planted at -0.01 with exact targets: supported, and inside +-delta."""
+    from interp.study_report import format_report
+
+    result = analyse(planted_records(), SPEC, 12, n_boot=4000)
+    e = _effect(result, "averaging", "bema - raw", "exact")
+    assert e["verdict"] == "supported" and e["within_delta"]
+    assert not _effect(result, "averaging", "bema - raw", "sampled")["within_delta"]
+    line = next(x for x in format_report(result, "x").splitlines() if x.startswith("bema - raw [exact]: TV"))
+    assert "* supported" in line
