@@ -36,7 +36,7 @@ _EXPORTS = {
     "intervene": "interp.board_intervention",
     "collect_report": "interp.report", "build_report": "interp.report",
     "collect_othello_report": "interp.othello_report", "build_othello_report": "interp.othello_report",
-    "attention_html": "interp.visualize", "plot_metrics": "interp.visualize", "plot_entropy": "interp.visualize",
+    "attention_html": "interp.visualize", "displacement_html": "interp.visualize", "plot_metrics": "interp.visualize", "plot_entropy": "interp.visualize",
     "plot_displacement": "interp.visualize", "plot_patching": "interp.visualize", "save_figure": "interp.visualize",
 }
 

@@ -57,19 +57,8 @@ def token_labels(tokens: torch.Tensor, bos: bool) -> list[str]:
     return [("BOS" if (bos and i == 0) else str(int(t))) for i, t in enumerate(tokens.tolist())]
 
 
-@torch.no_grad()
-def attention_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = False, title: str | None = None) -> Path:
-    """Standalone, offline HTML of every head's attention pattern for one token sequence."""
-    import circuitsvis as cv
-
-    tokens = tokens.reshape(1, -1).to(model_device(model))
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
-    with eval_mode(model):
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    patterns = torch.cat([cache[n][0] for n in names], dim=0).cpu()  # [layer*head, dest, src]
-    head_names = [f"L{layer}H{h}" for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
-    view = cv.attention.attention_heads(attention=patterns, tokens=token_labels(tokens[0], bos), attention_head_names=head_names)
-    title = title or "attention patterns"
+def _write_html(view, path: str | Path, title: str) -> Path:
+    """A standalone, offline page around a circuitsvis view (its script inlined: ``local_src``)."""
     doc = (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>"
         + html_lib.escape(title)
@@ -83,6 +72,59 @@ def attention_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = Fa
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(path, doc)
     return path
+
+
+@torch.no_grad()
+def attention_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = False, title: str | None = None, *,
+                   cache=None, pattern: torch.Tensor | None = None) -> Path:
+    """Standalone, offline HTML of every head's attention pattern for one token sequence.
+
+    The patterns come from ``pattern`` (``[layer, head, dest, src]`` or ``[head, dest, src]``), else
+    from ``cache`` (an ``ActivationCache``; its first sequence), else from running ``model`` (which
+    may then be None for the other two)."""
+    import circuitsvis as cv
+
+    tokens = tokens.reshape(-1)
+    if pattern is None:
+        if cache is None:
+            tokens_in = tokens.reshape(1, -1).to(model_device(model))
+            names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
+            with eval_mode(model):
+                _, cache = model.run_with_cache(tokens_in, names_filter=lambda n: n in names)
+        layers = sorted(int(n.split(".")[1]) for n in cache.cache_dict if n.endswith("attn.hook_pattern"))
+        if not layers:
+            raise ValueError("the cache holds no attention pattern (hook_pattern)")
+        pattern = torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"][0] for layer in layers])
+    pattern = pattern.detach().cpu()
+    if pattern.ndim == 3:
+        pattern = pattern[None]
+    n_layers, n_heads = pattern.shape[:2]
+    if pattern.shape[-1] != len(tokens):
+        raise ValueError(f"the pattern covers {pattern.shape[-1]} positions but there are {len(tokens)} tokens")
+    head_names = [f"L{layer}H{h}" for layer in range(n_layers) for h in range(n_heads)]
+    view = cv.attention.attention_heads(attention=pattern.reshape(n_layers * n_heads, *pattern.shape[2:]),
+                                        tokens=token_labels(tokens, bos), attention_head_names=head_names)
+    return _write_html(view, path, title or "attention patterns")
+
+
+@torch.no_grad()
+def displacement_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = False, title: str | None = None) -> Path:
+    """Standalone, offline HTML of one set as coloured tokens: each source token's own logit
+    displacement at the last position, summed over heads (``decompose_logits``; negative = the
+    model pushes that member down, as it should)."""
+    import circuitsvis as cv
+
+    from .displacement import decompose_logits
+
+    tokens = tokens.reshape(1, -1).to(model_device(model))
+    parts = decompose_logits(model, tokens, position=-1)
+    heads = parts.heads[0].sum((0, 1))  # [key, vocab]
+    offset = 1 if bos else 0
+    items = tokens[0, offset:] - 1  # output index of each item token
+    own = heads[torch.arange(offset, tokens.shape[1]), items].cpu()
+    values = torch.cat([torch.zeros(offset), own]).tolist()
+    view = cv.tokens.colored_tokens(tokens=token_labels(tokens[0], bos), values=values)
+    return _write_html(view, path, title or "each member's own logit displacement at the last position")
 
 
 def shade_training(ax, train_range, label: str = "training lengths"):

@@ -209,3 +209,28 @@ def test_figures_are_returned_and_saved_on_request(tmp_path):
     assert all(p.stat().st_size > 1000 for p in files)
     # detached from pyplot: nothing accumulates in a script, nothing is shown twice in Jupyter
     assert plt.get_fignums() == open_before
+
+
+def test_attention_html_from_a_pattern_or_a_cache_and_displacement_tokens(tmp_path):
+    from interp.visualize import displacement_html
+
+    model = balanced_model(V, B_, C_)
+    tokens = torch.tensor([3, 7, 1, 9])
+    _, cache = model.run_with_cache(tokens[None])
+    from_cache = attention_html(None, tokens, tmp_path / "c.html", cache=cache).read_text()
+    uniform = torch.tril(torch.ones(4, 4)) / torch.arange(1, 5)[:, None]
+    from_pattern = attention_html(None, tokens, tmp_path / "p.html", pattern=uniform[None]).read_text()
+    from_model = attention_html(model, tokens, tmp_path / "m.html").read_text()
+    import re
+
+    same = [re.sub(r"circuits-vis-[0-9a-f-]+", "", t) for t in (from_cache, from_pattern, from_model)]
+    assert same[0] == same[1] == same[2]  # the balanced model attends uniformly (element ids are random)
+    with pytest.raises(ValueError, match="covers 4 positions but there are 3"):
+        attention_html(None, tokens[:3], tmp_path / "x.html", pattern=uniform[None])
+    text = displacement_html(model, tokens, tmp_path / "d.html").read_text()
+    assert "ColoredTokens" in text and '"3"' in text and "unpkg" not in text
+    # D = -c I under uniform attention over 4 tokens: each member's own displacement is -c/4
+    import json
+
+    values = json.loads(re.search(r'"values":\s*(\[[^\]]*\])', text).group(1))
+    assert values == pytest.approx([-C_ / 4] * 4, abs=1e-5)
