@@ -296,3 +296,15 @@ def test_averaging_never_changes_the_raw_trajectory(tmp_path):
         train(cfg, d, progress=False)
         raws.append(_weights(d, "raw"))
     assert _same(raws[0], raws[1]) and _same(raws[0], raws[2])
+
+
+def test_atomic_writes_get_the_ordinary_file_mode(tmp_path):
+    """mkstemp's private 0600 would make results unreadable to a shared group."""
+    import os
+
+    from training import atomic
+
+    atomic.write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
