@@ -322,6 +322,30 @@ def plot_config_lengths(records: list[dict], spec: dict, config: int, stem=None)
     return finish(fig, stem)
 
 
+def plot_variant_lengths(records: list[dict], spec: dict, config: int, stem=None):
+    """TV and calibrated TV against length of every variant's raw weights (first seed, dropout 0,
+    first target) for one config: how each remedy changes the decay with length."""
+    from .visualize import finish, new_figure, shade_training
+
+    seed, target = spec["seeds"][0], spec["targets"][0]
+    arms = [r for r in records if r["config"] == config and r["seed"] == seed and r["dropout"] == 0.0
+            and r["target"] == target and r.get("error") is None]
+    fig, axes = new_figure(1, 2, figsize=(13, 4))
+    for ax, key in zip(axes, ("tv", "cal_tv")):
+        for r in arms:
+            ys = r["weights"]["raw"][key]
+            ax.plot(range(1, len(ys) + 1), ys, lw=1.2, marker=".", label=r.get("variant", REFERENCE))
+        ax.set(yscale="log", xlabel="set length", ylabel=key,
+               title=f"config {config}, seed {seed}, {target} target, raw weights: {'calibrated ' if key == 'cal_tv' else ''}TV")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    lo_hi = _train_range(spec, records)
+    if lo_hi:
+        for ax in axes:
+            shade_training(ax, lo_hi)
+    return finish(fig, stem)
+
+
 def _train_range(spec: dict, records: list[dict]):
     return next((r["train_range"] for r in records if r.get("train_range")), None)
 
@@ -346,6 +370,8 @@ def study_report(study_dir: str | Path, out: str | Path | None = None, json_path
         files += save_figure(plot_per_config(result), out / "per_config")
     if result["kept_configs"]:
         files += save_figure(plot_config_lengths(records, spec, result["kept_configs"][0]), out / "config_lengths")
+        if len(spec.get("variants", {})) > 1:
+            files += save_figure(plot_variant_lengths(records, spec, result["kept_configs"][0]), out / "variant_lengths")
     result["files"] = [str(p) for p in files]
     text = format_report(result, study_dir)
     atomic.write_text(out / "study_report.txt", text + "\n")

@@ -169,6 +169,10 @@ def test_variants_that_change_the_model_train_as_their_own_ensembles(tmp_path):
     assert runs.read_run_config(tmp_path / "st" / post["run_dir"]).model.norm_position == "post"
     result = analyse(records, load_spec(spec), 1, n_boot=200)
     assert {e["contrast"] for e in result["effects"] if e["family"] == "remedy"} == {"postnorm - baseline", "ssmax - baseline"}
+    from interp.study_report import plot_variant_lengths
+
+    fig = plot_variant_lengths(records, load_spec(spec), 0)
+    assert {line.get_label() for line in fig.axes[0].lines} >= {"baseline", "postnorm", "ssmax"}
 
 
 def test_bad_variants_are_one_line_errors(tmp_path, capsys):
