@@ -274,10 +274,10 @@ def plot_per_config(result: dict, measure: str = "cal_tv", target: str = "sample
     """Each config's paired difference on beyond-range ``measure``, one panel per family."""
     from .visualize import finish, new_figure
 
-    families = [("averaging", target), ("dropout", target), ("noise", "both")]
-    if any(e["family"] == "remedy" for e in result["effects"]):
-        families.append(("remedy", target))
-    fig, axes = new_figure(1, len(families), figsize=(5 * len(families), 3.8))
+    families = [(f, t) for f, t in (("averaging", target), ("dropout", target), ("noise", "both"), ("remedy", target))
+                if any(e["family"] == f and e["target"] == t for e in result["effects"])]  # only those the study has
+    fig, axes = new_figure(1, len(families), figsize=(5 * len(families), 3.8), squeeze=False)
+    axes = axes[0]
     configs = result["kept_configs"]
     for ax, (family, t) in zip(axes, families):
         for e in result["effects"]:
