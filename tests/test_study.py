@@ -88,10 +88,11 @@ def test_killed_worker_config_is_retried_and_nothing_is_duplicated(tmp_path):
     (out / "study.json").write_text(json.dumps(meta))
     done = subprocess.run([sys.executable, "-m", "training", "study", "--resume", str(out), "--quiet"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-1500:]
-    assert "completed configs: 2 of 2" in done.stdout
     study = open_study(out)[2]
     trials = study.get_trials()
+    states = [(t.number, t.params.get("config"), t.state.name, t.user_attrs.get("error")) for t in trials]
+    assert done.returncode == 0, (done.stderr[-1500:], states)
+    assert "completed configs: 2 of 2" in done.stdout, (done.stdout, done.stderr[-1500:], states)
     complete = [t.params["config"] for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(complete) == [0, 1]  # each config completed exactly once
     assert all(t.state == TrialState.FAIL for t in trials if t.params.get("config") in killed and t.number < min(
