@@ -31,6 +31,11 @@ from training.scoped import eval_mode
 def component_logits(model, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "component batch pos vocab"], list[str]]:
     """Each component's direct contribution to the logits, and the components' labels
     (``L{l}H{h}``, ``{l}_mlp_out``, ``embed``, ``pos_embed``, ``bias``); they sum to the logits."""
+    from training.models import additive_readout_problem
+
+    problem = additive_readout_problem(model)
+    if problem is not None:
+        raise ValueError(f"direct logit attribution does not apply to this model: {problem}")
     _, cache = model.run_with_cache(tokens)
     norm = model.cfg.normalization_type
     if norm not in (None, "LN", "LNPre"):

@@ -40,6 +40,11 @@ class _Unembed:
     """Maps residual-stream vectors to logits through the final norm with a frozen scale."""
 
     def __init__(self, model):
+        from training.models import additive_readout_problem
+
+        problem = additive_readout_problem(model)
+        if problem is not None:
+            raise ValueError(f"the exact logit decomposition does not apply to this model: {problem}")
         cfg = model.cfg
         self.norm = cfg.normalization_type
         if self.norm not in (None, "LN", "LNPre"):

@@ -78,3 +78,26 @@ def test_post_norm_needs_a_norm():
 
     with pytest.raises(ConfigError, match="needs model.normalization"):
         ModelConfig(norm_position="post").validate()
+
+
+def test_additive_decompositions_refuse_models_they_do_not_describe():
+    """Post-Norm and output rescaling break the sum that decompose_logits and the attribution rely
+    on (measured: the parts missed the logits by 1.16 on a post-norm model before this check)."""
+    from interp.attribution import component_logits
+    from interp.dispersion import dispersion
+    from interp.displacement import decompose_logits
+    from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+
+    tokens = torch.randint(1, 9, (4, 6))
+    for cfg in (ModelConfig(d_model=16, d_head=8, normalization="LN", norm_position="post"),
+                ModelConfig(d_model=16, d_head=8, out_rescale_len=3)):
+        model = build_model(cfg, 9, 8, 8, seed=1).eval()
+        with pytest.raises(ValueError, match="does not apply"):
+            decompose_logits(model, tokens)
+        with pytest.raises(ValueError, match="does not apply"):
+            component_logits(model, tokens)
+        d = dispersion(model, SetComplementTask(SetComplementConfig(v=8, train_max_len=3)), sets_per_length=16)
+        assert math.isnan(d.self_displacement_cv[0][0]) and not math.isnan(d.margin_law[2])
+    ssmax = build_model(ModelConfig(d_model=16, d_head=8, ssmax=True), 9, 8, 8, seed=1).eval()
+    parts = decompose_logits(ssmax, tokens)  # scalable softmax changes only the pattern: still exact
+    assert torch.allclose(parts.total(), parts.logits, atol=1e-4)

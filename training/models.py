@@ -270,6 +270,9 @@ def build_model(
         torch.manual_seed(seed)
         model = build_hooked(kwargs, device, check_inputs)
     add_length_options(model, cfg)
+    # what hooks do to the forward pass, for probes whose exact decompositions assume plain TL
+    model.workbench_options = {"norm_position": cfg.norm_position, "ssmax": cfg.ssmax,
+                               "out_rescale_len": cfg.out_rescale_len}
     if cfg.norm_position == "post":
         with forked_rng():  # (LayerNorm starts at w = 1, b = 0; nothing random, but keep it so)
             add_post_norm(model, cfg)
@@ -280,6 +283,20 @@ def build_model(
         model.W_pos.requires_grad_(False)
     add_dropout_hooks(model, cfg)
     return model
+
+
+def additive_readout_problem(model) -> str | None:
+    """Why the residual stream of ``model`` is not a plain sum read out by the final norm and
+    ``W_U`` (so per-component decompositions would not add up to the logits), or None. Post-Norm
+    normalises after every add; output rescaling multiplies ``hook_attn_out`` by a per-position
+    factor that ``W_O`` does not carry. (Scalable softmax only changes the pattern, which the
+    decompositions read from the cache, so it is fine.)"""
+    options = getattr(model, "workbench_options", {})
+    if options.get("norm_position") == "post":
+        return "it has Post-Norm (LayerNorm after each residual add)"
+    if options.get("out_rescale_len") is not None:
+        return "it rescales attention outputs by position (model.out_rescale_len)"
+    return None
 
 
 def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
