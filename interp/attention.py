@@ -95,12 +95,12 @@ def attention_by_index(model, task, n: int = 512, seed: int = 0) -> AttentionByI
                 ent_sum = torch.zeros(cfg.n_layers, cfg.n_heads, size + 1, dtype=torch.float64, device=device)
                 norm_sum, count = ent_sum.clone(), torch.zeros(size + 1, dtype=torch.float64, device=device)
             _, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n in names)
-            log_n = torch.log(torch.arange(1, batch.tokens.shape[1] + 1, device=device, dtype=torch.float64))
+            n_attended = torch.arange(1, batch.tokens.shape[1] + 1, device=device, dtype=torch.float64)
             w = batch.live.double()  # [b, pos]
             idx = batch.index.expand_as(w)
             for layer, name in enumerate(names):
                 ent = pattern_entropy(cache[name].double())  # [b, head, pos]
-                norm = torch.where(log_n > 0, ent / log_n.clamp(min=1e-12), torch.ones_like(ent))
+                norm = normalised_entropy(ent, n_attended)
                 for total, x in ((ent_sum, ent), (norm_sum, norm)):
                     # scatter each position's weighted values into its index's bin
                     total[layer].index_add_(1, idx.reshape(-1), (x * w[:, None]).permute(1, 0, 2).reshape(cfg.n_heads, -1))
@@ -114,6 +114,11 @@ def attention_by_index(model, task, n: int = 512, seed: int = 0) -> AttentionByI
 def pattern_entropy(pattern: Float[Tensor, "... key"]) -> Float[Tensor, "..."]:
     """Entropy in nats of attention distributions over the last axis (0 log 0 = 0)."""
     return -torch.xlogy(pattern, pattern).sum(-1)
+
+
+def normalised_entropy(entropy: Float[Tensor, "... pos"], n_attended: Float[Tensor, " pos"]) -> Float[Tensor, "... pos"]:
+    """Entropy over log n, n the positions each query attends to: 1 is uniform, and 1 where n = 1."""
+    return torch.where(n_attended > 1, entropy / torch.log(n_attended).clamp(min=1e-12), torch.ones_like(entropy))
 
 
 @torch.no_grad()
@@ -144,7 +149,7 @@ def attention_entropy(
             for layer, name in enumerate(names):
                 pat = cache[name][:, :, off:, :].double()  # [b, head, item position, key]
                 ent = pattern_entropy(pat)  # [b, head, L]
-                norm = torch.where(n_attended > 1, ent / log_n.clamp(min=1e-12), torch.ones_like(ent))
+                norm = normalised_entropy(ent, n_attended)
                 bos = pat[..., 0] if off else torch.zeros_like(ent)
                 if positions == "all":
                     counts = torch.arange(1, L + 1, device=device, dtype=torch.float64)

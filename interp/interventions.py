@@ -20,22 +20,15 @@ import math
 
 import torch
 
+from training.models import attended, out_rescale_hook
 from training.tasks.set_complement import SetComplementTask
 
 from .metrics import LengthMetrics, evaluate_lengths
 
 
-def _attended(x: torch.Tensor, query_axis: int) -> torch.Tensor:
-    """Number of tokens each query position attends to under a causal mask (1, 2, ...)."""
-    n = torch.arange(1, x.shape[query_axis] + 1, device=x.device, dtype=x.dtype)
-    shape = [1] * x.ndim
-    shape[query_axis] = -1
-    return n.view(shape)
-
-
 def log_scale_hooks(model, n_train: int) -> list:
     def hook(scores, hook):  # [batch, head, query, key]
-        factor = (torch.log(_attended(scores, 2)) / math.log(n_train)).clamp(min=1.0)
+        factor = (torch.log(attended(scores, 2)) / math.log(n_train)).clamp(min=1.0)
         return scores * factor
 
     return [(f"blocks.{layer}.attn.hook_attn_scores", hook) for layer in range(model.cfg.n_layers)]
@@ -52,10 +45,8 @@ def temperature_hooks(model, temperature: float) -> list:
 
 
 def out_rescale_hooks(model, n_train: int) -> list:
-    def hook(out, hook):  # [batch, query, d_model]
-        return out * (_attended(out, 1) / n_train).clamp(min=1.0)
-
-    return [(f"blocks.{layer}.hook_attn_out", hook) for layer in range(model.cfg.n_layers)]
+    """The same hook as ``model.out_rescale_len`` trains with, applied at test time only."""
+    return [(f"blocks.{layer}.hook_attn_out", out_rescale_hook(n_train)) for layer in range(model.cfg.n_layers)]
 
 
 def standard_interventions(model, task: SetComplementTask, temperatures=(0.5,)) -> dict[str, list]:

@@ -26,6 +26,8 @@ from training.scoped import eval_mode, model_device
 from training.tasks.othello import replay, squares_to_tokens
 from training.tasks.othello_task import N_CTX
 
+from .attention import normalised_entropy, pattern_entropy
+
 
 @dataclass
 class OthelloAttention:
@@ -64,7 +66,7 @@ def othello_attention(model, games: Int[np.ndarray, "games 60"], train_max_moves
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
     sums = {k: torch.zeros(n_layers, n_heads, N_CTX, dtype=torch.float64) for k in ("ent", "mine", "theirs")}
     count = torch.zeros(N_CTX, dtype=torch.float64)
-    log_n = torch.log(torch.arange(1, N_CTX + 1, dtype=torch.float64))
+    n_attended = torch.arange(1, N_CTX + 1, dtype=torch.float64)
     with eval_mode(model):
         for i in range(0, len(games), batch_size):
             g = games[i : i + batch_size]
@@ -74,8 +76,7 @@ def othello_attention(model, games: Int[np.ndarray, "games 60"], train_max_moves
             w = live.double()[:, None, :]  # [b, 1, q]
             for layer, name in enumerate(names):
                 pat = cache[name].double().cpu()  # [b, head, q, k]
-                ent = -torch.xlogy(pat, pat).sum(-1)
-                norm = torch.where(log_n > 0, ent / log_n.clamp(min=1e-12), torch.ones_like(ent))
+                norm = normalised_entropy(pattern_entropy(pat), n_attended)
                 sums["ent"][layer] += (norm * w).sum(0)
                 sums["mine"][layer] += ((pat * mine[:, None].double()).sum(-1) * w).sum(0)
                 sums["theirs"][layer] += ((pat * theirs[:, None].double()).sum(-1) * w).sum(0)

@@ -290,10 +290,25 @@ def plot_per_config(result: dict, measure: str = "cal_tv", target: str = "sample
     return finish(fig, stem)
 
 
+def _length_panel(ax, curves: list[tuple[str, list[float]]], key: str, title: str, train_range, legend_size: int = 6,
+                  **style) -> None:
+    """One panel of TV (``key`` 'tv') or calibrated TV ('cal_tv') against set length, log scale,
+    training lengths shaded."""
+    from .visualize import shade_training
+
+    for label, ys in curves:
+        ax.plot(range(1, len(ys) + 1), ys, label=label, **style)
+    ax.set(yscale="log", xlabel="set length", ylabel=key, title=f"{title}: {'calibrated ' if key == 'cal_tv' else ''}TV")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    if train_range:  # after the legend, which names the curves only
+        shade_training(ax, train_range)
+
+
 def plot_config_lengths(records: list[dict], spec: dict, config: int, stem=None):
     """TV and calibrated TV against length for the arms of one config (first seed, each target):
     raw weights at every dropout rate, and every average at dropout 0."""
-    from .visualize import finish, new_figure, shade_training
+    from .visualize import finish, new_figure
 
     seed = spec["seeds"][0]
     arms = [r for r in records if r["config"] == config and r["seed"] == seed and r.get("error") is None
@@ -302,51 +317,30 @@ def plot_config_lengths(records: list[dict], spec: dict, config: int, stem=None)
     fig, axes = new_figure(len(targets), 2, figsize=(13, 3.8 * len(targets)), squeeze=False)
     for row, t in enumerate(targets):
         for col, key in enumerate(("tv", "cal_tv")):
-            ax = axes[row][col]
-            for r in arms:
-                if r["target"] != t:
-                    continue
-                names = ["raw"] if r["dropout"] else list(r["weights"])
-                for w in names:
-                    ys = r["weights"][w][key]
-                    ax.plot(range(1, len(ys) + 1), ys, lw=1, label=f"dropout {r['dropout']:g}, {w}")
-            ax.set(yscale="log", xlabel="set length", ylabel=key,
-                   title=f"config {config}, seed {seed}, {t} target: {'calibrated ' if key == 'cal_tv' else ''}TV")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
-    lo_hi = _train_range(spec, records)
-    if lo_hi:
-        for ax_row in axes:
-            for ax in ax_row:
-                shade_training(ax, lo_hi)
+            curves = [(f"dropout {r['dropout']:g}, {w}", r["weights"][w][key]) for r in arms if r["target"] == t
+                      for w in (["raw"] if r["dropout"] else list(r["weights"]))]
+            _length_panel(axes[row][col], curves, key, f"config {config}, seed {seed}, {t} target", _train_range(records),
+                          lw=1)
     return finish(fig, stem)
 
 
 def plot_variant_lengths(records: list[dict], spec: dict, config: int, stem=None):
     """TV and calibrated TV against length of every variant's raw weights (first seed, dropout 0,
     first target) for one config: how each remedy changes the decay with length."""
-    from .visualize import finish, new_figure, shade_training
+    from .visualize import finish, new_figure
 
     seed, target = spec["seeds"][0], spec["targets"][0]
     arms = [r for r in records if r["config"] == config and r["seed"] == seed and r["dropout"] == 0.0
             and r["target"] == target and r.get("error") is None]
     fig, axes = new_figure(1, 2, figsize=(13, 4))
     for ax, key in zip(axes, ("tv", "cal_tv")):
-        for r in arms:
-            ys = r["weights"]["raw"][key]
-            ax.plot(range(1, len(ys) + 1), ys, lw=1.2, marker=".", label=r.get("variant", REFERENCE))
-        ax.set(yscale="log", xlabel="set length", ylabel=key,
-               title=f"config {config}, seed {seed}, {target} target, raw weights: {'calibrated ' if key == 'cal_tv' else ''}TV")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    lo_hi = _train_range(spec, records)
-    if lo_hi:
-        for ax in axes:
-            shade_training(ax, lo_hi)
+        curves = [(r.get("variant", REFERENCE), r["weights"]["raw"][key]) for r in arms]
+        _length_panel(ax, curves, key, f"config {config}, seed {seed}, {target} target, raw weights",
+                      _train_range(records), legend_size=7, lw=1.2, marker=".")
     return finish(fig, stem)
 
 
-def _train_range(spec: dict, records: list[dict]):
+def _train_range(records: list[dict]):
     return next((r["train_range"] for r in records if r.get("train_range")), None)
 
 

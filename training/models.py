@@ -179,7 +179,7 @@ def add_post_norm(model: HookedTransformer, cfg: ModelConfig) -> None:
     model.setup()  # register the new modules' hook points (ln_post_*.hook_scale) by name
 
 
-def _attended(x: torch.Tensor, query_axis: int) -> torch.Tensor:
+def attended(x: torch.Tensor, query_axis: int) -> torch.Tensor:
     """Positions each query attends to under a causal mask (1, 2, ...), shaped to broadcast."""
     n = torch.arange(1, x.shape[query_axis] + 1, device=x.device, dtype=x.dtype)
     shape = [1] * x.ndim
@@ -190,7 +190,7 @@ def _attended(x: torch.Tensor, query_axis: int) -> torch.Tensor:
 def _ssmax_hook(block: torch.nn.Module):
     def hook(scores: torch.Tensor, hook) -> torch.Tensor:  # [batch, head, query, key]
         # read through the block at call time (not captured), so functional_call's weights are used
-        factor = block.attn_ssmax.view(1, -1, 1, 1) * torch.log(_attended(scores, 2))
+        factor = block.attn_ssmax.view(1, -1, 1, 1) * torch.log(attended(scores, 2))
         # masked scores are -inf: scale zeros in their place, or -inf * 0 (a query attending to one
         # position) is NaN, and so is the gradient of s_h through the branch torch.where drops
         keep = torch.isfinite(scores)
@@ -199,9 +199,11 @@ def _ssmax_hook(block: torch.nn.Module):
     return hook
 
 
-def _out_rescale_hook(n_train: int):
+def out_rescale_hook(n_train: int):
+    """Attention output at a query attending to n positions times max(1, n / n_train)."""
+
     def hook(out: torch.Tensor, hook) -> torch.Tensor:  # [batch, query, d_model]
-        return out * (_attended(out, 1) / n_train).clamp(min=1.0)
+        return out * (attended(out, 1) / n_train).clamp(min=1.0)
 
     return hook
 
@@ -215,7 +217,7 @@ def add_length_options(model: HookedTransformer, cfg: ModelConfig) -> None:
             block.attn_ssmax = torch.nn.Parameter(torch.ones(cfg.n_heads, device=model.W_E.device))
             model.add_perma_hook(f"blocks.{layer}.attn.hook_attn_scores", _ssmax_hook(block))
         if cfg.out_rescale_len is not None:
-            model.add_perma_hook(f"blocks.{layer}.hook_attn_out", _out_rescale_hook(cfg.out_rescale_len))
+            model.add_perma_hook(f"blocks.{layer}.hook_attn_out", out_rescale_hook(cfg.out_rescale_len))
 
 
 def check_tokens(embed: torch.nn.Module, args: tuple) -> None:

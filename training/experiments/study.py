@@ -41,7 +41,8 @@ from training import atomic
 from training.errors import ConfigError, WorkbenchError
 from training.scoped import num_threads, optuna_quiet
 
-from .sweep import _candidates, _count, exit_with_parent, heartbeat_settings, make_storage, read_json
+from .sweep import (_candidates, _count, check_shared_keys, exit_with_parent, heartbeat_settings, make_storage,
+                    read_json, trial_config)
 
 STUDY_FILE = "study.json"
 SPEC_KEYS = {"base", "fixed", "params", "n_configs", "seed", "seeds", "dropouts", "targets", "averagers",
@@ -77,15 +78,9 @@ def check_spec(spec, where: str) -> None:
     unknown = sorted(set(spec) - SPEC_KEYS, key=str)
     if unknown:
         raise ConfigError(f"{where}: unknown key '{unknown[0]}'")
-    for key in ("n_configs", "max_failures", "measure_sets"):
-        value = spec.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
     if "n_configs" not in spec:
         raise ConfigError(f"{where} has no n_configs (the number of base configs to draw)")
-    seed = spec.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    check_shared_keys(spec, where, ("n_configs", "max_failures", "measure_sets"))
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
     _list_of(spec, "seeds", is_int, "non-negative integers", where)
     dropouts = _list_of(spec, "dropouts", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
@@ -101,14 +96,7 @@ def check_spec(spec, where: str) -> None:
             or region.get("range", "in_range") not in ("in_range", "beyond")
             or not isinstance(region.get("max", 0.05), (int, float)) or isinstance(region.get("max"), bool)):
         raise ConfigError(f"{where}: region must be {{\"metric\": \"tv\", \"range\": \"in_range\", \"max\": 0.05, \"note\": ...}}")
-    if not isinstance(spec.get("base", "demo"), str):
-        raise ConfigError(f"{where}: base must be a preset name or a .json path, got {spec['base']!r}")
-    fixed = spec.get("fixed", [])
-    if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
-        raise ConfigError(f"{where}: fixed must be a list of 'section.key=value' strings")
     params = spec.get("params", {})
-    if not isinstance(params, dict):
-        raise ConfigError(f"{where}: params must be an object of 'section.key': {{type, ...}}")
     variants = spec.get("variants", {REFERENCE: []})
     if (not isinstance(variants, dict) or REFERENCE not in variants
             or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in variants.values())
@@ -123,11 +111,7 @@ def check_spec(spec, where: str) -> None:
         for value in _candidates(key, spec_k, where):
             _arm_or_error(spec, {key: value}, where, f"params.{key} = {value!r}")
     for name in spec.get("variants", {}):
-        try:
-            arm_config(spec, {}, {"seed": spec["seeds"][0], "dropout": max(spec["dropouts"]), "target": spec["targets"][0],
-                                  "variant": name})
-        except ConfigError as e:
-            raise ConfigError(f"{where}: variants.{name}: {e}") from None
+        _arm_or_error(spec, {}, where, f"variants.{name}", variant=name)
     cfg = _arm_or_error(spec, {}, where, "base and fixed settings")
     if cfg.kind != "set_complement":
         raise ConfigError(f"{where}: the study runs on the set complement task, not {cfg.kind!r}")
@@ -135,10 +119,10 @@ def check_spec(spec, where: str) -> None:
         raise ConfigError(f"{where}: averagers is empty: every arm must carry the averagers the study compares")
 
 
-def _arm_or_error(spec: dict, values: dict, where: str, what: str):
+def _arm_or_error(spec: dict, values: dict, where: str, what: str, variant: str = REFERENCE):
     try:
         return arm_config(spec, values, {"seed": spec["seeds"][0], "dropout": max(spec["dropouts"]),
-                                         "target": spec["targets"][0]})
+                                         "target": spec["targets"][0], "variant": variant})
     except ConfigError as e:
         raise ConfigError(f"{where}: {what}: {e}") from None
 
@@ -147,15 +131,10 @@ def arm_config(spec: dict, values: dict, arm: dict):
     """The run config of one arm of the config ``values`` (sampled parameter values): the base,
     the fixed settings, the sampled values, the arm's variant overrides, then its seed, dropout and
     target, every averager on."""
-    from training.config import load_config, preset_path
-
-    base = spec.get("base", "demo")
-    base_path = preset_path(base) if not str(base).endswith(".json") else Path(base)
     variant = spec.get("variants", {}).get(arm.get("variant", REFERENCE), [])
     own = {"train.seed": arm["seed"], "model.attn_dropout": arm["dropout"], "task.target": arm["target"],
            "averagers": spec.get("averagers", []), "averaging.mode": "none"}
-    return load_config(base_path, list(spec.get("fixed", [])) + [f"{k}={json.dumps(v)}" for k, v in values.items()]
-                       + list(variant) + [f"{k}={json.dumps(v)}" for k, v in own.items()])
+    return trial_config(spec, values, list(variant) + [f"{k}={json.dumps(v)}" for k, v in own.items()])
 
 
 def arms(spec: dict) -> list[dict]:

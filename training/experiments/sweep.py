@@ -67,21 +67,8 @@ def check_space(space, where: str) -> None:
         raise ConfigError(f"{where}: unknown key '{sorted(unknown, key=str)[0]}'")
     if "n_trials" not in space:
         raise ConfigError(f"{where} has no n_trials (the number of completed trials to reach)")
-    for key in ("n_trials", "max_failures"):
-        value = space.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
-    seed = space.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}")
-    if not isinstance(space.get("base", "demo"), str):
-        raise ConfigError(f"{where}: base must be a preset name or a .json path, got {space['base']!r}")
-    fixed = space.get("fixed", [])
-    if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
-        raise ConfigError(f"{where}: fixed must be a list of 'section.key=value' strings")
+    check_shared_keys(space, where, ("n_trials", "max_failures"))
     params = space.get("params", {})
-    if not isinstance(params, dict):
-        raise ConfigError(f"{where}: params must be an object of 'section.key': {{type, ...}}")
     try:
         trial_config(space, {})
     except ConfigError as e:
@@ -92,6 +79,25 @@ def check_space(space, where: str) -> None:
                 trial_config(space, {key: value})
             except ConfigError as e:
                 raise ConfigError(f"{where}: params.{key} = {value!r}: {e}") from None
+
+
+def check_shared_keys(spec: dict, where: str, counts: tuple[str, ...]) -> None:
+    """The checks a search space and a study file share: the ``counts`` keys positive integers, a
+    non-negative seed, a base preset name or path, a list of fixed overrides, a params object."""
+    for key in counts:
+        value = spec.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(spec.get("base", "demo"), str):
+        raise ConfigError(f"{where}: base must be a preset name or a .json path, got {spec['base']!r}")
+    fixed = spec.get("fixed", [])
+    if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
+        raise ConfigError(f"{where}: fixed must be a list of 'section.key=value' strings")
+    if not isinstance(spec.get("params", {}), dict):
+        raise ConfigError(f"{where}: params must be an object of 'section.key': {{type, ...}}")
 
 
 def _number(x) -> bool:
@@ -135,12 +141,15 @@ def _suggest(trial, key: str, spec: dict):
     return trial.suggest_categorical(key, spec["values"])
 
 
-def trial_config(space: dict, values: dict):
+def trial_config(space: dict, values: dict, extra: list[str] = ()):
+    """The run config of the space's base with its fixed overrides, then ``values`` (key: value),
+    then ``extra`` ('section.key=value' strings)."""
     from training.config import load_config, preset_path
 
     base = space.get("base", "demo")
     base_path = preset_path(base) if not str(base).endswith(".json") else Path(base)
-    return load_config(base_path, list(space.get("fixed", [])) + [f"{k}={json.dumps(v)}" for k, v in values.items()])
+    return load_config(base_path, list(space.get("fixed", [])) + [f"{k}={json.dumps(v)}" for k, v in values.items()]
+                       + list(extra))
 
 
 def objective_factory(space: dict, sweep_dir: Path):
