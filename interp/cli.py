@@ -103,7 +103,8 @@ def cmd_study_report(args) -> int:
 
     if args.boot < 100:
         raise WorkbenchError(f"--boot must be at least 100, got {args.boot}")
-    result = study_report(args.study_dir, args.out, args.json, n_boot=args.boot)
+    strata = [k for k in args.strata.split(",") if k] if args.strata is not None else None
+    result = study_report(args.study_dir, args.out, args.json, n_boot=args.boot, strata=strata)
     print(format_report(result, args.study_dir))
     out = args.out or Path(args.study_dir) / "report"
     print(f"wrote {out}/study_report.txt, {args.json or out / 'study_report.json'}, "
@@ -214,6 +215,9 @@ def build_parser() -> Parser:
     ss.add_argument("--out", type=Path, help="folder for the report and figures (default: STUDY_DIR/report)")
     ss.add_argument("--json", type=Path, help="write every effect, interval and verdict here (default: OUT/study_report.json)")
     ss.add_argument("--boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    ss.add_argument("--strata", metavar="KEY[,KEY]",
+                    help="resample configs within strata of these sampled choice parameters (e.g. model.n_heads); "
+                         "post hoc unless the study file balanced over them; an empty string turns strata off")
     ss.set_defaults(handler=cmd_study_report)
 
     d = sub.add_parser("dim-scan", help="train across d_model x d_head; smallest widths reaching a target in-range TV")

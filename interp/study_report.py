@@ -36,7 +36,7 @@ import numpy as np
 
 from training import atomic
 
-from training.experiments.study import DEFAULT_REGION, REFERENCE
+from training.experiments.study import DEFAULT_REGION, REFERENCE, stratum
 
 from .study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict, z_of
 
@@ -150,18 +150,31 @@ def is_claim(e: dict) -> bool:
     return e["family"] == "dropout" and e["measure"] == "norm_entropy"  # the dispersion mechanism
 
 
-def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000, seed: int = 0) -> dict:
-    """Effects, intervals and verdicts of a study's arm records (see the module docstring)."""
+def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000, seed: int = 0,
+            configs: list[dict] | None = None) -> dict:
+    """Effects, intervals and verdicts of a study's arm records (see the module docstring).
+
+    When ``spec`` names ``strata``, ``configs`` (the drawn values, by index) label each config's
+    stratum: intervals resample within strata and each effect also gets its mean per stratum."""
     delta = float(spec.get("delta", 0.02))
     values = arm_values(records)
     present = sorted({r["config"] for r in records})
     kept, excluded = convergence(values, spec, present)
+    strata = spec.get("strata") or None
+    if strata and configs is None:
+        raise ValueError("a stratified study needs its configs to label the strata")
+    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(strata, stratum(spec, configs[c]))) for c in kept] if strata else None
     effects = []
     for e in effect_series(values, spec, kept):
-        boot = cluster_bootstrap(e.pop("per_config"), n_boot=n_boot, seed=seed)
+        per_config = e.pop("per_config")
+        boot = cluster_bootstrap(per_config, n_boot=n_boot, seed=seed, strata=labels)
         lo, hi = boot.interval()
         e.update(estimate=boot.estimate, ci95=[lo, hi], n_configs=len(boot.per_config), sd=boot.sd,
                  per_config=[float(x) for x in boot.per_config], p=boot.p_value(), claim=is_claim(e))
+        if labels:
+            e["by_stratum"] = {g: float(np.nanmean([x for x, l in zip(per_config, labels) if l == g]))
+                               if any(l == g and math.isfinite(x) for x, l in zip(per_config, labels)) else float("nan")
+                               for g in dict.fromkeys(labels)}
         e["_boot"] = boot
         effects.append(e)
     claims = [e for e in effects if e["claim"] and math.isfinite(e["estimate"])]
@@ -182,7 +195,8 @@ def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000
                           "met": bool(widths) and max(widths) <= target_hw}
     return {"delta": delta, "n_configs": n_configs, "configs_with_results": present, "kept_configs": kept,
             "excluded_configs": excluded, "failures": failures(records, spec), "effects": effects, "budget": budget,
-            "n_claims": len(claims), "region": spec.get("region", {})}
+            "n_claims": len(claims), "region": spec.get("region", {}), "strata": strata or [],
+            "post_hoc_strata": bool(spec.get("_post_hoc_strata"))}
 
 
 def failures(records: list[dict], spec: dict) -> dict:
@@ -206,6 +220,10 @@ def format_report(result: dict, study_dir: str | Path) -> str:
              f"{len(result['kept_configs'])} kept (baseline converged)"]
     for x in result["excluded_configs"]:
         lines.append(f"  left out config {x['config']}: {x['reason']}")
+    if result.get("strata"):
+        kind = ("POST HOC: the study did not balance its configs over these; read the intervals as exploratory"
+                if result.get("post_hoc_strata") else "the design balanced its configs over these")
+        lines.append(f"intervals resample configs within strata of {', '.join(result['strata'])} ({kind})")
     failed = {k: v for k, v in result["failures"].items() if v["failed"]}
     lines.append("failed arms: " + (", ".join(f"{k}: {v['failed']} of {v['of']}" for k, v in failed.items()) or "none"))
     few = len(result["kept_configs"]) < MIN_CONFIGS
@@ -230,6 +248,13 @@ def format_report(result: dict, study_dir: str | Path) -> str:
         if e["target"] not in ("sampled", "both") or not math.isfinite(e["estimate"]):
             continue
         lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]")
+    if result.get("strata"):
+        groups = list(next((e["by_stratum"] for e in result["effects"] if e.get("by_stratum")), {}))
+        lines += ["", "claims by stratum (mean of per-config differences; no intervals)",
+                  f"{'effect':<50}" + "".join(f"{g:>14}" for g in groups)]
+        for e in result["effects"]:
+            if e["claim"] and math.isfinite(e["estimate"]):
+                lines.append(f"{label(e):<50}" + "".join(f"{e['by_stratum'][g]:>+14.4f}" for g in groups))
     lines.append("")
     for family, b in result["budget"].items():
         hw = "n/a" if b["max_half_width"] is None else f"{b['max_half_width']:.4f}"
@@ -345,17 +370,25 @@ def _train_range(records: list[dict]):
 
 
 def study_report(study_dir: str | Path, out: str | Path | None = None, json_path: str | Path | None = None,
-                 n_boot: int = 10000) -> dict:
+                 n_boot: int = 10000, strata: list[str] | None = None) -> dict:
     """Analyse the study in ``study_dir``; write the figures (and ``--json``) under ``out``
-    (default ``study_dir/report``); returns the result."""
-    from training.experiments.study import completed_records, open_study
+    (default ``study_dir/report``); returns the result.
+
+    ``strata`` re-analyses a study with intervals stratified by sampled choice parameters it did
+    not balance over: post hoc, and marked so in the report."""
+    from training.experiments.study import check_strata, completed_records, open_study
 
     from .visualize import save_figure
 
     study_dir = Path(study_dir)
     spec, configs, study = open_study(study_dir)
+    if strata is not None:
+        spec = {**spec, "strata": list(strata), "_post_hoc_strata": spec.get("strata") != list(strata)}
+        # post hoc strata need not fill the cells evenly (n_configs 0 passes that check); the
+        # parameters must still be sampled choices
+        check_strata({**spec, "n_configs": 0}, "--strata")
     records = completed_records(study)
-    result = analyse(records, spec, len(configs), n_boot=n_boot)
+    result = analyse(records, spec, len(configs), n_boot=n_boot, configs=configs)
     out = Path(out) if out else study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     files = []

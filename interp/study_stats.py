@@ -7,6 +7,12 @@ difference over seeds, and over dropout rates where they are pooled). The effect
 those numbers; its interval comes from resampling configs with replacement (a one-stage cluster
 bootstrap, percentile interval).
 
+A study whose configs are balanced over ``strata`` (permuted blocks over, say, the number of
+heads) is resampled within each stratum, keeping every stratum's count: the stratified bootstrap
+of a stratified design. The estimate is still the plain mean over configs; only the part of the
+spread that the design fixed (how many configs each stratum has) leaves the interval. The spread
+that sets the number of configs needed is then the pooled within-stratum SD.
+
 Verdicts compare an interval with 0 and with the smallest effect of interest ``delta``:
 
 - *supported*: the interval lies below 0 (every claim is phrased so that lower is the study's
@@ -38,6 +44,7 @@ class Bootstrap:
     estimate: float
     samples: np.ndarray
     per_config: np.ndarray
+    strata: np.ndarray | None = None
 
     def interval(self, alpha: float = 0.05) -> tuple[float, float]:
         lo, hi = np.quantile(self.samples, [alpha / 2, 1 - alpha / 2])
@@ -52,20 +59,43 @@ class Bootstrap:
 
     @property
     def sd(self) -> float:
-        """Spread of the per-config values (what the number of configs must beat)."""
-        return float(np.std(self.per_config, ddof=1)) if len(self.per_config) > 1 else float("nan")
+        """Spread of the per-config values (what the number of configs must beat): their SD, or
+        with strata the pooled within-stratum SD."""
+        x = self.per_config
+        if self.strata is None:
+            return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+        levels = np.unique(self.strata)
+        dof = len(x) - len(levels)
+        if dof < 1:
+            return float("nan")
+        ss = sum(((x[self.strata == g] - x[self.strata == g].mean()) ** 2).sum() for g in levels)
+        return float(np.sqrt(ss / dof))
 
 
-def cluster_bootstrap(per_config, n_boot: int = 4000, seed: int = 0) -> Bootstrap:
+def cluster_bootstrap(per_config, n_boot: int = 4000, seed: int = 0, strata=None) -> Bootstrap:
     """Resample configs with replacement; the mean of their values, ``n_boot`` times (one
-    vectorised draw of indices, no loop over resamples)."""
+    vectorised draw of indices per stratum, no loop over resamples).
+
+    ``strata`` (one label per config) resamples within each label, keeping its count. A stratum
+    left with a single config would add no spread at all, so then the resampling ignores the
+    strata. Configs whose value is not finite (a failed side) are left out before resampling."""
     x = np.asarray(per_config, dtype=float)
-    x = x[np.isfinite(x)]
+    ok = np.isfinite(x)
+    labels = None if strata is None else np.asarray([str(s) for s in strata])[ok]
+    x = x[ok]
+    if labels is not None and np.unique(labels, return_counts=True)[1].min(initial=2) < 2:
+        labels = None
     if len(x) == 0:
-        return Bootstrap(float("nan"), np.array([np.nan]), x)
+        return Bootstrap(float("nan"), np.array([np.nan]), x, labels)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    return Bootstrap(float(x.mean()), x[idx].mean(axis=1), x)
+    if labels is None:
+        idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+        return Bootstrap(float(x.mean()), x[idx].mean(axis=1), x)
+    total = np.zeros(n_boot)
+    for g in np.unique(labels):
+        xs = x[labels == g]
+        total += xs[rng.integers(0, len(xs), size=(n_boot, len(xs)))].sum(axis=1)
+    return Bootstrap(float(x.mean()), total / len(x), x, labels)
 
 
 def holm_adjusted(pvalues: list[float]) -> list[float]:

@@ -42,6 +42,24 @@ def test_quick_spec_is_valid_and_draws_are_reproducible():
     assert {"baseline", "prenorm", "postnorm", "ssmax", "out_rescale"} == set(remedies["variants"])
 
 
+def test_strata_balance_the_draws_in_permuted_blocks():
+    spec = load_spec(preset_path("study_quick"))
+    spec["n_configs"] = 8
+    plain = draw_configs(spec)
+    spec["strata"] = ["train.batch_size"]
+    from training.experiments.study import check_spec
+
+    check_spec(spec, "spec")  # a valid study file: 8 configs fill the 2 cells equally
+    balanced = draw_configs(spec)
+    # every block of two configs holds each batch size once; the other parameters are the
+    # unstratified draws
+    for start in range(0, 8, 2):
+        assert sorted(c["train.batch_size"] for c in balanced[start:start + 2]) == [32, 64]
+    assert [c["train.lr"] for c in balanced] == [c["train.lr"] for c in plain]
+    assert draw_configs(spec) == balanced
+    assert load_spec(preset_path("study_default"))["strata"] == ["model.n_heads"]
+
+
 def test_two_workers_train_every_config_once(tmp_path):
     out = tmp_path / "st"
     from interp.dispersion import study_measures
@@ -122,6 +140,15 @@ def test_failures_are_counted_per_arm(tmp_path, monkeypatch, capsys):
     result = study_report(tmp_path / "st", n_boot=200)
     assert result["failures"]["dropout 0.2, sampled"] == {"failed": 4, "of": 4}
     assert result["failures"]["dropout 0, exact"] == {"failed": 0, "of": 4}
+    # a post hoc re-analysis within strata says so; a parameter that is not a sampled choice is
+    # a one-line error
+    from interp.cli import main as interp_main
+
+    assert interp_main(["study-report", str(tmp_path / "st"), "--boot", "200", "--strata", "train.batch_size"]) == 0
+    assert "within strata of train.batch_size (POST HOC" in capsys.readouterr().out
+    assert interp_main(["study-report", str(tmp_path / "st"), "--strata", "train.lr"]) == 2
+    err = capsys.readouterr().err
+    assert "'train.lr' is not a sampled choice parameter" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("change, words", [
@@ -132,6 +159,8 @@ def test_failures_are_counted_per_arm(tmp_path, monkeypatch, capsys):
     ({"delta": 0}, "delta"),
     ({"averagers": []}, "averagers is empty"),
     ({"params": {"train.lr": {"type": "loguniform", "low": -1, "high": 1}}}, "must be positive"),
+    ({"strata": ["train.lr"]}, "'train.lr' is not a sampled choice parameter"),
+    ({"strata": ["train.batch_size"], "n_configs": 5}, "must be a multiple of the 2 strata cells"),
 ])
 def test_bad_study_files_are_one_line_errors(tmp_path, capsys, change, words):
     spec = load_spec(preset_path("study_quick"))

@@ -6,8 +6,9 @@ buried in config-to-config spread (residual SD about 0.04 TV against a paired SD
 Here every comparison is paired:
 
 - ``n_configs`` base configs (widths, learning rate, batch size, weight decay) are drawn once,
-  from the study file's converged region, with a seeded generator; they are written to
-  ``study.json``, so the design is readable and diffable before anything trains;
+  from the study file's converged region, with a seeded generator, balanced over the ``strata``
+  parameters when the file names any; they are written to ``study.json``, so the design is
+  readable and diffable before anything trains;
 - each config trains every arm: ``seeds`` x attention dropout ``dropouts`` x target ``targets``.
   Arms of one config and seed share initialisation and batches (the target changes the loss
   only), so dropout and target differences are paired;
@@ -29,6 +30,7 @@ Worker processes stay alive across configs (Optuna's loop runs inside each).
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -46,7 +48,7 @@ from .sweep import (_candidates, _count, check_shared_keys, exit_with_parent, he
 
 STUDY_FILE = "study.json"
 SPEC_KEYS = {"base", "fixed", "params", "n_configs", "seed", "seeds", "dropouts", "targets", "averagers",
-             "region", "delta", "measure_sets", "max_failures", "note", "variants"}
+             "region", "delta", "measure_sets", "max_failures", "note", "variants", "strata"}
 REFERENCE = "baseline"
 """The variant every other variant is paired against (a study without ``variants`` has only it)."""
 DEFAULT_REGION = {"metric": "tv", "range": "in_range", "max": 0.05}
@@ -112,6 +114,7 @@ def check_spec(spec, where: str) -> None:
             _arm_or_error(spec, {key: value}, where, f"params.{key} = {value!r}")
     for name in spec.get("variants", {}):
         _arm_or_error(spec, {}, where, f"variants.{name}", variant=name)
+    check_strata(spec, where)
     cfg = _arm_or_error(spec, {}, where, "base and fixed settings")
     if cfg.kind != "set_complement":
         raise ConfigError(f"{where}: the study runs on the set complement task, not {cfg.kind!r}")
@@ -149,8 +152,38 @@ def arm_name(arm: dict) -> str:
     return f"{variant}s{arm['seed']}_p{arm['dropout']:g}_{arm['target']}"
 
 
+def strata_cells(spec: dict) -> list[tuple]:
+    """Every combination of the stratifying parameters' choices, in the study file's order."""
+    return list(itertools.product(*(spec["params"][k]["values"] for k in spec.get("strata", []))))
+
+
+def check_strata(spec: dict, where: str) -> None:
+    """``strata`` names sampled ``choice`` parameters, and ``n_configs`` fills every cell equally."""
+    strata = spec.get("strata", [])
+    if not isinstance(strata, list) or len(set(map(str, strata))) != len(strata):
+        raise ConfigError(f"{where}: strata must be a list of distinct sampled choice parameters")
+    for key in strata:
+        if not isinstance(key, str) or spec.get("params", {}).get(key, {}).get("type") != "choice":
+            raise ConfigError(f"{where}: strata entry {key!r} is not a sampled choice parameter under params")
+    cells = len(strata_cells(spec))
+    if spec["n_configs"] % cells:
+        raise ConfigError(f"{where}: n_configs ({spec['n_configs']}) must be a multiple of the {cells} strata cells, "
+                          "so every cell gets the same number of configs")
+
+
+def stratum(spec: dict, values: dict) -> tuple:
+    """The stratum (cell) of one drawn config: its values of the stratifying parameters."""
+    return tuple(values[k] for k in spec.get("strata", []))
+
+
 def draw_configs(spec: dict) -> list[dict]:
-    """``n_configs`` parameter draws from the region, reproducible from the study's seed."""
+    """``n_configs`` parameter draws from the region, reproducible from the study's seed.
+
+    With ``strata``, the stratifying parameters are not drawn independently: every block of
+    as many configs as there are cells takes each cell once, in a shuffled order (permuted
+    blocks), so the cells are balanced. The report then resamples configs within cells: a
+    parameter that moves an effect a lot (one head or two, for dropout) no longer widens its
+    interval by chance imbalance, while the estimate stays the plain mean over configs."""
     import math
 
     rng = random.Random(spec.get("seed", 0))
@@ -167,6 +200,12 @@ def draw_configs(spec: dict) -> list[dict]:
             else:
                 values[key] = rng.choice(p["values"])
         out.append(values)
+    if spec.get("strata"):
+        cells = strata_cells(spec)
+        for start in range(0, len(out), len(cells)):
+            block = rng.sample(cells, len(cells))
+            for values, cell in zip(out[start:start + len(cells)], block):
+                values.update(zip(spec["strata"], cell))
     return out
 
 
