@@ -6,7 +6,10 @@ token embedding, the positional embedding and the summed biases. TransformerLens
 divides it by the cached final-LayerNorm scale); unembedding each part gives that component's
 *direct* contribution to the logits, and the parts add up to the logits exactly. (With a
 weighted final LayerNorm, its weight is folded into the unembedding and its bias, with ``b_U``,
-into the bias component.)
+into the bias component.) A Post-Norm or output-rescaled model's final stream is not that sum,
+so its components are read out through ``interp/readout.py`` instead: each carried through every
+later norm with frozen scales, the norms' biases joining the bias component. Same labels, and the
+parts still add up to the logits.
 
 Each component's logits are then scored by the task's own ``evaluate``, through a stand-in model
 (as the logit lens does): the valid-minus-invalid ``gap`` at every set length, or legal-minus-
@@ -33,9 +36,8 @@ def component_logits(model, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Ten
     (``L{l}H{h}``, ``{l}_mlp_out``, ``embed``, ``pos_embed``, ``bias``); they sum to the logits."""
     from training.models import additive_readout_problem
 
-    problem = additive_readout_problem(model)
-    if problem is not None:
-        raise ValueError(f"direct logit attribution does not apply to this model: {problem}")
+    if additive_readout_problem(model) is not None:
+        return _readout_components(model, tokens)
     _, cache = model.run_with_cache(tokens)
     norm = model.cfg.normalization_type
     if norm not in (None, "LN", "LNPre"):
@@ -51,6 +53,34 @@ def component_logits(model, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Ten
         labels = [*labels, "bias"]
     logits[labels.index("bias")] += const
     return logits, labels
+
+
+def _readout_components(model, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "component batch pos vocab"], list[str]]:
+    """``component_logits`` through the frozen-scale readout, in TransformerLens's label order."""
+    from .readout import EMBED, Readout, attn_point, mlp_point
+
+    cfg = model.cfg
+    _, cache = model.run_with_cache(tokens)
+    R = Readout(model, cache, slice(None))
+    parts, labels = [], []
+    for layer in range(cfg.n_layers):
+        result = torch.einsum("bphd,hdm->bphm", cache[f"blocks.{layer}.attn.hook_z"], model.W_O[layer])
+        per_head = R.unembed(result, attn_point(layer))  # [b, pos, head, vocab]
+        for h in range(cfg.n_heads):
+            parts.append(R.scaled(per_head[:, :, h], attn_point(layer)))
+            labels.append(f"L{layer}H{h}")
+    if not cfg.attn_only:
+        for layer in range(cfg.n_layers):
+            parts.append(R.logits(cache[f"blocks.{layer}.hook_mlp_out"], mlp_point(layer)))
+            labels.append(f"{layer}_mlp_out")
+    parts.append(R.logits(cache["hook_embed"], EMBED))
+    labels.append("embed")
+    if "hook_pos_embed" in cache.cache_dict:
+        parts.append(R.logits(cache["hook_pos_embed"], EMBED))
+        labels.append("pos_embed")
+    parts.append(R.bias())
+    labels.append("bias")
+    return torch.stack(parts), labels
 
 
 class ComponentModel(torch.nn.Module):

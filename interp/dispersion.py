@@ -10,8 +10,9 @@ remedy changed *how* the model spreads its attention and its logit displacement 
 - ``gap_law``: s * gap(s) / (2 * gap(2)). Under uniform attention s * gap(s) is constant for *any*
   B and D, so this shows uniform attention, not balance; it is reported, never called balance;
 - ``self_displacement_cv``: per head, the coefficient of variation across tokens of each token's
-  self-displacement D[t][t] - mean_j D[t][j] (0 = perfectly balanced); NaN for a model whose
-  readout is not additive (Post-Norm, output rescaling), where D is not defined.
+  self-displacement D[t][t] - mean_j D[t][j] (0 = perfectly balanced). Through Post-Norm or
+  output rescaling, D[t] is read through the frozen norms (``interp/readout.py``), leaving out the
+  per-query scalar that multiplies every token alike, so the CV compares with a pre-norm model's.
 
 Everything is read off the existing probes (``attention_entropy``, ``evaluate_lengths``,
 ``displacement_by_length``) on the same fixed-seed sets.
@@ -71,19 +72,19 @@ def _law(values: list[float], lengths: list[int]) -> list[float]:
 
 def dispersion(model, task: SetComplementTask, sets_per_length: int = 1024, seed: int = 0) -> Dispersion:
     """Every dispersion measure of a set-complement model at every length."""
-    from training.models import additive_readout_problem
+    return dispersion_from(evaluate_lengths(model, task, sets_per_length=sets_per_length, seed=seed),
+                           attention_entropy(model, task, sets_per_length=sets_per_length, seed=seed),
+                           displacement_by_length(model, task, sets_per_length=sets_per_length, seed=seed))
 
-    metrics = evaluate_lengths(model, task, sets_per_length=sets_per_length, seed=seed)
-    entropy = attention_entropy(model, task, sets_per_length=sets_per_length, seed=seed)
+
+def dispersion_from(metrics, entropy, disp) -> Dispersion:
+    """The dispersion measures read off probes already run (``evaluate_lengths``,
+    ``attention_entropy``, ``displacement_by_length`` on the same sets), as ``interp report`` has."""
     lengths = metrics.lengths
     norm = [[entropy.series(layer, head, "norm_entropy_mean") for head in range(entropy.n_heads)]
             for layer in range(entropy.n_layers)]
-    if additive_readout_problem(model) is None:
-        disp = displacement_by_length(model, task, sets_per_length=sets_per_length, seed=seed)
-        cv = [[b["cv"] for b in disp.balance if b["what"] == "D_self" and b["layer"] == layer]
-              for layer in range(entropy.n_layers)]
-    else:  # the per-token displacement is not defined through Post-Norm or output rescaling
-        cv = [[float("nan")] * entropy.n_heads for _ in range(entropy.n_layers)]
+    cv = [[b["cv"] for b in disp.balance if b["what"] == "D_self" and b["layer"] == layer]
+          for layer in range(entropy.n_layers)]
     return Dispersion(lengths, metrics.train_range, norm, _law(metrics.values["margin"], lengths),
                       _law(metrics.values["gap"], lengths), cv)
 

@@ -7,9 +7,11 @@ displacement* ``D``. ``decompose_logits`` makes that split exact for any ``Hooke
 
     logits = direct + pos + sum_{layer, head, source} heads + sum_layer mlp + bias
 
-where ``heads[layer, head, k] = pattern[head, q, k] * U(v_k W_O)``, ``U`` the unembedding after
-the final LayerNorm with its scale frozen from the forward pass (centering is linear; dividing by
-the cached scale is a per-position constant), so the parts sum to the logits to float precision.
+where ``heads[layer, head, k] = pattern[head, q, k] * U(v_k W_O)``, ``U`` the unembedding through
+every later norm with its scale frozen from the forward pass (``interp/readout.py``: the final
+LayerNorm, or each Post-Norm LayerNorm, and output rescaling), so the parts sum to the logits to
+float precision. ``D[t] = U(v_t W_O)`` leaves out the per-query scalar (frozen ``1/s`` and the
+rescale factor), so it stays a property of the token.
 
 ``displacement_by_length`` aggregates this over many sets per length: the mean head displacement
 of invalid tokens (set members) and valid tokens and their gap, the direct-path gap, the total gap
@@ -35,31 +37,7 @@ from training.scoped import eval_mode, model_device
 from training.tasks.set_complement import SetComplementTask
 from training.tasks.set_complement_eval import set_batches
 
-
-class _Unembed:
-    """Maps residual-stream vectors to logits through the final norm with a frozen scale."""
-
-    def __init__(self, model):
-        from training.models import additive_readout_problem
-
-        problem = additive_readout_problem(model)
-        if problem is not None:
-            raise ValueError(f"the exact logit decomposition does not apply to this model: {problem}")
-        cfg = model.cfg
-        self.norm = cfg.normalization_type
-        if self.norm not in (None, "LN", "LNPre"):
-            raise ValueError(f"displacement decomposition supports LN, LNPre or no norm, not {self.norm}")
-        W_U = model.W_U
-        self.ln_b = None
-        if self.norm == "LN":
-            W_U = model.ln_final.w[:, None] * W_U
-            self.ln_b = model.ln_final.b @ model.W_U
-        self.W_U, self.b_U = W_U, model.b_U
-
-    def __call__(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab_out"]:
-        if self.norm is not None:
-            x = x - x.mean(-1, keepdim=True)
-        return x @ self.W_U
+from .readout import EMBED, Readout, attn_point, mlp_point, scale_hook_names
 
 
 def _hook_names(model) -> list[str]:
@@ -68,9 +46,7 @@ def _hook_names(model) -> list[str]:
         names += [f"blocks.{layer}.attn.hook_v", f"blocks.{layer}.attn.hook_pattern"]
         if not model.cfg.attn_only:
             names.append(f"blocks.{layer}.hook_mlp_out")
-    if model.cfg.normalization_type is not None:
-        names.append("ln_final.hook_scale")
-    return names
+    return names + scale_hook_names(model)
 
 
 @dataclass
@@ -89,34 +65,23 @@ class LogitDecomposition:
 
 
 def _parts(model, cache, q: slice | int):
-    """Shared core: direct, pos, per-source heads, mlp and bias parts at query positions ``q``."""
-    U = _Unembed(model)
-    cfg = model.cfg
-    scale = cache["ln_final.hook_scale"] if cfg.normalization_type else None  # [b, pos, 1]
-
-    def div(x, qs):
-        """Divide by the frozen final-norm scale; x is [batch, (query,) ...]."""
-        if scale is None:
-            return x
-        sq = scale[:, qs]  # [b, 1] or [b, q, 1]
-        return x / sq.reshape(sq.shape[:-1] + (1,) * (x.ndim - sq.ndim + 1))
-
-    direct = div(U(cache["hook_embed"][:, q]), q)
+    """Shared core: direct, pos, per-source heads, mlp and bias parts at query positions ``q``,
+    and the ``Readout`` whose ``scaled(x, attn_point(layer))`` finishes a head part once the
+    attention pattern has weighted it."""
+    R = Readout(model, cache, q)
+    direct = R.logits(cache["hook_embed"][:, q], EMBED)
     # rotary models have no positional embedding in the residual stream
-    pos = div(U(cache["hook_pos_embed"][:, q]), q) if "hook_pos_embed" in cache.cache_dict else torch.zeros_like(direct)
+    pos = R.logits(cache["hook_pos_embed"][:, q], EMBED) if "hook_pos_embed" in cache.cache_dict else torch.zeros_like(direct)
     heads, mlp = [], []
-    bias = U(sum(model.b_O[layer] for layer in range(cfg.n_layers)))
-    for layer in range(cfg.n_layers):
+    for layer in range(model.cfg.n_layers):
         v = cache[f"blocks.{layer}.attn.hook_v"]  # [b, key, head, d_head]
         ov = torch.einsum("bkhd,hdm->bkhm", v, model.W_O[layer])
-        ov_logits = U(ov)  # [b, key, head, vocab], unweighted OV displacement of each source
+        ov_logits = R.unembed(ov, attn_point(layer))  # [b, key, head, vocab], unweighted OV displacement of each source
         pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, q]  # [b, head, (q,) key]
         heads.append((pattern, ov_logits))
-        if not cfg.attn_only:
-            mlp.append(div(U(cache[f"blocks.{layer}.hook_mlp_out"][:, q]), q))
-    extra = U.b_U + (U.ln_b if U.ln_b is not None else 0)
-    bias = div(bias.expand_as(direct), q) + extra
-    return direct, pos, heads, mlp, bias, div
+        if not model.cfg.attn_only:
+            mlp.append(R.logits(cache[f"blocks.{layer}.hook_mlp_out"][:, q], mlp_point(layer)))
+    return direct, pos, heads, mlp, R.bias(), R
 
 
 @torch.no_grad()
@@ -126,11 +91,11 @@ def decompose_logits(model, tokens, position: int = -1) -> LogitDecomposition:
     with eval_mode(model):
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in _hook_names(model))
     q = position % tokens.shape[1]
-    direct, pos, heads, mlp, bias, div = _parts(model, cache, q)
+    direct, pos, heads, mlp, bias, R = _parts(model, cache, q)
     per_source = torch.stack(
-        [pattern[..., None] * ov_logits.permute(0, 2, 1, 3) for pattern, ov_logits in heads], dim=1
+        [R.scaled(pattern[..., None] * ov_logits.permute(0, 2, 1, 3), attn_point(layer))
+         for layer, (pattern, ov_logits) in enumerate(heads)], dim=1
     )  # [b, layer, head, key, vocab]
-    per_source = div(per_source, q)
     mlp_t = torch.stack(mlp, 1) if mlp else torch.zeros(direct.shape[0], 0, direct.shape[-1], device=direct.device)
     return LogitDecomposition(direct, pos, per_source, mlp_t, bias, logits[:, q])
 
@@ -199,9 +164,9 @@ class _Sums:
         off, L = self.task.offset, self.L
         logits, cache = self.model.run_with_cache(batch.tokens, names_filter=lambda n: n in self.names)
         q = slice(off, off + L)
-        direct, pos, heads, mlp, bias, div = _parts(self.model, cache, q)
+        direct, pos, heads, mlp, bias, R = _parts(self.model, cache, q)
         members = self.task.membership(batch.items, self.v)  # [b, L, v]
-        heads_total = self._add_heads(heads, div, q, members, batch.items)
+        heads_total = self._add_heads(heads, R, members, batch.items)
         self.counts.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=self.counts.device))
         mlp_total = sum(mlp) if mlp else torch.zeros_like(direct)
         total = direct + pos + heads_total + mlp_total + bias
@@ -217,14 +182,14 @@ class _Sums:
         bd = (own - (direct.sum(-1) - own) / (self.v - 1)).double()
         self.b_self.index_add_(0, batch.items.reshape(-1), bd.reshape(-1))
 
-    def _add_heads(self, heads, div, q, members, items) -> Tensor:
+    def _add_heads(self, heads, R: Readout, members, items) -> Tensor:
         """Per-head gaps and self-displacements; returns the heads' summed logit contribution."""
         off, L, v = self.task.offset, self.L, self.v
         head_sums = []
         for layer, (pattern, ov_logits) in enumerate(heads):
             # sum over sources: [b, head, L, vocab]
             hs = torch.einsum("bhqk,bkhv->bqhv", pattern, ov_logits)
-            hs = div(hs, q).permute(0, 2, 1, 3)
+            hs = R.scaled(hs, attn_point(layer)).permute(0, 2, 1, 3)
             head_sums.append(hs)
             for h in range(self.n_heads):
                 gv, gi = _gap(hs[:, h], members)

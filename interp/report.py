@@ -3,6 +3,13 @@
 The folder holds ``summary.json`` (the figures a notebook or a person needs), PNG and SVG plots
 (metrics, entropy and displacement against length, interventions, patching), offline attention
 HTML for a few example sets, and a ``README.md`` that links them.
+
+Every set of weights the run saves is measured: raw, and each average (the ``averaging`` section's
+'averaged', or every named averager). The mechanism checks for a remedy (Post-Norm, scalable
+softmax, output rescaling: the model options are in ``summary.json``) are the dispersion measures
+per set of weights: attention entropy, the s * margin(s) and s * gap(s) laws, and the balance (CV)
+of each token's self-displacement; the decompositions read Post-Norm and output-rescaled models
+through their frozen norms (``interp/readout.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from training.tasks.set_complement import SetComplementTask
 from training.tasks.set_complement_eval import evaluate_lengths
 
 from .attention import AttentionStats, attention_entropy
+from .dispersion import Dispersion, dispersion_from
 from .displacement import DisplacementStats, displacement_by_length
 from .interventions import evaluate_interventions
 from .patching import PatchingResult, patch_swap
@@ -46,6 +54,14 @@ class SetReport:
     displacement: dict[str, DisplacementStats]
     interventions: dict[str, LengthMetrics]
     patches: dict[int, PatchingResult]
+    options: dict
+    """The model's workbench options (norm position, scalable softmax, output rescaling)."""
+    patched: str
+    """The weights that patching and the attention views use."""
+
+    @property
+    def mechanism(self) -> dict[str, Dispersion]:
+        return {k: dispersion_from(self.metrics[k], self.entropy[k], self.displacement[k]) for k in self.kinds}
 
     def summary(self, files: list[str]) -> dict:
         lo, hi = self.train_range
@@ -53,6 +69,8 @@ class SetReport:
         return {
             "run_dir": str(self.run_dir),
             "weights": self.kinds,
+            "model_options": self.options,
+            "patched_weights": self.patched,
             "sets_per_length": self.sets,
             "train_range": [lo, hi],
             "max_len": L,
@@ -75,6 +93,8 @@ class SetReport:
                 }
                 for k, d in self.displacement.items()
             },
+            "mechanism": {k: {**d.summary(), "self_displacement_cv": d.self_displacement_cv}
+                          for k, d in self.mechanism.items()},
             "patching": {str(s): {"clean_ld": r.clean_ld, "corrupted_ld": r.corrupted_ld,
                                   "head_out_max": r.head_out.max().item(), "resid_pre_at_swap": r.resid_pre[:, r.swap_position].tolist()}
                          for s, r in self.patches.items()},
@@ -97,9 +117,10 @@ def collect_report(run_dir: str | Path, sets: int = 1024, seed: int = 12345, pro
     cfg = runs.read_run_config(run_dir)
     registry.require(cfg.kind, "set_complement", "report")
     task = SetComplementTask(cfg.task)
-    kinds = ["raw", "averaged"] if cfg.averaging.mode != "none" else ["raw"]
+    kinds = runs.weight_names(cfg)
     models = {k: runs.load_run(run_dir, k) for k in kinds}
-    main = models[kinds[-1]]
+    patched = "averaged" if "averaged" in models else "raw"  # the legacy single average, else raw
+    main = models[patched]
     hi, L = cfg.task.train_max_len, cfg.task.max_eval_len
     steps = tqdm(total=5, desc="report", disable=not progress)
     metrics = {k: evaluate_lengths(m, task, sets_per_length=sets, seed=seed) for k, m in models.items()}
@@ -116,7 +137,7 @@ def collect_report(run_dir: str | Path, sets: int = 1024, seed: int = 12345, pro
     steps.update()
     steps.close()
     report = SetReport(run_dir, kinds, sets, (cfg.task.train_min_len, hi), L, cfg.task.bos, metrics, entropy, disp,
-                       interventions, patches)
+                       interventions, patches, dict(getattr(main, "workbench_options", {})), patched)
     return report, main, task
 
 
@@ -142,7 +163,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, sets: int =
     html = []
     for s in sorted({hi, (hi + L) // 2, L}):
         path = attention_html(main, example.tokens[0, : s + task.offset], out / f"attention_len{s}.html", bos=report.bos,
-                              title=f"{name} ({report.kinds[-1]} weights): a set of {s} items")
+                              title=f"{name} ({report.patched} weights): a set of {s} items")
         html.append(path)
     summary = report.summary(sorted(p.name for p in figures + html))
     atomic.write_json(out / "summary.json", summary)
@@ -167,6 +188,18 @@ def _readme(run_dir, summary, patches, html) -> str:
             continue
         lines.append(f"- {k}: gap(2) = {d['gap_at_2']:.3f}; at the longest length {d['gap_at_max']:.3f} vs {d['theory_gap_at_max']:.3f} "
                      f"predicted; decomposition error {d['max_decomposition_error']:.1e}")
+    options = ", ".join(f"{k} = {v}" for k, v in summary["model_options"].items()) or "none"
+    lines += ["", f"Mechanism checks (model options: {options}): normalised attention entropy of the last position "
+                  "(mean over heads), the margin and gap laws s x(s) / (2 x(2)) (1 = the balanced 1/s decay), and the "
+                  "CV of each token's self-displacement (0 = balanced), in range and beyond:", "",
+              "| weights | entropy in range | entropy beyond | margin law beyond | gap law beyond | self-displacement CV |",
+              "|---|---|---|---|---|---|"]
+    for k, m in summary["mechanism"].items():
+        ir, be = m.get("in_range", {}), m.get("beyond", {})
+        cvs = [c for layer in m["self_displacement_cv"] for c in layer]
+        lines.append(f"| {k} | {ir.get('norm_entropy', float('nan')):.3f} | {be.get('norm_entropy', float('nan')):.3f} | "
+                     f"{be.get('margin_law', float('nan')):.3f} | {be.get('gap_law', float('nan')):.3f} | "
+                     f"{sum(cvs) / len(cvs) if cvs else float('nan'):.3f} |")
     lines += ["", "Figures:", "", "- [metrics against length](metrics_vs_length.png)", "- [attention entropy](entropy_vs_length.png)",
               "- [logit displacement](displacement_vs_length.png)", "- [interventions](interventions.png)"]
     lines += [f"- [patching at length {s}](patching_len{s}.png)" for s in patches]

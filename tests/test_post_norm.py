@@ -80,24 +80,102 @@ def test_post_norm_needs_a_norm():
         ModelConfig(norm_position="post").validate()
 
 
-def test_additive_decompositions_refuse_models_they_do_not_describe():
-    """Post-Norm and output rescaling break the sum that decompose_logits and the attribution rely
-    on: their parts would not add up to the logits."""
+def _random(cfg, seed=3):
+    model = build_model(cfg, 9, 8, 8, seed=seed).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return model
+
+
+def test_post_norm_decomposition_against_hand_computed_parts():
+    """One attention-only layer, x = LN(e + p + attn): with the scale s of the last position
+    computed by hand, the direct part is (C(W_E[t]) w / s) W_U, source k of head h adds
+    a_hk (C(v_k W_O[h]) w / s) W_U, and the constants are (C(b_O) w / s + b) W_U + b_U."""
+    from interp.displacement import decompose_logits
+
+    cfg = ModelConfig(d_model=16, n_heads=2, d_head=8, normalization="LN", norm_position="post")
+    model = _random(cfg)
+    tokens = torch.randint(1, 9, (3, 5), generator=torch.Generator().manual_seed(0))
+    parts = decompose_logits(model, tokens)
+    _, cache = model.run_with_cache(tokens)
+    ln, W_U = model.blocks[0].ln_post_attn, model.W_U
+    x = model.W_E[tokens] + model.W_pos[:5] + cache["blocks.0.hook_attn_out"]
+    s = (x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(1e-5).sqrt()[:, -1]  # [b, 1], TL's eps
+    C = lambda y: y - y.mean(-1, keepdim=True)  # noqa: E731
+    assert torch.allclose(parts.direct, (C(model.W_E[tokens[:, -1]]) * ln.w / s) @ W_U, atol=1e-5)
+    assert torch.allclose(parts.pos, (C(model.W_pos[4].expand(3, -1)) * ln.w / s) @ W_U, atol=1e-5)
+    v, pattern = cache["blocks.0.attn.hook_v"], cache["blocks.0.attn.hook_pattern"][:, :, -1]  # [b,k,h,d], [b,h,k]
+    for h in range(2):
+        want = pattern[:, h, :, None] * ((C(v[:, :, h] @ model.W_O[0, h]) * ln.w / s[:, None]) @ W_U)
+        assert torch.allclose(parts.heads[:, 0, h], want, atol=1e-5)
+    bias = (C(model.b_O[0]).expand(3, -1) * ln.w / s) @ W_U + ln.b @ W_U + model.b_U
+    assert torch.allclose(parts.bias, bias, atol=1e-5)
+    assert torch.allclose(parts.total(), parts.logits, atol=1e-5)
+
+
+def test_output_rescaled_decomposition_against_the_hand_factor():
+    """No norm, output rescaled from 2 positions on: at the 5th position each head part is the
+    plain pattern-weighted OV logit times 5 / 2, and so is b_O's."""
+    from interp.displacement import decompose_logits
+
+    model = _random(ModelConfig(d_model=16, n_heads=2, d_head=8, normalization="none", out_rescale_len=2))
+    tokens = torch.randint(1, 9, (3, 5), generator=torch.Generator().manual_seed(1))
+    parts = decompose_logits(model, tokens)
+    _, cache = model.run_with_cache(tokens)
+    v, pattern = cache["blocks.0.attn.hook_v"], cache["blocks.0.attn.hook_pattern"][:, :, -1]
+    for h in range(2):
+        want = 2.5 * pattern[:, h, :, None] * ((v[:, :, h] @ model.W_O[0, h]) @ model.W_U)
+        assert torch.allclose(parts.heads[:, 0, h], want, atol=1e-5)
+    assert torch.allclose(parts.bias, (2.5 * model.b_O[0] @ model.W_U + model.b_U).expand(3, -1), atol=1e-5)
+    assert torch.allclose(parts.total(), parts.logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("changes", [
+    dict(normalization="LN", norm_position="post", n_layers=2, attn_only=False, d_mlp=32),
+    dict(normalization="LNPre", norm_position="post", n_layers=2),
+    dict(normalization="LN", out_rescale_len=3, n_layers=2, attn_only=False, d_mlp=32),
+    dict(normalization="LN", norm_position="post", out_rescale_len=3),
+])
+def test_every_decomposition_adds_up_through_post_norm_and_rescaling(changes):
+    """The per-source split, the attribution and the dispersion CV apply to Post-Norm and
+    output-rescaled models: their parts sum to the model's own logits at every position."""
     from interp.attribution import component_logits
     from interp.dispersion import dispersion
     from interp.displacement import decompose_logits
     from training.tasks.set_complement import SetComplementConfig, SetComplementTask
 
+    model = _random(ModelConfig(d_model=16, n_heads=2, d_head=8, **changes))
+    tokens = torch.randint(1, 9, (4, 6), generator=torch.Generator().manual_seed(2))
+    logits = model(tokens)
+    for q in range(6):
+        parts = decompose_logits(model, tokens, position=q)
+        assert torch.allclose(parts.total(), logits[:, q], atol=1e-4)
+    stack, labels = component_logits(model, tokens)
+    assert torch.allclose(stack.sum(0), logits, atol=1e-4)
+    assert labels[:2] == ["L0H0", "L0H1"] and labels[-3:] == ["embed", "pos_embed", "bias"]
+    d = dispersion(model, SetComplementTask(SetComplementConfig(v=8, train_max_len=3)), sets_per_length=16)
+    assert math.isfinite(d.self_displacement_cv[0][0]) and math.isfinite(d.margin_law[2])
+
+
+def test_the_readout_matches_transformer_lens_on_a_pre_norm_model():
+    """The frozen-scale readout and TransformerLens's get_full_resid_decomposition(apply_ln=True)
+    are separate implementations of the same split on a pre-norm model."""
+    from interp.attribution import _readout_components, component_logits
+
+    model = _random(ModelConfig(d_model=16, n_heads=2, d_head=8, n_layers=2, attn_only=False, d_mlp=32, normalization="LN"))
+    tokens = torch.randint(1, 9, (4, 6), generator=torch.Generator().manual_seed(4))
+    ours, our_labels = _readout_components(model, tokens)
+    tl, tl_labels = component_logits(model, tokens)
+    assert our_labels == tl_labels
+    assert torch.allclose(ours, tl, atol=1e-5)
+
+
+def test_scalable_softmax_decomposes_too():
+    from interp.displacement import decompose_logits
+
     tokens = torch.randint(1, 9, (4, 6))
-    for cfg in (ModelConfig(d_model=16, d_head=8, normalization="LN", norm_position="post"),
-                ModelConfig(d_model=16, d_head=8, out_rescale_len=3)):
-        model = build_model(cfg, 9, 8, 8, seed=1).eval()
-        with pytest.raises(ValueError, match="does not apply"):
-            decompose_logits(model, tokens)
-        with pytest.raises(ValueError, match="does not apply"):
-            component_logits(model, tokens)
-        d = dispersion(model, SetComplementTask(SetComplementConfig(v=8, train_max_len=3)), sets_per_length=16)
-        assert math.isnan(d.self_displacement_cv[0][0]) and not math.isnan(d.margin_law[2])
     ssmax = build_model(ModelConfig(d_model=16, d_head=8, ssmax=True), 9, 8, 8, seed=1).eval()
     parts = decompose_logits(ssmax, tokens)  # scalable softmax changes only the pattern: still exact
     assert torch.allclose(parts.total(), parts.logits, atol=1e-4)

@@ -1,6 +1,7 @@
 """``python -m interp report`` and ``dim-scan`` end to end on tiny runs."""
 
 import json
+import math
 
 import pytest
 
@@ -86,3 +87,24 @@ def test_dimension_scan_refuses_a_stale_cell(tmp_path, capsys):
     assert second["cells"][0]["tv_in_range"] != first["cells"][0]["tv_in_range"]
     assert runs.read_run_config(tmp_path / "scan" / "dm4_dh2").train.lr == 0.01
     assert interp_main(args + sets + ["--set", "train.lr=0.01"]) == 0  # same config: reused
+
+
+def test_report_on_a_post_norm_run_measures_every_average_and_the_mechanism(tmp_path):
+    """A remedy run (Post-Norm, two named averagers) gets the whole report: every set of weights,
+    an exact decomposition through the post-norm LayerNorms, and the mechanism table."""
+    cfg = tiny_config("model.normalization=LN", "model.norm_position=post", "train.steps=30",
+                      'averagers=[{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": true}, '
+                      '{"name": "extrap", "mode": "extrapolation"}]')
+    run = runs.create_run_dir(tmp_path / "run", cfg)
+    train(cfg, run, progress=False)
+    assert interp_main(["report", str(run), "--sets", "16", "--quiet"]) == 0
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert summary["weights"] == ["raw", "ema", "extrap"] and summary["patched_weights"] == "raw"
+    assert summary["model_options"]["norm_position"] == "post"
+    for k in ("raw", "ema", "extrap"):
+        assert summary["displacement"][k]["max_decomposition_error"] < 1e-4
+        mech = summary["mechanism"][k]
+        assert 0 < mech["beyond"]["norm_entropy"] <= 1 and math.isfinite(mech["beyond"]["margin_law"])
+        assert all(math.isfinite(c) for layer in mech["self_displacement_cv"] for c in layer)
+    readme = (run / "report" / "README.md").read_text()
+    assert "norm_position = post" in readme and "| extrap |" in readme

@@ -289,10 +289,11 @@ def build_model(
 
 def additive_readout_problem(model) -> str | None:
     """Why the residual stream of ``model`` is not a plain sum read out by the final norm and
-    ``W_U`` (so per-component decompositions would not add up to the logits), or None. Post-Norm
-    normalises after every add; output rescaling multiplies ``hook_attn_out`` by a per-position
-    factor that ``W_O`` does not carry. (Scalable softmax only changes the pattern, which the
-    decompositions read from the cache, so it is fine.)"""
+    ``W_U``, or None. Post-Norm normalises after every add; output rescaling multiplies
+    ``hook_attn_out`` by a per-position factor that ``W_O`` does not carry. TransformerLens's
+    ``apply_ln`` decompositions do not add up to such a model's logits; ``interp/readout.py``
+    carries each component through every norm instead. (Scalable softmax only changes the
+    pattern, which the decompositions read from the cache.)"""
     options = getattr(model, "workbench_options", {})
     if options.get("norm_position") == "post":
         return "it has Post-Norm (LayerNorm after each residual add)"
