@@ -40,18 +40,35 @@ STATS = ("entropy_mean", "entropy_std", "norm_entropy_mean", "bos_mass_mean", "u
 
 @dataclass
 class AttentionStats:
-    """Tidy table: one row per (layer, head, length)."""
+    """Every statistic of every head at every set length, as ``[layer, head, length]`` tensors
+    (``tables[key]``, keys ``STATS``); ``rows`` renders them as a tidy table, one row per
+    (layer, head, length), for JSON and pandas."""
 
-    rows: list[dict]
+    tables: dict[str, Float[Tensor, "layer head length"]]
     positions: str
     train_range: tuple[int, int]
-    n_layers: int
-    n_heads: int
     lengths: list[int] = field(default_factory=list)
+
+    @property
+    def n_layers(self) -> int:
+        return self.tables["entropy_mean"].shape[0]
+
+    @property
+    def n_heads(self) -> int:
+        return self.tables["entropy_mean"].shape[1]
+
+    def __getitem__(self, key: str) -> Float[Tensor, "layer head length"]:
+        return self.tables[key]
+
+    @property
+    def rows(self) -> list[dict]:
+        values = {k: t.tolist() for k, t in self.tables.items()}
+        return [{"layer": layer, "head": head, "length": length, **{k: values[k][layer][head][i] for k in STATS}}
+                for layer in range(self.n_layers) for head in range(self.n_heads) for i, length in enumerate(self.lengths)]
 
     def series(self, layer: int, head: int, key: str = "entropy_mean") -> list[float]:
         """One statistic against length for one head."""
-        return [r[key] for r in self.rows if r["layer"] == layer and r["head"] == head]
+        return self.tables[key][layer, head].tolist()
 
     def to_dict(self) -> dict:
         return {
@@ -162,22 +179,7 @@ def attention_entropy(
     uniform = log_n if positions == "last" else log_n.cumsum(0) / torch.arange(1, L + 1, device=device)
     mean = s1 / n
     std = (s2 / n - mean**2).clamp(min=0).sqrt()
-    rows = []
-    for layer in range(cfg.n_layers):
-        for head in range(cfg.n_heads):
-            for i in range(L):
-                rows.append(
-                    {
-                        "layer": layer,
-                        "head": head,
-                        "length": i + 1,
-                        "entropy_mean": mean[layer, head, i].item(),
-                        "entropy_std": std[layer, head, i].item(),
-                        "norm_entropy_mean": (sn[layer, head, i] / n).item(),
-                        "bos_mass_mean": (sb[layer, head, i] / n).item(),
-                        "uniform_entropy": uniform[i].item(),
-                    }
-                )
-    return AttentionStats(
-        rows, positions, (task.cfg.train_min_len, task.cfg.train_max_len), cfg.n_layers, cfg.n_heads, list(range(1, L + 1))
-    )
+    tables = {"entropy_mean": mean, "entropy_std": std, "norm_entropy_mean": sn / n, "bos_mass_mean": sb / n,
+              "uniform_entropy": uniform.expand(cfg.n_layers, cfg.n_heads, L)}
+    return AttentionStats({k: tables[k] for k in STATS}, positions, (task.cfg.train_min_len, task.cfg.train_max_len),
+                          list(range(1, L + 1)))

@@ -108,12 +108,24 @@ def _gap(x: Float[Tensor, "b s vocab"], members) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class DisplacementStats:
-    """Per-length displacement table plus per-head token balance of D."""
+    """Per-length displacement table plus per-head token balance of D.
+
+    ``rows`` (one dict per length) and ``balance`` are the JSON rendering; the per-head results
+    are also tensors: ``head_gap[layer, head, length index]`` (each head's valid-minus-invalid
+    logit gap) and ``self_displacement[layer, head, token]`` (each item token's unweighted
+    ``D[t][t] - mean_{j != t} D[t][j]``, NaN for a token no set contained); ``lengths`` indexes
+    the last axis of ``head_gap``."""
 
     rows: list[dict]
     balance: list[dict]
     max_decomposition_error: float
     train_range: tuple[int, int]
+    head_gap: Float[Tensor, "layer head length"] | None = None
+    self_displacement: Float[Tensor, "layer head token"] | None = None
+
+    @property
+    def lengths(self) -> list[int]:
+        return [r["length"] for r in self.rows]
 
     def series(self, key: str) -> list[float]:
         return [r[key] for r in self.rows]
@@ -222,7 +234,8 @@ class _Sums:
         b = (self.b_self[seen] / self.counts[seen]).float()
         balance.append(_spread(b, layer=None, head=None, what="B_self"))
         cfg = self.task.cfg
-        return DisplacementStats(rows, balance, self.max_err, (cfg.train_min_len, cfg.train_max_len))
+        d_self = torch.where(seen, self.d_self / self.counts.clamp(min=1), float("nan"))
+        return DisplacementStats(rows, balance, self.max_err, (cfg.train_min_len, cfg.train_max_len), self.head_gap / n, d_self)
 
 
 @torch.no_grad()

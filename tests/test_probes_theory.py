@@ -57,6 +57,10 @@ def test_uniform_attention_entropy_is_log_n(positions):
         assert r["entropy_std"] == pytest.approx(0, abs=1e-6)
         bos = 1 / (s + 1) if positions == "last" else sum(1 / (j + 1) for j in range(1, s + 1)) / s
         assert r["bos_mass_mean"] == pytest.approx(bos, abs=1e-6)
+    # the same numbers as a [layer, head, length] tensor
+    assert stats["entropy_mean"].shape == (1, 1, len(stats.lengths))
+    if positions == "last":
+        assert torch.allclose(stats["entropy_mean"][0, 0], torch.log(torch.tensor(stats.lengths, dtype=torch.float64) + 1), atol=1e-6)
     assert pattern_entropy(torch.tensor([0.5, 0.5, 0.0])).item() == pytest.approx(math.log(2))
 
 
@@ -83,6 +87,10 @@ def test_displacement_of_balanced_model():
         assert r["heads_valid"] == pytest.approx(0, abs=1e-6)
     d, b = stats.balance
     assert d["what"] == "D_self" and d["mean"] == pytest.approx(-C_) and d["cv"] < 1e-6
+    # as tensors: the one head's gap is c/s (valid 0, invalid -c/s), every token's D_self is -c
+    lengths = torch.tensor(stats.lengths, dtype=torch.float64)
+    assert torch.allclose(stats.head_gap[0, 0], C_ / lengths, atol=1e-5)
+    assert torch.allclose(stats.self_displacement[0, 0], torch.full((V,), -C_, dtype=torch.float64), atol=1e-5)
     assert b["what"] == "B_self" and b["mean"] == pytest.approx(-B_) and b["cv"] < 1e-6
 
 
