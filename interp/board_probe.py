@@ -36,17 +36,23 @@ from training.tasks.othello_task import N_CTX
 
 from .hooknames import require_hooks
 
-CLASSES = {"relative": 3, "absolute": 3, "flipped": 2, "legal": 2}
+CLASSES = {"relative": 3, "absolute": 3, "flipped": 2, "legal": 2, "side": 2}
 CLASS_NAMES = {"relative": ("empty", "mine", "theirs"), "absolute": ("empty", "black", "white"),
-               "flipped": ("no", "yes"), "legal": ("no", "yes")}
+               "flipped": ("no", "yes"), "legal": ("no", "yes"), "side": ("black", "white")}
 """Class order of each target: the probe's columns are ``square * n_classes + class``."""
-Target = Literal["relative", "absolute", "flipped", "legal"]
+SQUARES = {"side": 1}
+"""Labels per position: 64 squares, or one for the side to move (who plays next)."""
+Target = Literal["relative", "absolute", "flipped", "legal", "side"]
 
 
-def board_labels(games: Int[np.ndarray, "games moves"], target: Target = "relative") -> Int[np.ndarray, "games 59 64"]:
-    """Class of every square after moves 1..59 (position p sees p+1 moves)."""
+def board_labels(games: Int[np.ndarray, "games moves"], target: Target = "relative") -> Int[np.ndarray, "games 59 squares"]:
+    """Class of every square after moves 1..59 (position p sees p+1 moves); for ``side``, one
+    label: who moves next (0 black, 1 white). Passes make it more than the parity of the move
+    index, which is what a model that reads parity off positions gets wrong."""
     st = replay(games)
     sl = slice(1, N_CTX + 1)
+    if target == "side":
+        return (st.player[:, sl] != BLACK).astype(np.int64)[..., None]
     if target == "flipped":
         return bits_to_bool(st.flipped[:, sl]).astype(np.int64)
     if target == "legal":
@@ -62,18 +68,23 @@ def board_labels(games: Int[np.ndarray, "games moves"], target: Target = "relati
 
 @dataclass
 class LinearProbe:
-    """Per-hook weights ``[d_model + 1, 64 * n_classes]`` (last row: bias)."""
+    """Per-hook weights ``[d_model + 1, squares * n_classes]`` (last row: bias); 64 squares, or
+    one for the side-to-move target."""
 
     weights: dict[str, torch.Tensor]
     n_classes: int
     target: str
     meta: dict
 
-    def predict(self, hook: str, x: Float[Tensor, "... d_model"]) -> Int[Tensor, "... 64"]:
-        """Class of every square from residual-stream activations."""
+    @property
+    def n_squares(self) -> int:
+        return next(iter(self.weights.values())).shape[1] // self.n_classes
+
+    def predict(self, hook: str, x: Float[Tensor, "... d_model"]) -> Int[Tensor, "... squares"]:
+        """Class of every square (or the side to move) from residual-stream activations."""
         w = self.weights[hook].to(x.device, x.dtype)
         scores = x @ w[:-1] + w[-1]
-        return scores.view(*x.shape[:-1], 64, self.n_classes).argmax(-1)
+        return scores.view(*x.shape[:-1], self.n_squares, self.n_classes).argmax(-1)
 
     def class_index(self, cls: str | int) -> int:
         names = CLASS_NAMES.get(self.target, ())
@@ -88,8 +99,8 @@ class LinearProbe:
     def direction(self, hook: str, square: int, cls: str | int, against: str | int | None = None) -> Float[Tensor, " d_model"]:
         """The unit vector along which the probe's score of ``cls`` on ``square`` grows (minus
         that of ``against`` when given, e.g. ``direction(h, sq, "mine", "theirs")``)."""
-        if not 0 <= square < 64:
-            raise ValueError(f"square must be in 0..63, got {square}")
+        if not 0 <= square < self.n_squares:
+            raise ValueError(f"square must be in 0..{self.n_squares - 1}, got {square}")
         W = self.weights[hook][:-1]
         v = W[:, square * self.n_classes + self.class_index(cls)]
         if against is not None:
@@ -99,10 +110,16 @@ class LinearProbe:
     def to_grid(self, hook: str) -> Float[Tensor, "d_model 8 8 n_classes"]:
         """The weights in Nanda's and ARENA's ``[d_model, rows, cols, options]`` layout (row 0 at
         the top; options in ``CLASS_NAMES[target]`` order); the bias is ``bias_grid``."""
+        self._board_only()
         return self.weights[hook][:-1].reshape(-1, 8, 8, self.n_classes)
 
     def bias_grid(self, hook: str) -> Float[Tensor, "8 8 n_classes"]:
+        self._board_only()
         return self.weights[hook][-1].reshape(8, 8, self.n_classes)
+
+    def _board_only(self) -> None:
+        if self.n_squares != 64:
+            raise ValueError(f"a {self.target} probe has {self.n_squares} label per position, no 8x8 board layout")
 
     @classmethod
     def from_grid(cls, grids: dict[str, Tensor], target: str, bias: dict[str, Tensor] | None = None,
@@ -166,7 +183,7 @@ def _fit_board_probe(model, games, target, hooks, positions, ridge, batch_size, 
     d = model.cfg.d_model
     device = model_device(model)
     xtx = {h: torch.zeros(d + 1, d + 1, dtype=torch.float64, device=device) for h in hooks}
-    xty = {h: torch.zeros(d + 1, 64 * n_cls, dtype=torch.float64, device=device) for h in hooks}
+    xty = {h: torch.zeros(d + 1, SQUARES.get(target, 64) * n_cls, dtype=torch.float64, device=device) for h in hooks}
     rng = np.random.default_rng(seed)
     lo, hi = positions
     for i in range(0, games.shape[0], batch_size):
@@ -207,7 +224,7 @@ class ProbeAccuracy:
     by_move: dict[str, list[float]]
     """Per hook, accuracy at each move index 1..59."""
     by_square: dict[str, list[float]]
-    """Per hook, accuracy on each of the 64 squares (row-major 8x8)."""
+    """Per hook, accuracy on each of the 64 squares (row-major 8x8; one entry for ``side``)."""
 
     def to_dict(self) -> dict:
         return {"by_layer": self.by_layer, "by_move": self.by_move, "by_square": self.by_square}
@@ -224,7 +241,8 @@ def probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: int
 def _probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: int) -> ProbeAccuracy:
     device = model_device(model)
     hooks = probe.meta["hooks"]
-    correct = {h: torch.zeros(N_CTX, 64, dtype=torch.float64) for h in hooks}
+    S = probe.n_squares
+    correct = {h: torch.zeros(N_CTX, S, dtype=torch.float64) for h in hooks}
     count = torch.zeros(N_CTX, dtype=torch.float64)
     for i in range(0, games.shape[0], batch_size):
         g = np.asarray(games[i : i + batch_size])
@@ -235,9 +253,9 @@ def _probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: in
             pred = probe.predict(h, acts[h]).cpu()
             correct[h] += ((pred == labels) & live[..., None]).double().sum(0)
         count += live.double().sum(0)
-    by_move = {h: (c.sum(1) / (64 * count.clamp(min=1))).tolist() for h, c in correct.items()}
+    by_move = {h: (c.sum(1) / (S * count.clamp(min=1))).tolist() for h, c in correct.items()}
     by_square = {h: (c.sum(0) / count.sum()).tolist() for h, c in correct.items()}
-    by_layer = {h: (c.sum() / (64 * count.sum())).item() for h, c in correct.items()}
+    by_layer = {h: (c.sum() / (S * count.sum())).item() for h, c in correct.items()}
     return ProbeAccuracy(by_layer, by_move, by_square)
 
 

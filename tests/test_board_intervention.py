@@ -1,6 +1,7 @@
 """Board edits: the edited legal sets against the reference engine, and the intervention mechanics."""
 
 import numpy as np
+import pytest
 import torch
 
 from interp.board_intervention import edited_legal_sets, intervene
@@ -52,3 +53,60 @@ def test_intervention_mechanics_on_a_small_model():
     with torch.no_grad():
         same = intervene(model, probe, games[200:], 12, "blocks.0.hook_resid_post", dst="theirs", margin=-1e9)
     assert np.allclose(same.logits_after, same.logits_before, equal_nan=True)  # a zero step changes nothing
+
+
+def test_side_labels_and_swapped_legal_sets_match_the_reference_engine():
+    """Who moves next (passes included) and the other side's legal moves, against the
+    reference engine."""
+    from interp.board_intervention import side_swapped_legal_sets
+    from interp.board_probe import board_labels
+
+    games = random_games(40, np.random.default_rng(3))
+    side = board_labels(games[:, :59], "side")  # [G, 59, 1]
+    passes = 0
+    for g, labels in zip(games, side):
+        ref = RefGame()
+        for p, sq in enumerate(g[:59]):
+            if sq < 0:
+                break
+            ref.play(int(sq))
+            if ref._legal_for(ref.player):  # the reference names the mover; 1 = black, -1 = white
+                assert labels[p, 0] == (0 if ref.player == 1 else 1)
+            passes += (labels[p, 0] == labels[p - 1, 0]) if p else 0
+    assert passes > 0  # these games do contain passes: the label is not the parity of the index
+    for move_index in (10, 30):
+        live = games[(games >= 0).sum(1) > move_index]
+        mine, other = side_swapped_legal_sets(live, move_index)
+        for g, m, o in zip(live, mine, other):
+            ref = RefGame()
+            for sq in g[:move_index]:
+                ref.play(int(sq))
+            assert np.flatnonzero(m).tolist() == ref._legal_for(ref.player)
+            assert np.flatnonzero(o).tolist() == ref._legal_for(-ref.player)
+
+
+def test_side_and_multi_layer_interventions_on_a_small_model():
+    from interp.board_intervention import intervene_moves
+    from interp.board_probe import probe_accuracy
+
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LN", positional="learned")
+    model = build_model(cfg, 61, 61, 59, seed=0)
+    games = random_games(300, np.random.default_rng(0))
+    side = fit_board_probe(model, games[:200], "side", positions=(0, 40))
+    assert side.n_squares == 1 and side.direction("blocks.1.hook_resid_post", 0, "white", "black").norm() == pytest.approx(1)
+    acc = probe_accuracy(model, side, games[200:])
+    assert len(acc.by_square["blocks.0.hook_resid_post"]) == 1 and 0 <= acc.by_layer["blocks.0.hook_resid_post"] <= 1
+    with pytest.raises(ValueError, match="no 8x8 board layout"):
+        side.to_grid("blocks.0.hook_resid_post")
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    results = intervene_moves(model, side, games[200:], [10, 20], hooks)
+    for res, m in zip(results, (10, 20)):
+        assert res.move_index == m and res.layer_hooks == tuple(hooks) and res.edit == "side to move"
+        assert res.probe_reads_target > 0.9  # the edit moves each game just past the other side
+        assert res.edited_legal.shape == (res.n_games, 64)
+    relative = fit_board_probe(model, games[:200], "relative", positions=(0, 30))
+    both = intervene(model, relative, games[200:], 12, hooks, dst="empty")
+    assert both.layer_hook == "+".join(hooks) and both.probe_reads_target > 0.5
+    with torch.no_grad():
+        same = intervene(model, side, games[200:], 12, hooks, margin=-1e9)
+    assert np.allclose(same.logits_after, same.logits_before, equal_nan=True)
