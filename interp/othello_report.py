@@ -4,6 +4,10 @@ Probes are fit on positions inside the training range only (move indices 1..trai
 training games and scored on held-out games at every move index, so the accuracy beyond the
 training range is a real test of whether the board representation extends to longer inputs.
 Controls: the same probe on a randomly initialised model of the same shape, and on shuffled labels.
+A side-to-move probe (who plays next, passes included) tests the parity explanation of the
+collapse past the training length: if the model loses whose turn it is beyond move 30, this
+probe's accuracy falls there; the side-to-move edit then asks whether the model plays the other
+side's moves when its turn reading is flipped.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class OthelloReport:
     eval_games: int
     legal: LengthMetrics
     accuracy: dict[str, ProbeAccuracy]
-    """relative, absolute, random model, shuffled labels."""
+    """relative, absolute, side to move, random model, shuffled labels."""
     best: str
     """The hook where the relative probe reads the board best."""
     edits: dict[str, dict]
@@ -84,8 +88,10 @@ def collect_othello_report(run_dir, probe_games: int = 2000, eval_games: int = 1
     steps.update()
     fit = dict(positions=(0, hi - 1))
     relative = fit_board_probe(model, train_games, "relative", **fit)  # fit once: scored, then used for the edits
+    side = fit_board_probe(model, train_games, "side", **fit)
     acc = {"relative": probe_accuracy(model, relative, val_games),
-           "absolute": probe_accuracy(model, fit_board_probe(model, train_games, "absolute", **fit), val_games)}
+           "absolute": probe_accuracy(model, fit_board_probe(model, train_games, "absolute", **fit), val_games),
+           "side to move": probe_accuracy(model, side, val_games)}
     steps.update()
     d_vocab, d_vocab_out = cfg.vocab()
     random_model = build_model(cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), seed=cfg.train.seed + 1).eval()
@@ -99,6 +105,9 @@ def collect_othello_report(run_dir, probe_games: int = 2000, eval_games: int = 1
             r = intervene(model, relative, val_games, m, best, dst=dst)
             edits[f"move {m}, mine->{dst}"] = r.summary()
             results[(m, dst)] = r
+        r = intervene(model, side, val_games, m, best)
+        edits[f"move {m}, side to move"] = r.summary()
+        results[(m, "side")] = r
     steps.update()
     steps.close()
     report = OthelloReport(run_dir, weights, cfg.model.positional, hi, len(train_games), len(val_games), legal, acc,
@@ -112,13 +121,15 @@ def plot_probes_and_legality(report: OthelloReport, stem=None):
     moves = list(range(1, N_CTX + 1))
     fig, axes = new_figure(1, 3, figsize=(17, 4.2))
     for name, a in acc.items():
-        axes[0].plot(range(len(hooks)), [a.by_layer[h] for h in hooks], marker="o", label=name)
+        style = "--" if name == "side to move" else "-"
+        axes[0].plot(range(len(hooks)), [a.by_layer[h] for h in hooks], style, marker="o", label=name)
     axes[0].set(xticks=range(len(hooks)), xticklabels=[h.split(".")[1] for h in hooks], xlabel="layer (resid_post)",
-                ylabel="accuracy (all squares)", title="board probe accuracy by layer")
+                ylabel="accuracy (all squares; side: one label)", title="probe accuracy by layer")
     shade_training(axes[1], (1, hi), "training range")
     for h in hooks:
         axes[1].plot(moves, acc["relative"].by_move[h], label=f"layer {h.split('.')[1]}", alpha=0.8)
     axes[1].plot(moves, acc["random model"].by_move[report.best], "k:", label="random model (same layer)")
+    axes[1].plot(moves, acc["side to move"].by_move[report.best], "k--", label="side to move (same layer)")
     axes[1].set(xlabel="move index", ylabel="accuracy", title="relative-board probe by move index")
     shade_training(axes[2], (1, hi), "training range")
     axes[2].plot(report.legal.lengths, report.legal.values["legal_top1"], marker=".", label="top-1 legal")
@@ -172,7 +183,8 @@ def _readme(report: OthelloReport, summary: dict) -> str:
               "- [probes and legality](probes_and_legality.png)", "- [per-square accuracy](probe_by_square.png)",
               "- [board predictions](board_predictions.png)", "- [attention, one game](attention_game0.html)", "",
               "Probe-direction edits at the best layer (mean logit change of moves that became legal / illegal "
-              "on the edited board; top-N errors against the edited legal set without and with the edit):", ""]
+              "on the edited board; top-N errors against the edited legal set without and with the edit; for the "
+              "side-to-move edit the target set is the other side's legal moves on the same board):", ""]
     for k, e in summary["interventions"].items():
         lines.append(f"- {k}: newly legal {e['newly_legal_logit_change']:+.3f}, newly illegal {e['newly_illegal_logit_change']:+.3f}, "
                      f"others {e['unchanged_logit_change']:+.3f}; top-N errors {e['topn_errors_before']:.2f} -> {e['topn_errors_after']:.2f}; "

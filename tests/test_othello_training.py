@@ -151,7 +151,9 @@ def test_othello_report(data, tmp_path, capsys):
     out = tmp_path / "rep"
     assert interp_main(["othello-report", str(run_dir), "--out", str(out), "--probe-games", "100", "--eval-games", "60", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["probe_accuracy_by_layer"]) == {"relative", "absolute", "random model", "shuffled labels"}
+    assert set(summary["probe_accuracy_by_layer"]) == {"relative", "absolute", "side to move", "random model", "shuffled labels"}
+    side_edits = [e for k, e in summary["interventions"].items() if k.endswith("side to move")]
+    assert len(side_edits) == 2 and all(e["edit"] == "side to move" for e in side_edits)
     assert summary["weights"] == "averaged" and summary["train_max_moves"] == 20
     for name in summary["files"]:
         assert (out / name).stat().st_size > 1000, name
