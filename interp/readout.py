@@ -7,7 +7,8 @@ at a query position are a sum over contributions (the embeddings, each head's ou
 output, constants), each carried through every norm that comes *after* the point where it enters
 the stream:
 
-- pre-norm: only ``ln_final`` (what TransformerLens's ``apply_ln`` does);
+- pre-norm: only ``ln_final`` (what TransformerLens's ``apply_ln`` does), or nothing with
+  ``model.final_norm=false``;
 - Post-Norm (``model.norm_position=post``): every later ``blocks.{l}.ln_post_attn`` /
   ``ln_post_mlp``, and the LayerNorms' biases enter as constants of their own;
 - output rescaling (``model.out_rescale_len``): an attention layer's output, ``b_O`` included, is
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from training.models import has_final_norm
 
 EMBED = 0
 
@@ -66,7 +69,7 @@ def _norms(model) -> list[_Norm]:
             norms.append(of(block.ln_post_attn, attn_point(layer), f"blocks.{layer}.ln_post_attn"))
             if hasattr(block, "ln_post_mlp"):
                 norms.append(of(block.ln_post_mlp, mlp_point(layer), f"blocks.{layer}.ln_post_mlp"))
-    if cfg.normalization_type is not None:
+    if has_final_norm(model):
         if cfg.normalization_type not in ("LN", "LNPre"):
             raise ValueError(f"the readout supports LN, LNPre or no norm, not {cfg.normalization_type}")
         norms.append(of(model.ln_final, mlp_point(cfg.n_layers - 1), "ln_final"))

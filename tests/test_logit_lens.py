@@ -24,10 +24,11 @@ def test_balanced_model_lens_by_length():
     assert lens.by_boundary[1].values["acc"] == [1.0] * (V - 1)
 
 
-@pytest.mark.parametrize("norm", ["LN", "none"])
-def test_last_boundary_is_the_model_itself(norm):
+@pytest.mark.parametrize("norm, final", [("LN", True), ("none", True), ("LN", False)])
+def test_last_boundary_is_the_model_itself(norm, final):
     task = SetComplementTask(SetComplementConfig(v=8, train_max_len=3))
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization=norm)
+    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization=norm,
+                      final_norm=final)
     model = build_model(cfg, 9, 8, 7, seed=1).train()
     lens = logit_lens(model, task, n=32)
     own = task.evaluate(model, 32)

@@ -137,6 +137,7 @@ def test_output_rescaled_decomposition_against_the_hand_factor():
     dict(normalization="LNPre", norm_position="post", n_layers=2),
     dict(normalization="LN", out_rescale_len=3, n_layers=2, attn_only=False, d_mlp=32),
     dict(normalization="LN", norm_position="post", out_rescale_len=3),
+    dict(normalization="LN", final_norm=False, n_layers=2, attn_only=False, d_mlp=32),
 ])
 def test_every_decomposition_adds_up_through_post_norm_and_rescaling(changes):
     """The per-source split, the attribution and the dispersion CV apply to Post-Norm and
@@ -179,3 +180,36 @@ def test_scalable_softmax_decomposes_too():
     ssmax = build_model(ModelConfig(d_model=16, d_head=8, ssmax=True), 9, 8, 8, seed=1).eval()
     parts = decompose_logits(ssmax, tokens)  # scalable softmax changes only the pattern: still exact
     assert torch.allclose(parts.total(), parts.logits, atol=1e-4)
+
+
+def test_pre_norm_without_the_final_norm():
+    """model.final_norm=false: the same weights as a pre-norm model, read out before ln_final
+    (TransformerLens's own forward of the full model gives the stream it must unembed); it
+    reloads exactly, and it is refused where there is no final LayerNorm to drop."""
+    from training.errors import ConfigError
+
+    full_cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN")
+    full = _random(full_cfg)
+    bare = build_model(ModelConfig(**{**full_cfg.__dict__, "final_norm": False}), 9, 8, 8, seed=0).eval()
+    state = {k: v for k, v in full.state_dict().items() if not k.startswith("ln_final.")}
+    assert set(state) == set(bare.state_dict())
+    bare.load_state_dict(state)
+    tokens = torch.randint(0, 9, (4, 8), generator=torch.Generator().manual_seed(6))
+    _, cache = full.run_with_cache(tokens)
+    want = cache["blocks.1.hook_resid_post"] @ full.W_U + full.b_U
+    assert torch.allclose(bare(tokens), want, atol=1e-5)
+    assert not torch.allclose(full(tokens), want, atol=1e-3)
+    assert "ln_final.hook_scale" not in bare.hook_dict
+    for bad in (dict(final_norm=False), dict(final_norm=False, normalization="LN", norm_position="post")):
+        with pytest.raises(ConfigError, match="final_norm=false"):
+            ModelConfig(**bad).validate()
+
+
+def test_pre_norm_without_the_final_norm_reloads_exactly(tmp_path):
+    cfg = tiny_config("model.normalization=LN", "model.final_norm=false")
+    run = runs.create_run_dir(tmp_path / "run", cfg)
+    res = train(cfg, run, progress=False)
+    model = runs.load_run(run, weights="raw")
+    assert isinstance(model.ln_final, torch.nn.Identity)
+    again = cfg.make_task().evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed)
+    assert again.values["tv"] == pytest.approx(res.final["raw"].values["tv"], abs=1e-6)

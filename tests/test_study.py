@@ -39,7 +39,7 @@ def test_quick_spec_is_valid_and_draws_are_reproducible():
     default = load_spec(preset_path("study_default"))
     assert set(default["dropouts"]) == {0.0, 0.1, 0.2, 0.3} and set(default["targets"]) == {"sampled", "exact"}
     remedies = load_spec(preset_path("study_remedies"))
-    assert {"baseline", "prenorm", "postnorm", "ssmax", "out_rescale"} == set(remedies["variants"])
+    assert {"baseline", "prenorm", "prenorm_nofinal", "postnorm", "ssmax", "out_rescale"} == set(remedies["variants"])
 
 
 def test_strata_balance_the_draws_in_permuted_blocks():

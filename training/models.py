@@ -46,6 +46,11 @@ class ModelConfig:
     (the last block's output is already normalised). Built as LayerNorm modules on the blocks
     (``blocks.{l}.ln_post_attn``, ``blocks.{l}.ln_post_mlp``) applied by permanent hooks on
     ``hook_resid_mid`` / ``hook_resid_post``; see ``add_post_norm``."""
+    final_norm: bool = True
+    """False drops the LayerNorm before the unembedding of a pre-norm model (``ln_final`` becomes
+    an ``Identity``): the control that tells the final LayerNorm's effect from the per-block ones.
+    Plain TransformerLens reproduces it by setting ``model.ln_final = torch.nn.Identity()`` and
+    calling ``model.setup()`` before loading the state dict."""
     ssmax: bool = False
     """Scalable softmax, trained: each head's attention scores at a query attending to n positions
     are multiplied by s_h * log n, with s_h learned per head (``blocks.{l}.attn_ssmax``, starting
@@ -82,6 +87,9 @@ class ModelConfig:
             raise ConfigError(f"model.norm_position must be 'pre' or 'post', got {self.norm_position!r}")
         if self.norm_position == "post" and self.normalization == "none":
             raise ConfigError("model.norm_position 'post' needs model.normalization LN or LNPre")
+        if not self.final_norm and (self.normalization == "none" or self.norm_position == "post"):
+            raise ConfigError("model.final_norm=false drops the final LayerNorm of a pre-norm model; this model has none "
+                              "(normalization none, or Post-Norm)")
         if self.positional == "rotary" and self.d_head % 2:
             raise ConfigError(f"model.d_head must be even for rotary positions, got {self.d_head}")
         from transformer_lens.utilities import SUPPORTED_ACTIVATIONS
@@ -272,9 +280,12 @@ def build_model(
         torch.manual_seed(seed)
         model = build_hooked(kwargs, device, check_inputs)
     add_length_options(model, cfg)
+    if not cfg.final_norm:
+        model.ln_final = torch.nn.Identity()
+        model.setup()  # drop ln_final's hook points from the hook dict
     # what hooks do to the forward pass, for probes whose exact decompositions assume plain TL
     model.workbench_options = {"norm_position": cfg.norm_position, "ssmax": cfg.ssmax,
-                               "out_rescale_len": cfg.out_rescale_len}
+                               "out_rescale_len": cfg.out_rescale_len, "final_norm": cfg.final_norm}
     if cfg.norm_position == "post":
         with forked_rng():  # (LayerNorm starts at w = 1, b = 0; nothing random, but keep it so)
             add_post_norm(model, cfg)
@@ -297,9 +308,16 @@ def additive_readout_problem(model) -> str | None:
     options = getattr(model, "workbench_options", {})
     if options.get("norm_position") == "post":
         return "it has Post-Norm (LayerNorm after each residual add)"
+    if not has_final_norm(model) and model.cfg.normalization_type is not None:
+        return "it has no final LayerNorm (model.final_norm=false)"
     if options.get("out_rescale_len") is not None:
         return "it rescales attention outputs by position (model.out_rescale_len)"
     return None
+
+
+def has_final_norm(model) -> bool:
+    """Whether a LayerNorm (``ln_final``, with its ``hook_scale``) sits before the unembedding."""
+    return model.cfg.normalization_type is not None and getattr(model, "workbench_options", {}).get("final_norm", True)
 
 
 def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
