@@ -24,6 +24,7 @@ import torch
 
 from training import atomic, runs
 from training.errors import WorkbenchError
+from training.models import tied_position_rows
 from training.tasks import registry
 
 VARIANTS = ("original", "same_parity", "opposite_parity", "mean")
@@ -35,9 +36,10 @@ def source_rows(n_ctx: int, trained: int, variant: str) -> list[int | None]:
         raise WorkbenchError(f"unknown variant {variant!r} (choose from {', '.join(VARIANTS)})")
     if not 2 <= trained <= n_ctx:
         raise WorkbenchError(f"need 2 <= trained positions <= n_ctx={n_ctx}, got {trained}")
+    tied = tied_position_rows(n_ctx, trained).tolist()  # the same-parity row, as model.tie_positions_from trains it
     rows: list[int | None] = list(range(trained))
     for i in range(trained, n_ctx):
-        same = trained - 1 if (trained - 1 - i) % 2 == 0 else trained - 2
+        same = tied[i]
         rows.append({"original": i, "same_parity": same, "opposite_parity": (2 * trained - 3) - same,
                      "mean": None}[variant])
     return rows

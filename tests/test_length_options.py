@@ -78,3 +78,40 @@ def test_ssmax_trains_reloads_and_ensembles(tmp_path):
     mine = runs.load_weights(dirs[1] / runs.weights_file("raw"))
     theirs = runs.load_weights(run / runs.weights_file("raw"))
     assert torch.allclose(mine["blocks.0.attn_ssmax"], theirs["blocks.0.attn_ssmax"], atol=2e-4)
+
+
+def test_tied_positions_equal_the_same_parity_transplant():
+    """tie_positions_from=N is the test-time same-parity transplant (interp.othello_positions,
+    which rewrites W_pos) made part of the model: same logits at every position on the same
+    weights; untrained rows get no gradient; it reloads exactly."""
+    from interp.othello_positions import transplant
+    from training.errors import ConfigError
+    from training.models import tied_position_rows
+
+    assert tied_position_rows(9, 4).tolist() == [0, 1, 2, 3, 2, 3, 2, 3, 2]  # by hand: rows 3, 2 alternate
+    plain_cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32,
+                            normalization="LN", positional="learned")
+    plain = build_model(plain_cfg, 9, 8, 12, seed=1).eval()
+    _randomise(plain)
+    tied = build_model(ModelConfig(**{**plain_cfg.__dict__, "tie_positions_from": 5}), 9, 8, 12, seed=1).eval()
+    tied.load_state_dict(plain.state_dict())
+    tokens = torch.randint(0, 9, (3, 12), generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(tied(tokens), transplant(plain, 5, "same_parity")(tokens), atol=1e-6)
+    assert torch.allclose(tied(tokens)[:, :5], plain(tokens)[:, :5], atol=1e-6)  # trained positions untouched
+    assert not torch.allclose(tied(tokens)[:, 5:], plain(tokens)[:, 5:], atol=1e-3)
+    tied.train()
+    tied(tokens).sum().backward()
+    assert tied.W_pos.grad[5:].abs().max() == 0 and tied.W_pos.grad[:5].abs().max() > 0
+    for bad in (dict(tie_positions_from=4), dict(positional="learned", tie_positions_from=1)):
+        with pytest.raises(ConfigError, match="tie_positions_from"):
+            ModelConfig(**bad).validate()
+
+
+def test_tied_positions_reload_exactly(tmp_path):
+    cfg = tiny_config("model.positional=learned", "model.tie_positions_from=3")
+    run = runs.create_run_dir(tmp_path / "run", cfg)
+    res = train(cfg, run, progress=False)
+    model = runs.load_run(run, weights="raw")
+    assert model.workbench_options["tie_positions_from"] == 3
+    again = cfg.make_task().evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed)
+    assert again.values["tv"] == pytest.approx(res.final["raw"].values["tv"], abs=1e-6)

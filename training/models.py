@@ -62,6 +62,12 @@ class ModelConfig:
     untouched, so this trains exactly as without it; it travels with the model)."""
     positional: Literal["none", "learned", "rotary"] = "none"
     """Positional information. 'none' keeps W_pos at zero and frozen: the set task's input is a set."""
+    tie_positions_from: Optional[int] = None
+    """Learned positions only: position ``i >= N`` uses row ``N - 1`` or ``N - 2`` of ``W_pos``,
+    whichever has the parity of ``i`` (a permanent hook on ``hook_pos_embed``). With N the
+    training length, positions past it keep whose turn it is (OthelloGPT's collapse past move 30
+    came from untrained rows that lose it) instead of reading untrained rows; rows N.. get no
+    gradient. Plain TransformerLens needs the same hook (``tie_positions_hook``)."""
     n_ctx: Optional[int] = None
     """Context length; None means exactly what the task's longest evaluation length needs."""
     attn_dropout: float = 0.0
@@ -90,6 +96,9 @@ class ModelConfig:
         if not self.final_norm and (self.normalization == "none" or self.norm_position == "post"):
             raise ConfigError("model.final_norm=false drops the final LayerNorm of a pre-norm model; this model has none "
                               "(normalization none, or Post-Norm)")
+        if self.tie_positions_from is not None and (self.positional != "learned" or self.tie_positions_from < 2):
+            raise ConfigError("model.tie_positions_from needs learned positions and at least 2 trained positions, "
+                              f"got positional {self.positional!r}, {self.tie_positions_from}")
         if self.positional == "rotary" and self.d_head % 2:
             raise ConfigError(f"model.d_head must be even for rotary positions, got {self.d_head}")
         from transformer_lens.utilities import SUPPORTED_ACTIVATIONS
@@ -216,10 +225,29 @@ def out_rescale_hook(n_train: int):
     return hook
 
 
+def tied_position_rows(n_pos: int, trained: int, device=None) -> torch.Tensor:
+    """The ``W_pos`` row each position reads under ``tie_positions_from=trained``: itself before
+    ``trained``, then the last trained row of its parity (``trained - 1``, ``trained - 2``, ...)."""
+    i = torch.arange(n_pos, device=device)
+    same = trained - 1 - (i - (trained - 1)) % 2
+    return torch.where(i >= trained, same, i)
+
+
+def tie_positions_hook(trained: int):
+    """``hook_pos_embed`` ([batch, pos, d_model]) with untrained positions replaced by tied rows."""
+
+    def hook(pos_embed: torch.Tensor, hook) -> torch.Tensor:
+        return pos_embed[:, tied_position_rows(pos_embed.shape[1], trained, pos_embed.device)]
+
+    return hook
+
+
 def add_length_options(model: HookedTransformer, cfg: ModelConfig) -> None:
-    """``ssmax`` (a learned per-head scale ``blocks.{l}.attn_ssmax`` on hook_attn_scores) and
-    ``out_rescale_len`` (on hook_attn_out), as permanent hooks; their parameters are in the state
-    dict, so ``load_run`` rebuilds them exactly."""
+    """``ssmax`` (a learned per-head scale ``blocks.{l}.attn_ssmax`` on hook_attn_scores),
+    ``out_rescale_len`` (on hook_attn_out) and ``tie_positions_from`` (on hook_pos_embed), as
+    permanent hooks; their parameters are in the state dict, so ``load_run`` rebuilds them exactly."""
+    if cfg.tie_positions_from is not None:
+        model.add_perma_hook("hook_pos_embed", tie_positions_hook(cfg.tie_positions_from))
     for layer, block in enumerate(model.blocks):
         if cfg.ssmax:
             block.attn_ssmax = torch.nn.Parameter(torch.ones(cfg.n_heads, device=model.W_E.device))
@@ -285,7 +313,8 @@ def build_model(
         model.setup()  # drop ln_final's hook points from the hook dict
     # what hooks do to the forward pass, for probes whose exact decompositions assume plain TL
     model.workbench_options = {"norm_position": cfg.norm_position, "ssmax": cfg.ssmax,
-                               "out_rescale_len": cfg.out_rescale_len, "final_norm": cfg.final_norm}
+                               "out_rescale_len": cfg.out_rescale_len, "final_norm": cfg.final_norm,
+                               "tie_positions_from": cfg.tie_positions_from}
     if cfg.norm_position == "post":
         with forked_rng():  # (LayerNorm starts at w = 1, b = 0; nothing random, but keep it so)
             add_post_norm(model, cfg)
