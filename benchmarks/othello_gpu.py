@@ -11,6 +11,10 @@ given; (2) generate games on the device with the torch engine; (3) time pure tra
 a warm-up, eager and (``--compile auto|on``) compiled, and keep the faster; (4) train the full
 preset for as many steps as fit ``--minutes`` at that speed; (5) evaluate on held-out games.
 
+In the same process a plain PyTorch GPT of the same shape (``plain_gpt.py``, nanoGPT style:
+fused LayerNorm, SDPA, compiled when ours is) is timed the same way, and our tokens/s is printed
+as a ratio of it.
+
 MFU = (6 N + 12 L d T) x tokens/s / peak, with N the non-embedding parameters, L layers, d_model,
 T the trained context, and peak 989 TFLOP/s (H100 bf16 dense). Tokens/s is measured over pure
 training steps after warm-up; the whole training wall time (evaluation, checkpoint and a
@@ -207,7 +211,9 @@ def time_modes(args, data: Path, overrides: list[str], folder: Path, record) -> 
         T = cfg.othello.train_max_moves
         non_embed, flops = flops_per_token(probe.model, T)
         shape = dict(model=probe.model.cfg, T=T, non_embed=non_embed, flops=flops, batch=cfg.train.batch_size,
-                     bf16=cfg.train.bf16 and cfg.train.device.startswith("cuda"), warmup_steps=cfg.train.warmup_steps)
+                     bf16=cfg.train.bf16 and cfg.train.device.startswith("cuda"), warmup_steps=cfg.train.warmup_steps,
+                     dropout=(cfg.model.attn_dropout, cfg.model.resid_dropout, cfg.model.embed_dropout),
+                     device=probe.device, timing=(warmup, timed))
         del probe
     if not speed:
         raise SystemExit("error: no training mode could be timed")
@@ -222,7 +228,27 @@ def time_modes(args, data: Path, overrides: list[str], folder: Path, record) -> 
     say(f"tokens/s: {tok_s:,.0f} ({step_s * 1e3:.2f} ms/step)")
     say(f"MFU: {mfu:.1%} of {PEAK / 1e12:.0f} TFLOP/s ({shape['flops'] * tok_s / 1e12:.0f} TFLOP/s achieved)")
     record(non_embedding_params=shape["non_embed"], batch=shape["batch"], compiled=compiled, tokens_per_s=tok_s, mfu=mfu)
+    time_plain_baseline(shape, compiled, tok_s, record)
     return dict(shape, compiled=compiled, step_s=step_s)
+
+
+def time_plain_baseline(shape: dict, compiled: bool, ours_tok_s: float, record) -> None:
+    """The same shape as a plain PyTorch GPT (``plain_gpt.py``: fused LayerNorm, SDPA, no hooks),
+    timed the same way in the same process; prints our tokens/s as a ratio of it."""
+    from plain_gpt import time_plain
+
+    m = shape["model"]
+    try:
+        plain = time_plain(m, m.d_vocab, m.n_ctx, shape["batch"], shape["T"], shape["device"], shape["bf16"], compiled,
+                           shape["dropout"], *shape["timing"])
+    except Exception as e:  # the baseline must not cost the run
+        say(f"plain PyTorch baseline failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+        return
+    ratio = ours_tok_s / plain["tokens_per_s"]
+    say(f"plain PyTorch (nanoGPT style, same shape, {'compiled' if compiled else 'eager'}): "
+        f"{plain['tokens_per_s']:,.0f} tokens/s ({plain['step_s'] * 1e3:.2f} ms/step); ours / plain = {ratio:.2f}")
+    record(plain_tokens_per_s=plain["tokens_per_s"], plain_ms_per_step=plain["step_s"] * 1e3, ours_over_plain=ratio,
+           plain_mfu=shape["flops"] * plain["tokens_per_s"] / PEAK)
 
 
 def final_run(args, data: Path, overrides: list[str], folder: Path, timing: dict, start: float, figures: dict, record) -> None:

@@ -27,13 +27,15 @@ def tiny_gpu_run(tmp_path_factory):
 
 def test_gpu_script_tiny_on_cpu(tiny_gpu_run):
     tmp_path, out = tiny_gpu_run
-    for words in ("games/s", "eager:", "compiled:", "tokens/s:", "MFU:", "legal top-1: in range", "legal top-1 by move index"):
+    for words in ("games/s", "eager:", "compiled:", "tokens/s:", "MFU:", "legal top-1: in range", "legal top-1 by move index",
+                  "plain PyTorch (nanoGPT style, same shape", "ours / plain ="):
         assert words in out, words
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     figures = json.loads((tmp_path / "figures.json").read_text())
     # the figures file repeats the run's own final evaluation, and the step time it chose
     assert figures["legal_top1_by_move"] == [round(x, 4) for x in final["raw"]["values"]["legal_top1"]]
     assert figures["tokens_per_s"] > 0 and figures["steps"] == final["step"] == 20
+    assert figures["ours_over_plain"] == figures["tokens_per_s"] / figures["plain_tokens_per_s"]
     chosen = "compiled_ms_per_step" if figures["compiled"] else "eager_ms_per_step"
     assert abs(figures["batch"] * 30 / (figures[chosen] / 1e3) - figures["tokens_per_s"]) < 1e-6 * figures["tokens_per_s"]
 
