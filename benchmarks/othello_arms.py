@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from othello_gpu import base_overrides, check_imports, make_data, say, time_modes  # noqa: E402
+from othello_gpu import base_overrides, check_imports, make_data, say, start_run, time_modes  # noqa: E402
 
 RESULTS = HERE / "results"
 TRAIN_MOVES = 30
@@ -134,25 +133,14 @@ def arm_probes(run_dir: Path, cfg, probe_games: int) -> dict:
 
 
 def run_arms(args) -> dict:
-    import torch
-
-    from training import atomic, runs
+    from training import runs
     from training.othello_models import othello_config
     from training.trainer import train
 
     start = time.perf_counter()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    figures: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                     "torch": torch.__version__, "seed": args.seed, "train_moves": TRAIN_MOVES,
-                     "averagers": AVERAGERS, "arms": {}}
-    say(f"device: {figures['device']}, torch {torch.__version__}; arms {', '.join(args.arm_list)}; seed {args.seed}")
-
-    def record(**kw) -> None:
-        figures.update(kw)
-        if args.json:
-            atomic.write_json(args.json, figures)
-
-    folder = Path(tempfile.mkdtemp(prefix="othello_arms_"))
+    device, figures, record, folder = start_run(args, "othello_arms_", seed=args.seed, train_moves=TRAIN_MOVES,
+                                                averagers=AVERAGERS, arms={})
+    say(f"device: {figures['device']}, torch {figures['torch']}; arms {', '.join(args.arm_list)}; seed {args.seed}")
     data = make_data(args, device, folder, record)
     overrides = base_overrides(args, device) + [f"othello.train_max_moves={TRAIN_MOVES}",
                                                 f"averagers={json.dumps(AVERAGERS)}"]

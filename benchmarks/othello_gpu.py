@@ -290,6 +290,26 @@ def final_run(args, data: Path, overrides: list[str], folder: Path, timing: dict
            itr_in_range=summ["in_range"]["itr"], run_dir=str(run_dir))
 
 
+def start_run(args, prefix: str, **extra):
+    """The device, the figures dict (device and torch version first, then ``extra``), a ``record``
+    that updates it and rewrites ``--json`` each time (so a run cut short keeps what it had), and a
+    scratch folder."""
+    import torch
+
+    from training import atomic
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    figures: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                     "torch": torch.__version__, **extra}
+
+    def record(**kw) -> None:
+        figures.update(kw)
+        if args.json:
+            atomic.write_json(args.json, figures)
+
+    return device, figures, record, Path(tempfile.mkdtemp(prefix=prefix))
+
+
 def main() -> None:
     args = parse_args()
     start = time.perf_counter()
@@ -298,21 +318,8 @@ def main() -> None:
         say("imports ok: " + ", ".join(NEEDED.values()))
         return
 
-    import torch
-
-    from training import atomic
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    figures: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                     "torch": torch.__version__}
-    say(f"device: {figures['device']}, torch {torch.__version__}")
-
-    def record(**kw) -> None:
-        figures.update(kw)
-        if args.json:
-            atomic.write_json(args.json, figures)
-
-    folder = Path(tempfile.mkdtemp(prefix="othello_gpu_"))
+    device, figures, record, folder = start_run(args, "othello_gpu_")
+    say(f"device: {figures['device']}, torch {figures['torch']}")
     data = make_data(args, device, folder, record)
     overrides = base_overrides(args, device)
     timing = time_modes(args, data, overrides, folder, record)

@@ -31,6 +31,22 @@ def tiny_config(*overrides: str) -> RunConfig:
     return load_config(None, TINY + list(overrides))
 
 
+def train_and_reload(tmp_path, *overrides: str):
+    """Train a tiny run with ``overrides``, reload its raw weights through ``load_run`` and check
+    that they evaluate exactly as the run's own final evaluation did; the reloaded model and the
+    run directory."""
+    from training import runs
+    from training.trainer import train
+
+    cfg = tiny_config(*overrides)
+    run = runs.create_run_dir(tmp_path / "run", cfg)
+    res = train(cfg, run, progress=False)
+    model = runs.load_run(run, weights="raw")
+    again = cfg.make_task().evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed)
+    assert again.values["tv"] == pytest.approx(res.final["raw"].values["tv"], abs=1e-6)
+    return model, run
+
+
 @pytest.fixture
 def tiny():
     return tiny_config

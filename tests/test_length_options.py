@@ -11,7 +11,7 @@ from training.ensemble import train_ensemble
 from training.models import ModelConfig, build_model
 from training.trainer import train
 
-from .conftest import tiny_config
+from .conftest import tiny_config, train_and_reload
 
 
 def _randomise(model, seed=5):
@@ -108,10 +108,5 @@ def test_tied_positions_equal_the_same_parity_transplant():
 
 
 def test_tied_positions_reload_exactly(tmp_path):
-    cfg = tiny_config("model.positional=learned", "model.tie_positions_from=3")
-    run = runs.create_run_dir(tmp_path / "run", cfg)
-    res = train(cfg, run, progress=False)
-    model = runs.load_run(run, weights="raw")
+    model, _ = train_and_reload(tmp_path, "model.positional=learned", "model.tie_positions_from=3")
     assert model.workbench_options["tie_positions_from"] == 3
-    again = cfg.make_task().evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed)
-    assert again.values["tv"] == pytest.approx(res.final["raw"].values["tv"], abs=1e-6)

@@ -7,9 +7,8 @@ import torch
 
 from training import runs
 from training.models import ModelConfig, build_model
-from training.trainer import train
 
-from .conftest import tiny_config
+from .conftest import train_and_reload
 
 
 def _ln(x, w=None, b=None, eps=1e-5):
@@ -63,12 +62,7 @@ def test_post_norm_matches_the_hand_written_forward(attn_only, norm):
 
 
 def test_post_norm_run_reloads_exactly(tmp_path):
-    cfg = tiny_config("model.normalization=LN", "model.norm_position=post", "model.attn_only=false")
-    run = runs.create_run_dir(tmp_path / "run", cfg)
-    res = train(cfg, run, progress=False)
-    model = runs.load_run(run, weights="raw")
-    again = cfg.make_task().evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed)
-    assert again.values["tv"] == pytest.approx(res.final["raw"].values["tv"], abs=1e-6)
+    _, run = train_and_reload(tmp_path, "model.normalization=LN", "model.norm_position=post", "model.attn_only=false")
     state = runs.load_weights(run / runs.weights_file("raw"))
     assert "blocks.0.ln_post_attn.w" in state and not torch.allclose(state["blocks.0.ln_post_attn.w"], torch.ones(1))
 
@@ -206,10 +200,5 @@ def test_pre_norm_without_the_final_norm():
 
 
 def test_pre_norm_without_the_final_norm_reloads_exactly(tmp_path):
-    cfg = tiny_config("model.normalization=LN", "model.final_norm=false")
-    run = runs.create_run_dir(tmp_path / "run", cfg)
-    res = train(cfg, run, progress=False)
-    model = runs.load_run(run, weights="raw")
+    model, _ = train_and_reload(tmp_path, "model.normalization=LN", "model.final_norm=false")
     assert isinstance(model.ln_final, torch.nn.Identity)
-    again = cfg.make_task().evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed)
-    assert again.values["tv"] == pytest.approx(res.final["raw"].values["tv"], abs=1e-6)
