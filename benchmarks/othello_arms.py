@@ -24,8 +24,11 @@ moves at every move index, in range and beyond, written to ``--json`` after each
 short keeps what it finished); (6) on the raw and EMA weights of each arm, the relative-board and
 side-to-move probes (fit on moves 1..30 of training games, scored on held-out games by layer and
 move index), so the results say whether averaging or the position fix changes the board and turn
-representation past move 30. The probes run on the device because five sets of weights of four
-8-layer models are far more than a lent machine sends back.
+representation past move 30; (7) on the ``full`` arm, activation patching from its same-parity
+transplant (the ``tied`` model) into it at moves ``--patch-moves``: the legal-move mass recovered
+by patching each layer's ``resid_pre`` at each position, which locates where the turn is read.
+The probes and patching run on the device because five sets of weights of four 8-layer models
+are far more than a lent machine sends back.
 
 ``--table`` reads every ``benchmarks/results/othello_arms_*.json`` (one per run; a second run with
 another ``--seed`` adds seeds) and writes the comparison, means over seeds with their spread,
@@ -81,11 +84,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--json", type=Path, default=None, help="write the results here, after every arm")
     ap.add_argument("--probe-games", type=int, default=2000,
                     help="training games to fit the board and side-to-move probes on, per arm (0: no probes; default 2000)")
+    ap.add_argument("--patch-moves", default="31,32",
+                    help="move indices past 30 at which to patch the transplant into the full arm (empty: none; default 31,32)")
+    ap.add_argument("--patch-games", type=int, default=200, help="held-out games per patched move index (default 200)")
     ap.add_argument("--wheels", type=Path, default=None, help="install missing packages offline from the wheels here")
     ap.add_argument("--table", action="store_true", help="only rebuild the comparison table from --results")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of othello_arms_*.json (default benchmarks/results)")
     args = ap.parse_args(argv)
     args.arm_list = [a for a in args.arms.split(",") if a]
+    try:
+        args.patch_list = [int(m) for m in args.patch_moves.split(",") if m]
+    except ValueError:
+        ap.error(f"--patch-moves must be move indices like 31,32, got {args.patch_moves!r}")
+    if any(not TRAIN_MOVES < m <= 59 for m in args.patch_list):
+        ap.error(f"--patch-moves must lie in {TRAIN_MOVES + 1}..59 (past the training length)")
     unknown = [a for a in args.arm_list if a not in ARMS]
     if unknown or not args.arm_list:
         ap.error(f"unknown arm {unknown[0]!r} (choose from {', '.join(ARMS)})" if unknown else "give at least one arm")
@@ -132,6 +144,35 @@ def arm_probes(run_dir: Path, cfg, probe_games: int) -> dict:
     return out
 
 
+def transplant_patching(run_dir: Path, cfg, moves: list[int], n_games: int) -> dict:
+    """Patch the same-parity transplant of the run's raw model (clean) into the model itself
+    (corrupted), on the same held-out prefixes of ``m`` moves: per move index, the legal-move mass
+    at the last position of each, and the normalised recovery [layer, position] of ``resid_pre``."""
+    from interp.othello_positions import transplant
+    from interp.patching import activation_patch, legal_mass_metric, model_pair_cache, normalised
+    from training import runs
+
+    task = cfg.make_task()
+    model = runs.load_run(run_dir, "raw", device=cfg.train.device)
+    clean_model = transplant(model, TRAIN_MOVES, "same_parity")
+    tokens, legal = task.eval_data(min(n_games, cfg.othello.val_games))
+    out = {}
+    for m in moves:
+        live = legal[:, m - 1].any(-1)  # the game goes on after move m
+        toks, mask = tokens[live, :m].to(model.W_E.device), legal[live, m - 1]
+        mass = legal_mass_metric(mask)
+        clean_logits, cache = model_pair_cache(clean_model, toks)
+        clean, corrupted = mass(clean_logits).item(), mass(model(toks)).item()
+        entry = {"games": int(live.sum()), "clean_legal_mass": clean, "corrupted_legal_mass": corrupted}
+        # a transplant that barely moves the metric leaves nothing to locate (and the normalised
+        # recovery would divide by almost 0)
+        if abs(clean - corrupted) > 0.01:
+            rec = activation_patch(model, toks, cache, normalised(mass, clean, corrupted), kinds=("resid_pre",))
+            entry["resid_pre_recovery"] = [[round(x, 4) for x in row] for row in rec["resid_pre"].tolist()]
+        out[str(m)] = entry
+    return out
+
+
 def run_arms(args) -> dict:
     from training import runs
     from training.othello_models import othello_config
@@ -174,6 +215,17 @@ def run_arms(args) -> dict:
                     best = max(hooks, key=lambda h: hooks[h]["in_range"])
                     say(f"{arm:>9} {w:>8}: {target} probe at {best}: {hooks[best]['in_range']:.4f} in range, "
                         f"{hooks[best]['beyond']:.4f} beyond")
+        if arm == "full" and args.patch_list:
+            figures["patching"] = transplant_patching(run_dir, cfg, args.patch_list, args.patch_games)
+            record()
+            for m, e in figures["patching"].items():
+                best = ""
+                if "resid_pre_recovery" in e:
+                    rec = e["resid_pre_recovery"]
+                    layer, pos = max(((l, p) for l in range(len(rec)) for p in range(len(rec[l]))), key=lambda lp: rec[lp[0]][lp[1]])
+                    best = f"; best resid_pre patch: layer {layer}, position {pos + 1} ({rec[layer][pos]:.2f})"
+                say(f"patching at move {m}: legal mass transplant {e['clean_legal_mass']:.3f}, original "
+                    f"{e['corrupted_legal_mass']:.3f}{best}")
     say(f"all arms in {time.perf_counter() - start:.0f} s")
     return figures
 

@@ -44,6 +44,21 @@ def test_every_arm_carries_every_averager(tiny_arms):
     assert "all arms in" in out
 
 
+def test_transplant_patching_on_the_full_arm(tiny_arms):
+    """Patching the same-parity transplant into the full arm at moves 31 and 32: positions before
+    move 31 are the same in both models, and causal attention keeps them so at every layer, so
+    patching them recovers exactly nothing."""
+    _, res, out = tiny_arms
+    assert set(res["patching"]) == {"31", "32"}
+    for m, e in res["patching"].items():
+        assert e["games"] > 0 and "patching at move" in out
+        if "resid_pre_recovery" in e:
+            rec = e["resid_pre_recovery"]
+            assert len(rec) == 2 and {len(row) for row in rec} == {int(m)}
+            assert all(abs(x) < 1e-3 for row in rec for x in row[:30])
+    assert any("resid_pre_recovery" in e for e in res["patching"].values())
+
+
 def test_table_means_and_spreads_over_runs(tiny_arms, tmp_path):
     import numpy as np
 
