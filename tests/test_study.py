@@ -40,6 +40,8 @@ def test_quick_spec_is_valid_and_draws_are_reproducible():
     assert set(default["dropouts"]) == {0.0, 0.1, 0.2, 0.3} and set(default["targets"]) == {"sampled", "exact"}
     remedies = load_spec(preset_path("study_remedies"))
     assert {"baseline", "prenorm", "prenorm_nofinal", "postnorm", "ssmax", "out_rescale"} == set(remedies["variants"])
+    control = load_spec(preset_path("study_ema_control"))
+    assert control["variants"]["anneal"] == ["train.min_lr_ratio=0"] and control["dropouts"] == [0.0]
 
 
 def test_strata_balance_the_draws_in_permuted_blocks():
