@@ -63,15 +63,15 @@ def copy_from_hooked(plain: "PlainGPT", model) -> "PlainGPT":
 
 
 class PlainGPT(nn.Module):
-    def __init__(self, cfg, d_vocab: int, n_ctx: int):
-        """``cfg`` is a ``HookedTransformerConfig`` (or anything with its field names)."""
+    def __init__(self, cfg, d_vocab: int, n_ctx: int, dropout: tuple[float, float, float] = (0.0, 0.0, 0.0)):
+        """``cfg`` is a ``HookedTransformerConfig``; ``dropout`` is (attention, residual,
+        embedding), which that config does not hold (our dropout hooks do)."""
         super().__init__()
         d = cfg.d_model
         self.embed, self.pos = nn.Embedding(d_vocab, d), nn.Embedding(n_ctx, d)
-        p = (getattr(cfg, "attn_dropout", 0.0), getattr(cfg, "resid_dropout", 0.0))
-        self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.d_head, cfg.d_mlp, p) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.d_head, cfg.d_mlp, dropout[:2]) for _ in range(cfg.n_layers))
         self.ln_f, self.unembed = nn.LayerNorm(d), nn.Linear(d, cfg.d_vocab_out)
-        self.embed_p = getattr(cfg, "embed_dropout", 0.0)
+        self.embed_p = dropout[2]
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
@@ -85,20 +85,12 @@ def time_plain(shape, d_vocab: int, n_ctx: int, batch: int, T: int, device, bf16
                dropout: tuple[float, float, float], warmup: int = 20, timed: int = 50, lr: float = 5e-4) -> dict:
     """Seconds per training step of the plain model at ``batch`` x ``T`` tokens, after ``warmup``
     steps. ``dropout`` is (attention, residual, embedding)."""
-
-    class Cfg:
-        pass
-
-    cfg = Cfg()
-    for k in ("d_model", "n_heads", "d_head", "d_mlp", "n_layers", "d_vocab_out"):
-        setattr(cfg, k, getattr(shape, k))
-    cfg.attn_dropout, cfg.resid_dropout, cfg.embed_dropout = dropout
     gen = torch.Generator(device="cpu").manual_seed(0)
-    model = PlainGPT(cfg, d_vocab, n_ctx).to(device).train()
+    model = PlainGPT(shape, d_vocab, n_ctx, dropout).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=device.type == "cuda")
     step_fn = torch.compile(model) if compiled else model
     tokens = torch.randint(0, d_vocab, (batch, T + 1), generator=gen).to(device)
-    x, y = tokens[:, :-1], tokens[:, 1:] % cfg.d_vocab_out
+    x, y = tokens[:, :-1], tokens[:, 1:] % shape.d_vocab_out
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step():

@@ -67,14 +67,20 @@ class InterventionResult:
                                                 "topn_errors_after", "probe_reads_target")}
 
 
+def mover_boards(games: Int[np.ndarray, "games moves"], move_index: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bitboards of the side to move and of the other side after ``move_index`` moves, and who
+    moves (the engine's player, passes included)."""
+    st = replay(games[:, :move_index])
+    black, white, player = st.black[:, move_index], st.white[:, move_index], st.player[:, move_index]
+    return np.where(player == BLACK, black, white), np.where(player == BLACK, white, black), player
+
+
 def edited_legal_sets(games: Int[np.ndarray, "games moves"], move_index: int, squares: Int[np.ndarray, "games"],
                       dst: str) -> tuple[Bool[np.ndarray, "games 64"], Bool[np.ndarray, "games 64"]]:
     """Legal-move masks for the side to move after ``move_index`` moves, on the real
     board and on the board with each game's square changed from the mover's disc to ``dst``."""
-    st = replay(games[:, :move_index])
-    black, white, player = st.black[:, move_index], st.white[:, move_index], st.player[:, move_index]
-    own = np.where(player == BLACK, black, white)
-    opp = np.where(player == BLACK, white, black)
+    own, opp, _ = mover_boards(games, move_index)
     bit = np.uint64(1) << squares.astype(np.uint64)
     own2 = own & ~bit
     opp2 = opp | bit if dst == "theirs" else opp
@@ -85,10 +91,7 @@ def side_swapped_legal_sets(games: Int[np.ndarray, "games moves"], move_index: i
                             ) -> tuple[Bool[np.ndarray, "games 64"], Bool[np.ndarray, "games 64"]]:
     """Legal-move masks after ``move_index`` moves for the side to move, and for the other side
     on the same board (what a model that misreads the turn would play)."""
-    st = replay(games[:, :move_index])
-    black, white, player = st.black[:, move_index], st.white[:, move_index], st.player[:, move_index]
-    own = np.where(player == BLACK, black, white)
-    opp = np.where(player == BLACK, white, black)
+    own, opp, _ = mover_boards(games, move_index)
     return bits_to_bool(legal_moves(own, opp)), bits_to_bool(legal_moves(opp, own))
 
 
@@ -176,7 +179,8 @@ def intervene(model, probe: LinearProbe, games: np.ndarray, move_index: int, lay
         games = games[(games >= 0).sum(1) > move_index]  # the game goes on after this move
         legal_before, legal_after = side_swapped_legal_sets(games, move_index)
         squares = np.zeros(len(games), dtype=np.int64)
-        mover = torch.from_numpy(board_labels(games[:, :N_CTX], "side")[:, move_index - 1, 0]).to(device)
+        # the side probe's class: 0 black, 1 white (board_labels' "side" order)
+        mover = torch.from_numpy((mover_boards(games, move_index)[2] != BLACK).astype(np.int64)).to(device)
         src_c, dst_c, edit = mover, 1 - mover, "side to move"
     else:
         games, squares = pick_edits(games, move_index, src, seed)

@@ -46,6 +46,10 @@ def mlp_point(layer: int) -> int:
     return 2 * layer + 2
 
 
+def is_attn_point(point: int) -> bool:
+    return point % 2 == 1
+
+
 @dataclass
 class _Norm:
     point: int
@@ -113,7 +117,7 @@ class Readout:
         out = torch.ones(shape, device=self.attended.device, dtype=self.attended.dtype)
         for norm in self._after(point, strict):
             out = out / self.scales[norm.scale_name]
-        if self.rescale_len is not None and not strict and point % 2 == 1:
+        if self.rescale_len is not None and not strict and is_attn_point(point):
             out = out * (self.attended / self.rescale_len).clamp(min=1.0)
         return out
 

@@ -76,7 +76,7 @@ def test_table_means_and_spreads_over_runs(tiny_arms, tmp_path):
     table = (tmp_path / "othello_arms_table.md").read_text()
     x = res["arms"]["tied"]["weights"]["bema"]["beyond"]["legal_top1"]
     # mean x + 0.05, sample SD of (x, x + 0.1) = 0.1 / sqrt(2)
-    assert f"| tied | bema | 2 | " in table and f"{x + 0.05:.4f} +- {0.1 / np.sqrt(2):.4f}" in table
+    assert "| tied | bema | 2 | " in table and f"{x + 0.05:.4f} +- {0.1 / np.sqrt(2):.4f}" in table
     assert (tmp_path / "othello_arms.png").stat().st_size > 1000
 
 

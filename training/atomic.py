@@ -34,7 +34,16 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without setting it where the system says it (Linux): setting it,
+    even to restore it at once, would briefly change the caller's process for its other threads."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)  # elsewhere the only portable way to read it
     os.umask(mask)
     return mask
 
