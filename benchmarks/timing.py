@@ -33,8 +33,9 @@ def demo_task_and_model():
 
 
 def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None = None) -> argparse.Namespace:
-    """``--steps``, ``--rounds`` and ``--threads`` (and ``--seeds`` when given a default) for a
-    benchmark of training loops; sets the threads."""
+    """``--steps``, ``--rounds``, ``--threads`` and ``--default-malloc`` (and ``--seeds`` when given
+    a default) for a benchmark of training loops; sets the threads and, unless told otherwise, the
+    allocator setting the training commands use (``training/allocator.py``), for every candidate."""
     import torch
 
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -43,8 +44,14 @@ def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None =
     ap.add_argument("--threads", type=int, default=2)
     if seeds is not None:
         ap.add_argument("--seeds", type=int, default=seeds)
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="keep glibc's default malloc settings instead of those of the training commands")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        from training.allocator import keep_freed_memory
+
+        print(f"allocator: freed memory kept in the heap ({'set' if keep_freed_memory() else 'not glibc: unchanged'})")
     return args
 
 

@@ -129,21 +129,35 @@ def test_members_must_share_everything_else():
     check_members([tiny(), tiny("train.seed=4", "model.attn_dropout=0.2", "task.target=exact")])
 
 
-def test_mixed_loss_equals_each_tasks_own_loss():
-    """The set task's one cross-entropy against a pick-weighted target gives each target's loss."""
+def test_target_loss_equals_each_tasks_own_loss():
+    """The set task's cross-entropy against its precomputed target (one-hot next items, p*) gives
+    each target's own loss (``loss`` gathers the sampled item and builds p* itself)."""
     from training.tasks.set_complement import SetComplementConfig, SetComplementTask
 
     tasks = [SetComplementTask(SetComplementConfig(v=9, train_min_len=2, train_max_len=5, target=t)) for t in ("exact", "sampled")]
     batch = tasks[0].sample_batch(40, generator=torch.Generator().manual_seed(3))
     logits = torch.randn(40, 5, 9, generator=torch.Generator().manual_seed(4)) * 3
-    for k, task in enumerate(tasks):
-        pick = torch.nn.functional.one_hot(torch.tensor(k), 2).float()
-        assert SetComplementTask.mixed_loss(tasks, pick, logits, batch) == pytest.approx(float(task.loss(logits, batch)), abs=1e-6)
-    # the base class's default (a weighted sum of every task's loss) agrees
-    from training.tasks.base import Task
+    for task in tasks:
+        target = task.loss_target(batch)
+        assert target.shape == (40, 4, 9) and torch.allclose(target.sum(-1), torch.ones(40, 4))
+        assert float(tasks[0].target_loss(logits, batch, target)) == pytest.approx(float(task.loss(logits, batch)), abs=1e-6)
 
-    pick = torch.tensor([0.0, 1.0])
-    assert Task.mixed_loss(tasks, pick, logits, batch) == pytest.approx(float(tasks[1].loss(logits, batch)), abs=1e-6)
+
+def test_task_without_loss_target_uses_each_members_own_loss(tmp_path, monkeypatch):
+    """A task whose loss has no precomputable target (``loss_target`` None, the base default):
+    every member computes every task's loss and keeps its own, and still matches its separate run."""
+    from training.tasks.base import Task
+    from training.tasks.set_complement import SetComplementTask
+
+    cfgs = [tiny("train.steps=20", "train.eval_every=20", f"task.target={t}") for t in ("sampled", "exact")]
+    dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
+    monkeypatch.setattr(SetComplementTask, "loss_target", Task.loss_target)
+    train_ensemble(cfgs, dirs, progress=False)
+    monkeypatch.undo()
+    for i, cfg in enumerate(cfgs):
+        sep = runs.prepare_run(tmp_path / f"sep{i}", cfg)
+        train(cfg, sep, progress=False)
+        assert _max_diff(*(runs.load_weights(d / runs.weights_file("raw")) for d in (dirs[i], sep))) < 2e-4, i
 
 
 def test_post_norm_member_equals_its_separate_run(tmp_path):

@@ -13,7 +13,9 @@ Each member keeps what makes it its own run:
   a separate run with that seed);
 - its dropout rates, read per member inside the mapped forward;
 - its loss: members may differ in the task's loss-only fields (``Task.loss_only_fields``, e.g.
-  the set task's sampled or exact target); members of one seed then see the same batches;
+  the set task's sampled or exact target); members of one seed then see the same batches. A
+  task's ``loss_target`` (one-hot next items, p*) is computed once per batch and task outside
+  the mapped step, and each member gets its own;
 - its gradient-norm clip, on the norm of its own gradients;
 - its averagers: every averager update is elementwise, so one averager over the stacked tensors
   is one per member;
@@ -145,12 +147,14 @@ class EnsembleTrainer:
         _add_ensemble_dropout(self.template, cfgs, self.rates_holder)
         self.rates = torch.tensor([[getattr(c.model, s) for s in DROPOUT_SITES] for c in cfgs], device=self.device)
         self.eval_model = build_model(cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device)
-        # one task per distinct loss; each member picks its own with a one-hot weight
+        # one task per distinct loss; each member gets its own task's target (or, for a task
+        # without ``loss_target``, computes every task's loss and picks its own with a one-hot weight)
         loss_keys = [json.dumps(dataclasses.asdict(c.task_config), sort_keys=True) for c in cfgs]
         distinct = list(dict.fromkeys(loss_keys))
         self.tasks = [registry.make_task(cfg.kind, cfgs[loss_keys.index(k)].task_config) for k in distinct]
-        self.loss_pick = torch.nn.functional.one_hot(torch.tensor([distinct.index(k) for k in loss_keys]),
-                                                     len(distinct)).float().to(self.device)
+        self.task_index = torch.tensor([distinct.index(k) for k in loss_keys], device=self.device)
+        self.loss_pick = torch.nn.functional.one_hot(self.task_index, len(distinct)).float()
+        self.by_target = False
         # one data stream per distinct seed, seeded as the separate trainer seeds its own
         seeds = [c.train.seed for c in cfgs]
         self.seeds = list(dict.fromkeys(seeds))
@@ -170,25 +174,31 @@ class EnsembleTrainer:
         self.errors: dict[int, str] = {}
 
     # -- one step for every member ---------------------------------------------------------
-    def _member_loss(self, params, fields, rates, pick):
+    def _member_loss(self, params, fields, target, rates):
         self.rates_holder.value = rates
         batch = self._batch_type(**fields, **self._batch_static)
         logits = functional_call(self.template, (params, self.fixed), (batch.tokens,))
-        if len(self.tasks) == 1:
-            return self.tasks[0].loss(logits, batch)
-        return type(self.tasks[0]).mixed_loss(self.tasks, pick, logits, batch)
+        if self.by_target:
+            return self.tasks[0].target_loss(logits, batch, target)
+        return (torch.stack([task.loss(logits, batch) for task in self.tasks]) * target).sum()
 
-    def _batches(self) -> dict[str, torch.Tensor]:
-        """Each member's batch fields, stacked [member, ...]: one draw per distinct seed."""
+    def _batches(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Each member's batch fields, stacked [member, ...] (one draw per distinct seed), and
+        each member's loss target (or, for a task without one, its one-hot pick of the tasks)."""
         drawn = [self.tasks[0].sample_batch(self.tcfg.batch_size, generator=g, device=self.device) for g in self.data_gens]
         self._batch_type = type(drawn[0])
         fields = {f.name: [getattr(b, f.name) for b in drawn] for f in dataclasses.fields(drawn[0])}
         self._batch_static = {k: v[0] for k, v in fields.items() if not isinstance(v[0], torch.Tensor)}
-        return {k: torch.stack(v).index_select(0, self.seed_index) for k, v in fields.items() if isinstance(v[0], torch.Tensor)}
+        stacked = {k: torch.stack(v).index_select(0, self.seed_index) for k, v in fields.items() if isinstance(v[0], torch.Tensor)}
+        targets = [[task.loss_target(b) for task in self.tasks] for b in drawn]
+        self.by_target = targets[0][0] is not None
+        if not self.by_target:
+            return stacked, self.loss_pick
+        return stacked, torch.stack([torch.stack(t) for t in targets])[self.seed_index, self.task_index]
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step of every member; returns the losses [member]."""
-        grads, losses = self.step_fn(self.params, self._batches(), self.rates, self.loss_pick)
+        grads, losses = self.step_fn(self.params, *self._batches(), self.rates)
         # contiguous: vmap may return gradients with permuted strides, which the fused AdamW
         # kernel reads in the wrong order
         grads = {k: g.detach().contiguous() for k, g in grads.items()}

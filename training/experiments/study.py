@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Callable
 
 from training import atomic
+from training.allocator import keep_freed_memory
 from training.errors import ConfigError, WorkbenchError
 from training.scoped import num_threads, optuna_quiet
 
@@ -381,6 +382,7 @@ def _child_work(args, parent: int) -> None:
     """A spawned worker: ``_work``, ending itself when the study command that started it dies
     (``kill -9`` included), so no orphan goes on training; its config is then retried."""
     exit_with_parent(parent)
+    keep_freed_memory()  # a worker process is ours (see training/allocator.py)
     _work(args)
 
 

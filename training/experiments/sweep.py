@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from training import atomic
+from training.allocator import keep_freed_memory
 from training.errors import ConfigError, WorkbenchError
 from training.scoped import num_threads, optuna_quiet
 
@@ -227,6 +228,7 @@ def exit_with_parent(parent: int) -> None:
 
 def _child_worker(args, parent: int) -> None:
     exit_with_parent(parent)
+    keep_freed_memory()  # a worker process is ours (see training/allocator.py)
     _worker(args)
 
 

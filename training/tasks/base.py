@@ -80,13 +80,17 @@ class Task(ABC):
     def loss(self, logits: Float[Tensor, "batch pos vocab"], batch) -> Tensor:
         """Scalar training loss of the model's logits on ``batch``."""
 
-    @staticmethod
-    def mixed_loss(tasks: list["Task"], pick: Float[Tensor, " n_tasks"], logits: Float[Tensor, "batch pos vocab"], batch) -> Tensor:
-        """``sum_k pick[k] * tasks[k].loss(logits, batch)``: the loss of one ensemble member, whose
-        one-hot ``pick`` selects its own task among ``tasks`` (which differ only in loss-only
-        fields). Under ``vmap`` every member computes every loss; a task may override this with
-        something cheaper that gives the same value."""
-        return (torch.stack([task.loss(logits, batch) for task in tasks]) * pick).sum()
+    def loss_target(self, batch) -> Tensor | None:
+        """What ``loss`` compares the logits with, as a tensor computed from the batch alone, or
+        None when the loss has no such target. An ensemble (``training/ensemble.py``) computes it
+        once per batch, outside its mapped step, instead of once per member inside it; members
+        that differ in loss-only fields get their own task's target for the same batch."""
+        return None
+
+    def target_loss(self, logits: Float[Tensor, "batch pos vocab"], batch, target: Tensor) -> Tensor:
+        """``loss`` against ``target`` from ``loss_target`` (of this task or of one that differs
+        from it only in loss-only fields): equals that task's ``loss``."""
+        raise NotImplementedError(f"{type(self).__name__} has no loss target")
 
     def probe_batches(self, n: int, seed: int = 0, device="cpu") -> Iterator[ProbeBatch]:
         """The evaluation's own fixed inputs (``n`` per length), for probes that aggregate by length

@@ -182,18 +182,19 @@ class SetComplementTask(Task):
         p_star = self.exact_target(batch.items)[:, lo - 1 : hi]
         return -(p_star * logp).sum(-1).mean()
 
-    @staticmethod
-    def mixed_loss(tasks: list["SetComplementTask"], pick: Tensor, logits: Tensor, batch: SetComplementBatch) -> Tensor:
-        """One cross-entropy against the pick-weighted target: the one-hot next item for
-        'sampled', p* for 'exact'. With a one-hot ``pick`` it equals that task's ``loss`` (the
-        other target enters multiplied by 0); it costs one loss instead of one per task."""
-        lo, hi = tasks[0].cfg.train_min_len, batch.items.shape[1]
-        logp = tasks[0].prefix_logits(logits, batch)[:, lo - 1 : hi].float().log_softmax(dim=-1)
-        weight = {"sampled": 0.0, "exact": 0.0}
-        for k, task in enumerate(tasks):
-            weight[task.cfg.target] = weight[task.cfg.target] + pick[k]
-        one_hot = (batch.next_item[:, lo - 1 : hi].unsqueeze(-1) == torch.arange(tasks[0].v, device=logp.device)).float()
-        target = weight["sampled"] * one_hot + weight["exact"] * tasks[0].exact_target(batch.items)[:, lo - 1 : hi]
+    def loss_target(self, batch: SetComplementBatch) -> Float[Tensor, "batch L v"]:
+        """The training positions' targets: the one-hot next item ('sampled') or p* ('exact')."""
+        lo, hi = self.cfg.train_min_len, batch.items.shape[1]
+        if self.cfg.target == "sampled":
+            # a comparison, not F.one_hot, whose range check reads the data (impossible under vmap)
+            return (batch.next_item[:, lo - 1 : hi].unsqueeze(-1) == torch.arange(self.v, device=batch.items.device)).float()
+        return self.exact_target(batch.items)[:, lo - 1 : hi]
+
+    def target_loss(self, logits: Float[Tensor, "batch pos v"], batch: SetComplementBatch,
+                    target: Float[Tensor, "batch L v"]) -> Tensor:
+        """Cross-entropy over the training lengths against ``target`` (from ``loss_target``)."""
+        lo, hi = self.cfg.train_min_len, batch.items.shape[1]
+        logp = self.prefix_logits(logits, batch)[:, lo - 1 : hi].float().log_softmax(dim=-1)
         return -(target * logp).sum(-1).mean()
 
     def probe_batches(self, n: int, seed: int = 0, device="cpu"):
