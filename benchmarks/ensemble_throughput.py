@@ -7,9 +7,11 @@ extrapolation control. The separate side trains one of those arms with the ordin
 set of weights; both run in this process, alternating rounds. Target: a ratio of at least 3 on
 2 CPU threads.
 
-    python benchmarks/ensemble_throughput.py [--steps 600] [--rounds 4] [--threads 2] [--seeds 2]
+    python benchmarks/ensemble_throughput.py [--steps 600] [--rounds 4] [--threads 2] [--seeds 2] [--compile]
 
-``--seeds 4`` gives the 32-member ensemble.
+``--seeds 4`` gives the 32-member ensemble. ``--compile`` trains the ensemble with
+``train.compile=true`` (its compile time counted in every round: read it at the study's 3000
+steps); the separate runs stay eager, as the study would train them.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ def arms(seeds: int) -> list[list[str]]:
             for s in range(seeds) for p in (0.0, 0.1, 0.2, 0.3) for t in ("sampled", "exact")]
 
 
-def ensemble_model_steps_per_s(steps: int, arms: list[list[str]]) -> float:
+def ensemble_model_steps_per_s(steps: int, arms: list[list[str]], extra: list[str] = ()) -> float:
     from training import runs
     from training.config import load_config, preset_path
     from training.ensemble import train_ensemble
 
-    cfgs = [load_config(preset_path("demo"), BASE + arm + [f"train.steps={steps}"]) for arm in arms]
+    cfgs = [load_config(preset_path("demo"), BASE + arm + [f"train.steps={steps}", *extra]) for arm in arms]
     with tempfile.TemporaryDirectory() as tmp:
         dirs = [runs.create_run_dir(f"{tmp}/m{i}", c) for i, c in enumerate(cfgs)]
         t0 = time.perf_counter()
@@ -44,10 +46,11 @@ def ensemble_model_steps_per_s(steps: int, arms: list[list[str]]) -> float:
 
 
 def main() -> None:
-    args = round_args(__doc__, steps=600, rounds=4, seeds=2)
+    args = round_args(__doc__, steps=600, rounds=4, seeds=2, flags={"--compile": "compile the ensemble's step"})
     members = arms(args.seeds)
-    ens, sep = f"ensemble of {len(members)}", "separate runs"
-    speed = alternating_rounds({ens: lambda n: ensemble_model_steps_per_s(n, members),
+    extra = ["train.compile=true"] if args.compile else []
+    ens, sep = f"ensemble of {len(members)}{' (compiled)' if args.compile else ''}", "separate runs"
+    speed = alternating_rounds({ens: lambda n: ensemble_model_steps_per_s(n, members, extra),
                                 sep: lambda n: trainer_steps_per_s(BASE + members[2], n)},
                                args.rounds, args.steps, pair=(ens, sep))
     print(f"median model-steps/s: {ens} {statistics.median(speed[ens]):.1f}, {sep} {statistics.median(speed[sep]):.1f}")

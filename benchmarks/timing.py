@@ -32,9 +32,10 @@ def demo_task_and_model():
     return task, build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()
 
 
-def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None = None) -> argparse.Namespace:
+def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None = None,
+               flags: dict[str, str] | None = None) -> argparse.Namespace:
     """``--steps``, ``--rounds``, ``--threads`` and ``--default-malloc`` (and ``--seeds`` when given
-    a default) for a benchmark of training loops; sets the threads and, unless told otherwise, the
+    a default, and the benchmark's own ``flags``) for a benchmark of training loops; sets the threads and, unless told otherwise, the
     allocator setting the training commands use (``training/allocator.py``), for every candidate."""
     import torch
 
@@ -44,6 +45,8 @@ def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None =
     ap.add_argument("--threads", type=int, default=2)
     if seeds is not None:
         ap.add_argument("--seeds", type=int, default=seeds)
+    for flag, text in (flags or {}).items():  # a benchmark's own on/off switches
+        ap.add_argument(flag, action="store_true", help=text)
     ap.add_argument("--default-malloc", action="store_true",
                     help="keep glibc's default malloc settings instead of those of the training commands")
     args = ap.parse_args()

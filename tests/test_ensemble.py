@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from torch.func import vmap
+from torch.func import functional_call, vmap
 
 from training import runs
 from training.config import load_config, preset_path
-from training.ensemble import EnsembleTrainer, _dropout_hook, _Rates, check_members, train_ensemble
+from training.ensemble import RATES, EnsembleTrainer, _dropout_hook, check_members, train_ensemble
 from training.errors import ConfigError
 from training.trainer import train
 
@@ -66,24 +66,49 @@ def test_members_equal_separate_runs(tmp_path):
     assert json.loads((dirs[1] / runs.CONFIG).read_text())["model"]["attn_dropout"] == 0.3
 
 
-def test_dropout_hook_uses_each_members_rate():
-    """Under vmap each member drops its own fraction and rescales the rest by 1/(1-p)."""
-    rates = _Rates()
+class _Site(torch.nn.Module):
+    """One dropout site reading its member's rates from the ensemble's buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer(RATES, torch.zeros(3), persistent=False)
+        self.hook = _dropout_hook(self, 1)
+
+    def forward(self, x):
+        return self.hook(x, None)
+
+
+def _check_member_rates(mapped) -> None:
     p = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.25, 0.0], [0.0, 0.5, 0.0]])
-    hook = _dropout_hook(rates, 1)
-
-    def f(x, r):
-        rates.value = r
-        return hook(x, None)
-
-    out = vmap(f, randomness="different")(torch.ones(3, 200_000), p)
+    out = mapped(torch.ones(3, 200_000), p)
     for i, rate in enumerate((0.0, 0.25, 0.5)):
         dropped = float((out[i] == 0).float().mean())
         assert dropped == pytest.approx(rate, abs=0.005)
         kept = out[i][out[i] != 0]
         assert torch.allclose(kept, torch.full_like(kept, 1 / (1 - rate)))
     # members draw different masks
-    assert not torch.equal(out[1] == 0, vmap(f, randomness="different")(torch.ones(3, 200_000), p)[2] == 0)
+    assert not torch.equal(out[1] == 0, mapped(torch.ones(3, 200_000), p)[2] == 0)
+
+
+def test_dropout_hook_uses_each_members_rate():
+    """Under vmap each member drops its own fraction and rescales the rest by 1/(1-p)."""
+    site = _Site()
+    _check_member_rates(vmap(lambda x, r: functional_call(site, {RATES: r}, (x,)), randomness="different"))
+
+
+def test_compiled_ensemble_matches_separate_run_and_keeps_member_rates(tmp_path, capsys):
+    """``train.compile``: the compiled step trains a dropout-free member as its separate (eager)
+    run does, and inside the compiled graph each member still drops its own fraction."""
+    steps = ["train.steps=20", "train.eval_every=20", "train.checkpoint_every=20"]
+    cfgs = [tiny(*steps, "train.compile=true", f"train.seed={s}", f"model.attn_dropout={p}") for s, p in ((0, 0.0), (1, 0.3))]
+    dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
+    assert all(r.error is None for r in train_ensemble(cfgs, dirs, progress=False))
+    assert "training eagerly" not in capsys.readouterr().err  # the compiled step ran, no fallback
+    sep = runs.prepare_run(tmp_path / "sep", tiny(*steps, "train.seed=0"))
+    train(tiny(*steps, "train.seed=0"), sep, progress=False)
+    assert _max_diff(*(runs.load_weights(d / runs.weights_file("raw")) for d in (dirs[0], sep))) < 2e-4
+    site = _Site()
+    _check_member_rates(torch.compile(vmap(lambda x, r: functional_call(site, {RATES: r}, (x,)), randomness="different")))
 
 
 def test_diverged_member_is_failed_and_leaves_others_untouched(tmp_path):

@@ -92,35 +92,36 @@ def check_members(cfgs: list[RunConfig]) -> None:
                               "in train.seed, dropout rates and the task's loss-only fields")
 
 
-class _Rates:
-    """Each member's dropout rates, set by the mapped function and read by the dropout hooks (so
-    inside ``vmap`` a hook sees its own member's rates)."""
+RATES = "ensemble_rates"
+"""A non-persistent buffer on the template holding one member's dropout rates (embed, attention,
+residual): ``functional_call`` swaps in each member's row under ``vmap``, so a hook reading it
+sees its own member's rates with no side effect (which ``torch.compile`` could not trace)."""
 
-    value: torch.Tensor | None = None
 
-
-def _dropout_hook(rates: _Rates, index: int):
+def _dropout_hook(model: torch.nn.Module, index: int):
     def hook(x: torch.Tensor, hook) -> torch.Tensor:
-        p = rates.value[index]
+        p = getattr(model, RATES)[index]
         # inverted dropout with a per-member rate; p = 0 keeps every element and divides by 1
         return x * (torch.rand_like(x) >= p) / (1 - p)
 
     return hook
 
 
-def _add_ensemble_dropout(model, cfgs: list[RunConfig], rates: _Rates) -> None:
-    """The hooks of ``models.add_dropout_hooks``, at the sites any member uses, with per-member rates."""
+def _add_ensemble_dropout(model, cfgs: list[RunConfig]) -> None:
+    """The hooks of ``models.add_dropout_hooks``, at the sites any member uses, with per-member
+    rates read from the ``RATES`` buffer."""
+    model.register_buffer(RATES, torch.zeros(len(DROPOUT_SITES)), persistent=False)
     used = {site: any(getattr(c.model, site) > 0 for c in cfgs) for site in DROPOUT_SITES}
     mc = cfgs[0].model
     if used["embed_dropout"]:
-        model.add_perma_hook("blocks.0.hook_resid_pre", _dropout_hook(rates, 0))
+        model.add_perma_hook("blocks.0.hook_resid_pre", _dropout_hook(model, 0))
     for layer in range(mc.n_layers):
         if used["attn_dropout"]:
-            model.add_perma_hook(f"blocks.{layer}.attn.hook_pattern", _dropout_hook(rates, 1))
+            model.add_perma_hook(f"blocks.{layer}.attn.hook_pattern", _dropout_hook(model, 1))
         if used["resid_dropout"]:
-            model.add_perma_hook(f"blocks.{layer}.hook_attn_out", _dropout_hook(rates, 2))
+            model.add_perma_hook(f"blocks.{layer}.hook_attn_out", _dropout_hook(model, 2))
             if not mc.attn_only:
-                model.add_perma_hook(f"blocks.{layer}.hook_mlp_out", _dropout_hook(rates, 2))
+                model.add_perma_hook(f"blocks.{layer}.hook_mlp_out", _dropout_hook(model, 2))
 
 
 class EnsembleTrainer:
@@ -143,8 +144,7 @@ class EnsembleTrainer:
         self.template = build_model(no_dropout, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device,
                                     check_inputs=False).train()
         self.fixed = {k: v for k, v in self.template.state_dict().items() if k not in self.params}
-        self.rates_holder = _Rates()
-        _add_ensemble_dropout(self.template, cfgs, self.rates_holder)
+        _add_ensemble_dropout(self.template, cfgs)
         self.rates = torch.tensor([[getattr(c.model, s) for s in DROPOUT_SITES] for c in cfgs], device=self.device)
         self.eval_model = build_model(cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device)
         # one task per distinct loss; each member gets its own task's target (or, for a task
@@ -168,16 +168,16 @@ class EnsembleTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.tcfg))
         live = {k: v.detach() for k, v in self.params.items()}
         self.averagers = {name: WeightAverager(None, c, params=live) for name, c in cfg.averaging_configs().items()}
-        self.step_fn = vmap(grad_and_value(self._member_loss), in_dims=(0, 0, 0, 0), randomness="different")
+        self.eager_step_fn = vmap(grad_and_value(self._member_loss), in_dims=(0, 0, 0, 0), randomness="different")
+        self.step_fn = self._compiled(self.eager_step_fn) if self.tcfg.compile else self.eager_step_fn
         torch.manual_seed(self.tcfg.seed)  # vmap's dropout stream
         self.step = 0
         self.errors: dict[int, str] = {}
 
     # -- one step for every member ---------------------------------------------------------
     def _member_loss(self, params, fields, target, rates):
-        self.rates_holder.value = rates
         batch = self._batch_type(**fields, **self._batch_static)
-        logits = functional_call(self.template, (params, self.fixed), (batch.tokens,))
+        logits = functional_call(self.template, (params, self.fixed, {RATES: rates}), (batch.tokens,))
         if self.by_target:
             return self.tasks[0].target_loss(logits, batch, target)
         return (torch.stack([task.loss(logits, batch) for task in self.tasks]) * target).sum()
@@ -196,9 +196,27 @@ class EnsembleTrainer:
             return stacked, self.loss_pick
         return stacked, torch.stack([torch.stack(t) for t in targets])[self.seed_index, self.task_index]
 
+    def _compiled(self, step_fn):
+        """``train.compile``: the mapped step through ``torch.compile`` (fuses its elementwise work;
+        ``benchmarks/ensemble_throughput.py --compile`` measures it against the compile time)."""
+        # HookedTransformer keeps sqrt(d_head) as a NumPy scalar, which the compiler turns into a
+        # tensor whose guard fails under vmap's gradient transform; a Python float is the same value
+        for block in self.template.blocks:
+            block.attn.attn_scale = float(block.attn.attn_scale)
+        return torch.compile(step_fn, mode=None if self.tcfg.compile_mode == "default" else self.tcfg.compile_mode)
+
     def train_step(self) -> torch.Tensor:
         """One optimizer step of every member; returns the losses [member]."""
-        grads, losses = self.step_fn(self.params, *self._batches(), self.rates)
+        inputs = (self.params, *self._batches(), self.rates)
+        try:
+            grads, losses = self.step_fn(*inputs)
+        except Exception as e:  # noqa: BLE001 - only the compiled step; the eager one raises as is
+            if self.step_fn is self.eager_step_fn:
+                raise
+            print(f"warning: torch.compile of the ensemble step failed ({type(e).__name__}); training eagerly",
+                  file=sys.stderr)
+            self.step_fn = self.eager_step_fn
+            grads, losses = self.step_fn(*inputs)
         # contiguous: vmap may return gradients with permuted strides, which the fused AdamW
         # kernel reads in the wrong order
         grads = {k: g.detach().contiguous() for k, g in grads.items()}
