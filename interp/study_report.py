@@ -13,7 +13,11 @@ cluster-bootstrap interval over configs (``study_stats``):
   beyond the training lengths. Dropout against dispersion predicts lower entropy;
 - **remedy** (studies with ``variants``, such as the remedies preset): each variant's raw weights
   minus the reference variant's ('baseline'), at dropout 0, per config, seed and target. The
-  averaging, dropout and noise effects are taken within the reference variant.
+  averaging, dropout and noise effects are taken within the reference variant;
+- **versus** (the same studies): each variant's raw weights minus each averager of the reference
+  variant, per config, seed and target: does a change to training (e.g. annealing the learning
+  rate to 0) do what the average does? Reported with 95% intervals and a comparison word, outside
+  the Holm family.
 
 Each is computed for every outcome (raw and calibrated TV, ITR, accuracy, the dispersion
 measures), in range and beyond. The *claims* are the beyond-range TV and calibrated-TV effects of
@@ -127,6 +131,12 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
                                 values, configs, lambda c: [(c, s, 0.0) for s in seeds],
                                 lambda c, s, _, t=t, v=variant: sub(get(c, s, 0.0, t, "raw", key, v),
                                                                     get(c, s, 0.0, t, "raw", key)))})
+                for a in averagers:
+                    out.append({"family": "versus", "contrast": f"{variant} - {REFERENCE} {a}", "target": t, "part": key[0],
+                                "measure": key[1], "per_config": _per_config(
+                                    values, configs, lambda c: [(c, s, 0.0) for s in seeds],
+                                    lambda c, s, _, t=t, v=variant, a=a: sub(get(c, s, 0.0, t, "raw", key, v),
+                                                                             get(c, s, 0.0, t, a, key)))})
         if {"sampled", "exact"} <= set(targets):
             for a in averagers:
                 def inter(c, s, p, a=a):
@@ -209,6 +219,16 @@ def failures(records: list[dict], spec: dict) -> dict:
     return {k: {"failed": failed[k], "of": total[k]} for k in total}
 
 
+def comparison(lo: float, hi: float, delta: float) -> str:
+    """A word for a two-sided comparison's interval: which side is lower, whether the whole
+    interval lies inside +-delta (no practical difference), or neither (inconclusive)."""
+    inside = -delta < lo and hi < delta
+    if hi < 0 or lo > 0:
+        side = "variant lower" if hi < 0 else "variant higher"
+        return f"{side}, by less than delta" if inside else side
+    return "no practical difference" if inside else "inconclusive"
+
+
 def label(e: dict) -> str:
     target = "" if e["target"] == "both" else f" [{e['target']}]"
     measure = {"tv": "TV", "cal_tv": "calibrated TV", "norm_entropy": "attention entropy"}.get(e["measure"], e["measure"])
@@ -248,6 +268,14 @@ def format_report(result: dict, study_dir: str | Path) -> str:
         if e["target"] not in ("sampled", "both") or not math.isfinite(e["estimate"]):
             continue
         lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]")
+    versus = [e for e in result["effects"] if e["family"] == "versus" and e["part"] == "beyond"
+              and e["measure"] in CLAIM_MEASURES and math.isfinite(e["estimate"])]
+    if versus:
+        lines += ["", "variants against the reference's averagers, beyond (95% intervals, outside the Holm family; "
+                      "negative: the variant's raw weights beat the average)", f"{'effect':<50}{'estimate':>10}  {'interval':<22}comparison"]
+        for e in versus:
+            lo, hi = e["ci95"]
+            lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {comparison(lo, hi, result['delta'])}")
     if result.get("strata"):
         groups = list(next((e["by_stratum"] for e in result["effects"] if e.get("by_stratum")), {}))
         lines += ["", "claims by stratum (mean of per-config differences; no intervals)",

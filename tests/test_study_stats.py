@@ -28,6 +28,16 @@ def test_verdicts():
     assert verdict(float("nan"), 0.01, 0.02) == "inconclusive"
 
 
+def test_comparison_words():
+    from interp.study_report import comparison
+
+    assert comparison(-0.05, -0.03, 0.02) == "variant lower"
+    assert comparison(-0.015, -0.005, 0.02) == "variant lower, by less than delta"
+    assert comparison(0.01, 0.04, 0.02) == "variant higher"
+    assert comparison(-0.01, 0.015, 0.02) == "no practical difference"
+    assert comparison(-0.03, 0.01, 0.02) == "inconclusive"
+
+
 def test_cluster_bootstrap_matches_the_standard_error_of_a_mean():
     x = np.random.default_rng(1).normal(0.3, 0.05, size=40)
     b = cluster_bootstrap(x, n_boot=20000, seed=2)
@@ -165,6 +175,19 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
     assert same["estimate"] == pytest.approx(0.0, abs=1e-12) and same["verdict"] == "no practical effect"
     # the other families still read the baseline variant only
     assert _effect(result, "averaging", "bema - raw", "sampled")["verdict"] == "supported"
+    # versus: a variant's raw weights against the baseline's averages, same cells. fix - bema is
+    # -0.04 - (-0.05) = +0.01 with sampled targets and -0.04 - (-0.01) = -0.03 with exact ones
+    for target, planted in (("sampled", 0.01), ("exact", -0.03)):
+        e = _effect(result, "versus", "fix - baseline bema", target)
+        assert e["estimate"] == pytest.approx(planted, abs=0.002) and not e["claim"]
+        assert e["ci95"][0] <= planted <= e["ci95"][1]
+    same = _effect(result, "versus", "same - baseline ema", "sampled")  # 0, up to the planted noise
+    assert same["ci95"][0] <= 0.0 <= same["ci95"][1] and abs(same["estimate"]) < 0.002
+    from interp.study_report import format_report
+
+    lines = format_report(result, "x").splitlines()
+    assert any(x.startswith("same - baseline ema [sampled]: TV") and x.endswith("no practical difference") for x in lines)
+    assert any(x.startswith("fix - baseline bema [exact]: TV") and x.endswith("variant lower") for x in lines)
 
 
 def test_a_real_but_small_effect_is_marked_as_below_delta():
