@@ -3,23 +3,32 @@
 Workers are spawned once and stay alive across configs (Optuna's loop runs inside each), so a
 worker pays its start-up (spawn, imports, opening the storage) once per study, not per config.
 Each round runs a fresh study of ``--configs`` configs of the quick study's design with
-``--steps`` steps (8 arms per config as one ensemble), first with one worker on all threads, then
-with two workers on half the threads each. Target: 2 workers at least 1.8x one.
+``--steps`` steps (8 arms per config as one ensemble) three ways:
 
-    python benchmarks/study_workers.py [--configs 6] [--steps 600] [--rounds 2]
+- one worker on all threads (what ``--workers 1`` does);
+- one worker on one thread each of the two workers would get;
+- two workers on half the threads each (what ``--workers 2`` does).
+
+Two workers against one worker *at the same threads per worker* is the cost of running workers
+side by side (spawn, imports, the shared storage, contention for memory bandwidth). Two workers
+against one worker *on all threads* adds how well one worker's kernels use several threads.
+Target: 2 workers at least 1.8x one.
+
+    python benchmarks/study_workers.py [--configs 6] [--steps 600] [--rounds 2] [--default-malloc]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 
-def study_seconds(workers: int, configs: int, steps: int) -> float:
+def study_seconds(workers: int, configs: int, steps: int, threads: int | None = None) -> float:
     from training.config import preset_path
     from training.experiments.study import load_spec, run_study
 
@@ -31,7 +40,7 @@ def study_seconds(workers: int, configs: int, steps: int) -> float:
         path = Path(tmp) / "spec.json"
         path.write_text(json.dumps(spec))
         t0 = time.perf_counter()
-        result = run_study(Path(tmp) / "study", path, workers=workers, progress=False)
+        result = run_study(Path(tmp) / "study", path, workers=workers, progress=False, threads=threads)
         seconds = time.perf_counter() - t0
     assert result["completed"] == configs, result
     return seconds
@@ -42,15 +51,24 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=6)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="keep glibc's default malloc settings in this process (the spawned workers set their own)")
     args = ap.parse_args()
-    rate = {1: [], 2: []}
+    if not args.default_malloc:  # as the study command does for its own process
+        from training.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    half = max(1, (os.cpu_count() or 2) // 2)
+    arms = {"1 worker, all threads": (1, None), f"1 worker, {half} thread(s)": (1, half), "2 workers": (2, None)}
+    rate = {name: [] for name in arms}
     for r in range(args.rounds):
-        for w in (1, 2):
-            rate[w].append(args.configs / study_seconds(w, args.configs, args.steps) * 60)
-        print(f"round {r + 1}: 1 worker {rate[1][-1]:.2f} configs/min, 2 workers {rate[2][-1]:.2f} configs/min, "
-              f"ratio {rate[2][-1] / rate[1][-1]:.2f}", flush=True)
-    ratio = statistics.median(b / a for a, b in zip(rate[1], rate[2]))
-    print(f"ratio 2 workers / 1 worker: {ratio:.2f} (median of rounds; target >= 1.8)")
+        for name, (workers, threads) in arms.items():
+            rate[name].append(args.configs / study_seconds(workers, args.configs, args.steps, threads) * 60)
+        print(f"round {r + 1}: " + ", ".join(f"{name} {v[-1]:.2f}" for name, v in rate.items()) + " configs/min", flush=True)
+    two, all_threads, same = rate["2 workers"], rate["1 worker, all threads"], rate[f"1 worker, {half} thread(s)"]
+    for label, one in (("at the same threads per worker", same), ("against one worker on all threads", all_threads)):
+        ratio = statistics.median(b / a for a, b in zip(one, two))
+        print(f"ratio 2 workers / 1 worker, {label}: {ratio:.2f} (median of rounds; target >= 1.8)")
 
 
 if __name__ == "__main__":

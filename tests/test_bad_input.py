@@ -222,6 +222,12 @@ def test_sweep_with_no_workers_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "sw").exists()
 
 
+def test_study_with_no_threads_writes_nothing(tmp_path, capsys):
+    assert train_main(["study", "--quick", "--out", str(tmp_path / "st"), "--threads", "0"]) == 2
+    assert "--threads must be positive" in _one_line(capsys)
+    assert not (tmp_path / "st").exists()
+
+
 def test_an_illegal_held_out_game_is_named_before_training(tmp_path):
     # load_games replays only the first 10,000 games of a file; the held-out games sit at its end
     from training.othello_data import generate_dataset

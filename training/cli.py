@@ -134,7 +134,7 @@ def cmd_study(args) -> int:
             raise WorkbenchError("give --out DIR for a new study, or --resume DIR")
         out, spec = args.out, args.spec or preset_path("study_quick" if args.quick else "study_default")
     s = run_study(out, spec, storage=args.storage, workers=args.workers, resume=args.resume is not None,
-                  progress=not args.quiet, measures=study_measures)
+                  progress=not args.quiet, measures=study_measures, threads=args.threads)
     print(f"completed configs: {s['completed']} of {s['n_configs']} ({s['arms']} arms), failed configs: {s['failed_configs']}")
     for f in s["failures"]:
         print(f"  config {f['config']} failed: {f['error']}")
@@ -215,6 +215,7 @@ def build_parser() -> Parser:
     st.add_argument("--quick", action="store_true", help="the small quick study (about 2 minutes)")
     st.add_argument("--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)")
     st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2: 1.37x one on 2 cores)")
+    st.add_argument("--threads", type=int, help="threads per worker (default: the cores shared out among the workers)")
     st.add_argument("--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(handler=cmd_study)

@@ -325,18 +325,21 @@ def _work(args, on_config_done: Callable | None = None) -> None:
 
 def run_study(study_dir: str | Path, spec_path: str | Path | None = None, storage: str | None = None,
               workers: int = 1, resume: bool = False, progress: bool = True,
-              measures: Callable | None = None) -> dict:
+              measures: Callable | None = None, threads: int | None = None) -> dict:
     """Create (or resume) the study in ``study_dir`` and train every config with ``workers``
-    local worker processes; returns ``summarize``'s counts."""
+    local worker processes of ``threads`` threads each (default: the cores shared out among
+    the workers); returns ``summarize``'s counts."""
     with optuna_quiet():
-        return _run_study(Path(study_dir), spec_path, storage, workers, resume, progress, measures)
+        return _run_study(Path(study_dir), spec_path, storage, workers, resume, progress, measures, threads)
 
 
-def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, measures) -> dict:
+def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, measures, threads) -> dict:
     import optuna
 
     if workers < 1:
         raise WorkbenchError("--workers must be positive")
+    if threads is not None and threads < 1:
+        raise WorkbenchError("--threads must be positive")
     meta_path = study_dir / STUDY_FILE
     if resume:
         if not meta_path.is_file():
@@ -364,7 +367,7 @@ def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, m
             study.enqueue_trial({"config": index}, user_attrs={"config": index})
         atomic.write_json(meta_path, {"spec": spec, "configs": configs, "storage": url, "study_name": name,
                                       "arms": arms(spec)})
-    threads = max(1, (os.cpu_count() or 2) // workers)
+    threads = threads or max(1, (os.cpu_count() or 2) // workers)
     args = (str(study_dir), url, name, spec, configs, measures, threads)
     while True:
         _run_workers(args, workers, study, len(configs), progress)
