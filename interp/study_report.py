@@ -16,8 +16,9 @@ cluster-bootstrap interval over configs (``study_stats``):
   averaging, dropout and noise effects are taken within the reference variant;
 - **versus** (the same studies): each variant's raw weights minus each averager of the reference
   variant, per config, seed and target: does a change to training (e.g. annealing the learning
-  rate to 0) do what the average does? Reported with 95% intervals and a comparison word, outside
-  the Holm family.
+  rate to 0) do what the average does? And the same difference with sampled minus exact targets
+  (does the average's edge over the variant grow with the target noise?). Reported with 95%
+  intervals and a comparison word, outside the Holm family.
 
 Each is computed for every outcome (raw and calibrated TV, ITR, accuracy, the dispersion
 measures), in range and beyond. The *claims* are the beyond-range TV and calibrated-TV effects of
@@ -146,6 +147,15 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
                 out.append({"family": "noise", "contrast": f"({a} - raw) sampled - exact", "target": "both", "part": key[0],
                             "measure": key[1], "per_config": _per_config(values, configs,
                                                                          lambda c: [(c, s, p) for s in seeds for p in dropouts], inter)})
+                for variant in [v for v in spec.get("variants", {}) if v != REFERENCE]:
+                    # does the average's edge over the variant grow with the target noise?
+                    def versus_inter(c, s, _, a=a, v=variant):
+                        edge = [sub(get(c, s, 0.0, t, "raw", key, v), get(c, s, 0.0, t, a, key)) for t in ("sampled", "exact")]
+                        return sub(*edge)
+
+                    out.append({"family": "versus", "contrast": f"({variant} - {REFERENCE} {a}) sampled - exact", "target": "both",
+                                "part": key[0], "measure": key[1],
+                                "per_config": _per_config(values, configs, lambda c: [(c, s, 0.0) for s in seeds], versus_inter)})
     for e in out:
         if e["family"] == "dropout" and e["measure"] == "norm_entropy":
             e["family_label"] = "dispersion"

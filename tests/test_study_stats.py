@@ -181,6 +181,8 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
         e = _effect(result, "versus", "fix - baseline bema", target)
         assert e["estimate"] == pytest.approx(planted, abs=0.002) and not e["claim"]
         assert e["ci95"][0] <= planted <= e["ci95"][1]
+    inter = _effect(result, "versus", "(fix - baseline bema) sampled - exact", "both")  # +0.01 - (-0.03)
+    assert inter["estimate"] == pytest.approx(0.04, abs=0.002) and inter["ci95"][0] <= 0.04 <= inter["ci95"][1]
     same = _effect(result, "versus", "same - baseline ema", "sampled")  # 0, up to the planted noise
     assert same["ci95"][0] <= 0.0 <= same["ci95"][1] and abs(same["estimate"]) < 0.002
     from interp.study_report import format_report
