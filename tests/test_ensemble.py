@@ -98,15 +98,18 @@ def test_dropout_hook_uses_each_members_rate():
 
 def test_compiled_ensemble_matches_separate_run_and_keeps_member_rates(tmp_path, capsys):
     """``train.compile``: the compiled step trains a dropout-free member as its separate (eager)
-    run does, and inside the compiled graph each member still drops its own fraction."""
-    steps = ["train.steps=20", "train.eval_every=20", "train.checkpoint_every=20"]
-    cfgs = [tiny(*steps, "train.compile=true", f"train.seed={s}", f"model.attn_dropout={p}") for s, p in ((0, 0.0), (1, 0.3))]
-    dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
-    assert all(r.error is None for r in train_ensemble(cfgs, dirs, progress=False))
-    assert "training eagerly" not in capsys.readouterr().err  # the compiled step ran, no fallback
-    sep = runs.prepare_run(tmp_path / "sep", tiny(*steps, "train.seed=0"))
-    train(tiny(*steps, "train.seed=0"), sep, progress=False)
-    assert _max_diff(*(runs.load_weights(d / runs.weights_file("raw")) for d in (dirs[0], sep))) < 2e-4
+    run does, and inside the compiled graph each member still drops its own fraction. A second
+    ensemble in the same process (another loss range and data) reuses or recompiles the graph
+    and must still read its own model, task and batches."""
+    for k, extra in enumerate([[], ["task.train_min_len=2", "train.batch_size=24"]]):
+        steps = ["train.steps=20", "train.eval_every=20", "train.checkpoint_every=20", *extra]
+        cfgs = [tiny(*steps, "train.compile=true", f"train.seed={s}", f"model.attn_dropout={p}") for s, p in ((0, 0.0), (1, 0.3))]
+        dirs = [runs.prepare_run(tmp_path / f"m{k}{i}", c) for i, c in enumerate(cfgs)]
+        assert all(r.error is None for r in train_ensemble(cfgs, dirs, progress=False))
+        assert "training eagerly" not in capsys.readouterr().err  # the compiled step ran, no fallback
+        sep = runs.prepare_run(tmp_path / f"sep{k}", tiny(*steps, "train.seed=0"))
+        train(tiny(*steps, "train.seed=0"), sep, progress=False)
+        assert _max_diff(*(runs.load_weights(d / runs.weights_file("raw")) for d in (dirs[0], sep))) < 2e-4, k
     site = _Site()
     _check_member_rates(torch.compile(vmap(lambda x, r: functional_call(site, {RATES: r}, (x,)), randomness="different")))
 
