@@ -62,6 +62,23 @@ def test_strata_balance_the_draws_in_permuted_blocks():
     assert load_spec(preset_path("study_default"))["strata"] == ["model.n_heads"]
 
 
+def test_configs_are_queued_costliest_first(tmp_path):
+    """Cost by hand: the demo model (1 layer, attention only, d_model 32, 1 head of d_head 16 in
+    the quick study, 12 output items) costs 4*32*1*16 + 32*12 = 2432 per token, times steps and
+    batch size; the queue runs the batch-64 configs before the batch-32 ones."""
+    from training.experiments.study import config_cost
+
+    spec = load_spec(preset_path("study_quick"))
+    assert config_cost(spec, {"train.lr": 0.005, "train.batch_size": 32}) == 200 * 32 * (4 * 32 * 16 + 32 * 12)
+    assert config_cost(spec, {"train.lr": 0.001, "train.batch_size": 64}) == 2 * config_cost(spec, {"train.lr": 0.005, "train.batch_size": 32})
+    out = tmp_path / "st"
+    # balanced over batch size, so the draw interleaves 32 and 64 and the queue must reorder it
+    run_study(out, tiny_spec(tmp_path, steps=2, n_configs=4, strata=["train.batch_size"]), workers=1, progress=False)
+    _, configs, study = open_study(out)
+    order = [configs[t.params["config"]]["train.batch_size"] for t in sorted(study.get_trials(), key=lambda t: t.number)]
+    assert order == [64, 64, 32, 32] != [c["train.batch_size"] for c in configs], (order, configs)
+
+
 def test_two_workers_train_every_config_once(tmp_path):
     out = tmp_path / "st"
     from interp.dispersion import study_measures

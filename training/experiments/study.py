@@ -141,6 +141,18 @@ def arm_config(spec: dict, values: dict, arm: dict):
     return trial_config(spec, values, list(variant) + [f"{k}={json.dumps(v)}" for k, v in own.items()])
 
 
+def config_cost(spec: dict, values: dict) -> float:
+    """A rough training cost of one config: steps x batch size x the weights each token's step
+    multiplies by (attention, MLP, unembedding), from its reference arm's model. The study
+    queues its configs costliest first, so that its workers finish close together instead of one
+    running the last long config while the other idles (longest-processing-time-first)."""
+    cfg = arm_config(spec, values, {"seed": spec["seeds"][0], "dropout": 0.0, "target": spec["targets"][0]})
+    m = cfg.model
+    mlp = 0 if m.attn_only else 2 * m.d_model * (m.d_mlp or 4 * m.d_model)
+    per_token = m.n_layers * (4 * m.d_model * m.n_heads * m.d_head + mlp) + m.d_model * cfg.vocab()[1]
+    return float(cfg.train.steps * cfg.train.batch_size * per_token)
+
+
 def arms(spec: dict) -> list[dict]:
     """Every arm of one config, in a fixed order (``variant`` only when the study has variants)."""
     variants = list(spec["variants"]) if "variants" in spec else [None]
@@ -363,7 +375,7 @@ def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, m
             study_dir.rmdir()
         raise
     if not resume:
-        for index in range(len(configs)):
+        for index in sorted(range(len(configs)), key=lambda i: -config_cost(spec, configs[i])):  # stable: ties keep their order
             study.enqueue_trial({"config": index}, user_attrs={"config": index})
         atomic.write_json(meta_path, {"spec": spec, "configs": configs, "storage": url, "study_name": name,
                                       "arms": arms(spec)})
