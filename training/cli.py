@@ -214,7 +214,7 @@ def build_parser() -> Parser:
                                                "training/configs/study_remedies.json compares the remedies beyond the study)")
     st.add_argument("--quick", action="store_true", help="the small quick study (about 2 minutes)")
     st.add_argument("--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)")
-    st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2: 1.67x one on 2 cores)")
+    st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2: 1.69x one worker on both of 2 cores)")
     st.add_argument("--threads", type=int, help="threads per worker (default: the cores shared out among the workers)")
     st.add_argument("--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)")
     st.add_argument("--quiet", action="store_true")
