@@ -186,8 +186,7 @@ class SetComplementTask(Task):
         """The training positions' targets: the one-hot next item ('sampled') or p* ('exact')."""
         lo, hi = self.cfg.train_min_len, batch.items.shape[1]
         if self.cfg.target == "sampled":
-            # a comparison, not F.one_hot, whose range check reads the data (impossible under vmap)
-            return (batch.next_item[:, lo - 1 : hi].unsqueeze(-1) == torch.arange(self.v, device=batch.items.device)).float()
+            return torch.nn.functional.one_hot(batch.next_item[:, lo - 1 : hi], self.v).float()
         return self.exact_target(batch.items)[:, lo - 1 : hi]
 
     def target_loss(self, logits: Float[Tensor, "batch pos v"], batch: SetComplementBatch,
