@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from timing import add_malloc_flag, set_allocator
+
 
 def study_seconds(workers: int, configs: int, steps: int, threads: int | None = None) -> float:
     from training.config import preset_path
@@ -51,13 +53,9 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=6)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="keep glibc's default malloc settings in this process (the spawned workers set their own)")
+    add_malloc_flag(ap)  # this process's setting; the spawned workers set their own
     args = ap.parse_args()
-    if not args.default_malloc:  # as the study command does for its own process
-        from training.allocator import keep_freed_memory
-
-        keep_freed_memory()
+    set_allocator(args)
     half = max(1, (os.cpu_count() or 2) // 2)
     arms = {"1 worker, all threads": (1, None), f"1 worker, {half} thread(s)": (1, half), "2 workers": (2, None)}
     rate = {name: [] for name in arms}

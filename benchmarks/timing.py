@@ -35,8 +35,8 @@ def demo_task_and_model():
 def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None = None,
                flags: dict[str, str] | None = None) -> argparse.Namespace:
     """``--steps``, ``--rounds``, ``--threads`` and ``--default-malloc`` (and ``--seeds`` when given
-    a default, and the benchmark's own ``flags``) for a benchmark of training loops; sets the threads and, unless told otherwise, the
-    allocator setting the training commands use (``training/allocator.py``), for every candidate."""
+    a default, and the benchmark's own ``flags``) for a benchmark of training loops; sets the
+    threads and the allocator (``set_allocator``)."""
     import torch
 
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -47,15 +47,25 @@ def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None =
         ap.add_argument("--seeds", type=int, default=seeds)
     for flag, text in (flags or {}).items():  # a benchmark's own on/off switches
         ap.add_argument(flag, action="store_true", help=text)
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="keep glibc's default malloc settings instead of those of the training commands")
+    add_malloc_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    set_allocator(args)
+    return args
+
+
+def add_malloc_flag(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="keep glibc's default malloc settings instead of those of the training commands")
+
+
+def set_allocator(args: argparse.Namespace) -> None:
+    """Unless ``--default-malloc``: this process's allocator as the training commands set theirs
+    (``training/allocator.py``), for every candidate alike."""
     if not args.default_malloc:
         from training.allocator import keep_freed_memory
 
         print(f"allocator: freed memory kept in the heap ({'set' if keep_freed_memory() else 'not glibc: unchanged'})")
-    return args
 
 
 def alternating_rounds(candidates: dict[str, Callable[[int], float]], rounds: int, steps: int,

@@ -55,7 +55,7 @@ from training.errors import ConfigError
 from training.metrics import LengthMetrics
 from training.models import build_model
 from training.tasks import registry
-from training.trainer import NAN_CHECK_EVERY, lr_lambda, resolve_device, training_scope
+from training.trainer import NAN_CHECK_EVERY, compiled, lr_lambda, resolve_device, training_scope
 
 DROPOUT_SITES = ("embed_dropout", "attn_dropout", "resid_dropout")
 
@@ -206,7 +206,7 @@ class EnsembleTrainer:
         # tensor whose guard fails under vmap's gradient transform; a Python float is the same value
         for block in self.template.blocks:
             block.attn.attn_scale = float(block.attn.attn_scale)
-        return torch.compile(step_fn, mode=None if self.tcfg.compile_mode == "default" else self.tcfg.compile_mode)
+        return compiled(step_fn, self.tcfg)
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step of every member; returns the losses [member]."""

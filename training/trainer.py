@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from training import atomic, runs
 from training.averaging import WeightAverager
-from training.config import RunConfig
+from training.config import RunConfig, TrainConfig
 from training.errors import CheckpointError, TrainingDiverged, WorkbenchError
 from training.metrics import LengthMetrics
 from training.models import build_model, trainable_parameters
@@ -38,6 +38,11 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise WorkbenchError(f"train.device is {name!r} but CUDA is not available")
     return torch.device(name)
+
+
+def compiled(fn, tcfg: TrainConfig):
+    """``fn`` (a model or a function) through ``torch.compile`` in ``train.compile_mode``."""
+    return torch.compile(fn, mode=None if tcfg.compile_mode == "default" else tcfg.compile_mode)
 
 
 def lr_lambda(cfg) -> callable:
@@ -100,11 +105,7 @@ class Trainer:
         self.model = build()
         averaging = cfg.averaging_configs()
         self.avg_model = build() if averaging else None  # one evaluation model, loaded per average
-        if cfg.train.compile:
-            mode = None if cfg.train.compile_mode == "default" else cfg.train.compile_mode
-            self.forward = torch.compile(self.model, mode=mode)
-        else:
-            self.forward = self.model
+        self.forward = compiled(self.model, cfg.train) if cfg.train.compile else self.model
         self.params = list(trainable_parameters(self.model).values())
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.train))
