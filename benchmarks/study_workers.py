@@ -2,8 +2,9 @@
 
 Workers are spawned once and stay alive across configs (Optuna's loop runs inside each), so a
 worker pays its start-up (spawn, imports, opening the storage) once per study, not per config.
-Each round runs a fresh study of ``--configs`` configs of the quick study's design with
-``--steps`` steps (8 arms per config as one ensemble) three ways:
+Each round runs a fresh study of ``--configs`` configs of a study file's design (``--spec``: the
+quick study by default, 8 arms per config as one ensemble; ``--spec default`` is the default
+study's, 16 arms of larger models) with ``--steps`` steps, three ways:
 
 - one worker on all threads (what ``--workers 1`` does);
 - one worker on one thread each of the two workers would get;
@@ -11,10 +12,11 @@ Each round runs a fresh study of ``--configs`` configs of the quick study's desi
 
 Two workers against one worker *at the same threads per worker* is the cost of running workers
 side by side (spawn, imports, the shared storage, contention for memory bandwidth). Two workers
-against one worker *on all threads* adds how well one worker's kernels use several threads.
+against one worker *on all threads* adds how well one worker's kernels use several threads, which
+depends on the models: one worker on two threads against one thread is printed too.
 Target: 2 workers at least 1.8x one.
 
-    python benchmarks/study_workers.py [--configs 6] [--steps 600] [--rounds 2] [--default-malloc]
+    python benchmarks/study_workers.py [--spec quick|default|FILE] [--configs 6] [--steps 600] [--rounds 2] [--default-malloc]
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ from pathlib import Path
 from timing import add_malloc_flag, set_allocator
 
 
-def study_seconds(workers: int, configs: int, steps: int, threads: int | None = None) -> float:
+def spec_path(name: str) -> Path:
+    """A study preset by short name (``quick``, ``default``, ...) or a study file's path."""
     from training.config import preset_path
+
+    return Path(name) if name.endswith(".json") else preset_path(f"study_{name}")
+
+
+def study_seconds(workers: int, configs: int, steps: int, threads: int | None = None, spec_file: Path | None = None) -> float:
     from training.experiments.study import load_spec, run_study
 
-    spec = load_spec(preset_path("study_quick"))
+    spec = load_spec(spec_file or spec_path("quick"))
     spec["fixed"] = [f for f in spec["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))]
     spec["fixed"] += [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}"]
     spec["n_configs"] = configs
@@ -50,23 +58,29 @@ def study_seconds(workers: int, configs: int, steps: int, threads: int | None = 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--spec", default="quick", help="study design: quick, default, or a study file (default: quick)")
     ap.add_argument("--configs", type=int, default=6)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=2)
     add_malloc_flag(ap)  # this process's setting; the spawned workers set their own
     args = ap.parse_args()
+    spec_file = spec_path(args.spec)
+    if not spec_file.is_file():
+        ap.error(f"no study file {spec_file}")
     set_allocator(args)
     half = max(1, (os.cpu_count() or 2) // 2)
     arms = {"1 worker, all threads": (1, None), f"1 worker, {half} thread(s)": (1, half), "2 workers": (2, None)}
     rate = {name: [] for name in arms}
     for r in range(args.rounds):
         for name, (workers, threads) in arms.items():
-            rate[name].append(args.configs / study_seconds(workers, args.configs, args.steps, threads) * 60)
+            rate[name].append(args.configs / study_seconds(workers, args.configs, args.steps, threads, spec_file) * 60)
         print(f"round {r + 1}: " + ", ".join(f"{name} {v[-1]:.2f}" for name, v in rate.items()) + " configs/min", flush=True)
     two, all_threads, same = rate["2 workers"], rate["1 worker, all threads"], rate[f"1 worker, {half} thread(s)"]
     for label, one in (("at the same threads per worker", same), ("against one worker on all threads", all_threads)):
         ratio = statistics.median(b / a for a, b in zip(one, two))
         print(f"ratio 2 workers / 1 worker, {label}: {ratio:.2f} (median of rounds; target >= 1.8)")
+    threads = statistics.median(b / a for a, b in zip(same, all_threads))
+    print(f"ratio 1 worker on all threads / on {half} thread(s): {threads:.2f} (median of rounds)")
 
 
 if __name__ == "__main__":

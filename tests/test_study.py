@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 from training.cli import main
 from training.config import preset_path
-from training.experiments.study import arms, completed_records, draw_configs, load_spec, open_study, run_study
+from training.experiments.study import (arm_config, arms, compiled_spec, completed_records, draw_configs, load_spec,
+                                       open_study, run_study)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,11 +192,24 @@ def test_bad_study_files_are_one_line_errors(tmp_path, capsys, change, words):
     assert not (tmp_path / "st").exists()  # nothing written
 
 
+def test_compiled_spec_compiles_every_arm_and_draws_the_same_configs():
+    spec = load_spec(preset_path("study_default"))
+    compiled = compiled_spec({**spec, "fixed": spec["fixed"] + ["train.compile=false"]})  # a later setting wins
+    assert draw_configs(compiled) == draw_configs(spec)
+    values = draw_configs(spec)[0]
+    for arm in arms(spec):
+        assert arm_config(compiled, values, arm).train.compile is True
+        assert arm_config(spec, values, arm).train.compile is False
+    assert spec["fixed"] == load_spec(preset_path("study_default"))["fixed"]  # the caller's spec untouched
+
+
 def test_study_command_errors(tmp_path, capsys):
     assert main(["study"]) == 2
     assert "give --out DIR" in capsys.readouterr().err
     assert main(["study", "--resume", str(tmp_path)]) == 2
     assert "no study to resume" in capsys.readouterr().err
+    assert main(["study", "--resume", str(tmp_path), "--compile"]) == 2
+    assert "--compile applies to a new study" in capsys.readouterr().err
     from interp.cli import main as interp_main
 
     assert interp_main(["study-report", str(tmp_path)]) == 2

@@ -134,7 +134,7 @@ def cmd_study(args) -> int:
             raise WorkbenchError("give --out DIR for a new study, or --resume DIR")
         out, spec = args.out, args.spec or preset_path("study_quick" if args.quick else "study_default")
     s = run_study(out, spec, storage=args.storage, workers=args.workers, resume=args.resume is not None,
-                  progress=not args.quiet, measures=study_measures, threads=args.threads)
+                  progress=not args.quiet, measures=study_measures, threads=args.threads, compile=args.compile)
     print(f"completed configs: {s['completed']} of {s['n_configs']} ({s['arms']} arms), failed configs: {s['failed_configs']}")
     for f in s["failures"]:
         print(f"  config {f['config']} failed: {f['error']}")
@@ -214,8 +214,10 @@ def build_parser() -> Parser:
                                                "training/configs/study_remedies.json compares the remedies beyond the study)")
     st.add_argument("--quick", action="store_true", help="the small quick study (about 2 minutes)")
     st.add_argument("--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)")
-    st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2: 1.69x one worker on both of 2 cores)")
+    st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2; on 2 cores: 1.07x one worker on both cores with the default study's models, 1.69x with the quick study's)")
     st.add_argument("--threads", type=int, help="threads per worker (default: the cores shared out among the workers)")
+    st.add_argument("--compile", action="store_true", help="compile each ensemble's step (train.compile=true in every arm): "
+                                                           "the default study 1.06x faster on 2 cores, results equal up to dropout's draws")
     st.add_argument("--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(handler=cmd_study)

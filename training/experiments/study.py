@@ -335,23 +335,32 @@ def _work(args, on_config_done: Callable | None = None) -> None:
                        catch=(Exception,))
 
 
+def compiled_spec(spec: dict) -> dict:
+    """The study file with every arm's ensemble step compiled (``train.compile=true`` added to its
+    fixed settings, so the saved study file says so and a resumed study keeps it)."""
+    return {**spec, "fixed": [f for f in spec["fixed"] if not f.startswith("train.compile=")] + ["train.compile=true"]}
+
+
 def run_study(study_dir: str | Path, spec_path: str | Path | None = None, storage: str | None = None,
               workers: int = 1, resume: bool = False, progress: bool = True,
-              measures: Callable | None = None, threads: int | None = None) -> dict:
+              measures: Callable | None = None, threads: int | None = None, compile: bool = False) -> dict:
     """Create (or resume) the study in ``study_dir`` and train every config with ``workers``
     local worker processes of ``threads`` threads each (default: the cores shared out among
-    the workers); returns ``summarize``'s counts."""
+    the workers); returns ``summarize``'s counts. ``compile`` compiles every ensemble's step
+    (``compiled_spec``; a new study only: a resumed one keeps its study file's settings)."""
     with optuna_quiet():
-        return _run_study(Path(study_dir), spec_path, storage, workers, resume, progress, measures, threads)
+        return _run_study(Path(study_dir), spec_path, storage, workers, resume, progress, measures, threads, compile)
 
 
-def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, measures, threads) -> dict:
+def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, measures, threads, compile) -> dict:
     import optuna
 
     if workers < 1:
         raise WorkbenchError("--workers must be positive")
     if threads is not None and threads < 1:
         raise WorkbenchError("--threads must be positive")
+    if compile and resume:
+        raise WorkbenchError("--compile applies to a new study; a resumed study keeps the settings of its study file")
     meta_path = study_dir / STUDY_FILE
     if resume:
         if not meta_path.is_file():
@@ -362,6 +371,8 @@ def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, m
         if meta_path.exists():
             raise WorkbenchError(f"{study_dir} already holds a study (use --resume)")
         spec = load_spec(spec_path)  # checked in full before anything is written
+        if compile:
+            spec = compiled_spec(spec)
         configs = draw_configs(spec)
         study_dir.mkdir(parents=True, exist_ok=True)
         url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
