@@ -10,8 +10,9 @@ compiler's one-time start-up in this process (printed: a study worker pays it at
 compile). Round 1 then compiles each shape cold (``cold_compile``: nothing compiled to reuse, in
 memory or on disk), as a study worker's first config of a shape does on a machine with an empty
 compiler cache. In later rounds the process already holds the graph of each shape and reuses
-it, compiling nothing, as the worker does for its later configs of that shape. The last column is what compiling saves over the study's step count:
-``steps x (eager - compiled) - compile time``, negative when compiling costs more than it saves.
+it, compiling nothing, as the worker does for its later configs of that shape. The last column
+is what compiling saves over the study's step count: ``steps x (eager - compiled) - compile
+time``, negative when compiling costs more than it saves.
 
     python benchmarks/ensemble_compile.py [--spec default|quick|FILE] [--steps 200] [--rounds 2] [--threads 2] [--default-malloc]
 """
@@ -25,9 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ensemble_throughput import cold_compile
-from study_workers import spec_path
-from timing import add_malloc_flag, set_allocator
+from timing import add_malloc_flag, cold_compile, set_allocator, spec_path
 
 
 def shapes(spec: dict) -> dict[str, dict]:
@@ -38,7 +37,7 @@ def shapes(spec: dict) -> dict[str, dict]:
             return max(p["values"]) if largest else min(p["values"])
         return p["low"]
 
-    return {f"{'largest' if big else 'smallest'}": {k: pick(p, big) for k, p in spec["params"].items()}
+    return {"largest" if big else "smallest": {k: pick(p, big) for k, p in spec["params"].items()}
             for big in (False, True)}
 
 
@@ -78,30 +77,30 @@ def main() -> None:
         ap.error("--steps, --rounds and --threads must be positive")
     import torch
 
-    from training.experiments.study import load_spec
+    from training.experiments.study import arm_config, arms, load_spec
 
     torch.set_num_threads(args.threads)
     set_allocator(args)
     spec = load_spec(spec_file)
-    study_steps = next((int(f.split("=")[1]) for f in spec["fixed"] if f.startswith("train.steps=")), None)
-    smallest = shapes(spec)["smallest"]
+    space = shapes(spec)
+    study_steps = arm_config(spec, space["smallest"], arms(spec)[0]).train.steps  # what every config trains for
     with cold_compile():
-        first, _ = step_times(spec, smallest, True, 1)
+        first, _ = step_times(spec, space["smallest"], True, 1)
     print(f"warm-up: the compiler's start-up and a cold compile of the smallest shape, {first:.1f} s")
     print(f"{'round':>5} {'shape':>8} {'eager ms/step':>14} {'compiled ms/step':>17} {'speed-up':>9} "
           f"{'compile s':>10} {'break-even steps':>17} {f'saved at {study_steps} steps, s':>24}")
     for r in range(args.rounds):
-        for name, values in shapes(spec).items():
+        for name, values in space.items():
             _, eager = step_times(spec, values, False, args.steps)
             with cold_compile() if r == 0 else contextlib.nullcontext():
                 first, comp = step_times(spec, values, True, args.steps)
             compile_s = max(0.0, first - comp / 1e3)  # a graph reused from an earlier round costs ~0
             gain = eager - comp
             even = f"{compile_s / gain * 1e3:.0f}" if gain > 0 else "never"
-            saved = f"{study_steps * gain / 1e3 - compile_s:+.1f}" if study_steps else "-"
+            saved = f"{study_steps * gain / 1e3 - compile_s:+.1f}"
             print(f"{r + 1:>5} {name:>8} {eager:>14.1f} {comp:>17.1f} {eager / comp:>8.2f}x "
                   f"{compile_s:>10.1f} {even:>17} {saved:>24}", flush=True)
-    print("shapes: " + "; ".join(f"{n} {v}" for n, v in shapes(spec).items()))
+    print("shapes: " + "; ".join(f"{n} {v}" for n, v in space.items()))
 
 
 if __name__ == "__main__":

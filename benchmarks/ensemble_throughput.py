@@ -24,7 +24,7 @@ import statistics
 import tempfile
 import time
 
-from timing import alternating_rounds, paired_ratio, round_args, trainer_steps_per_s
+from timing import alternating_rounds, cold_compile, paired_ratio, round_args, trainer_steps_per_s
 
 BASE = ["train.device=cpu", "averaging.mode=bema", "train.eval_every=100000", "train.checkpoint_every=100000",
         "train.final_eval_sets=256",
@@ -49,18 +49,6 @@ def ensemble_model_steps_per_s(steps: int, arms: list[list[str]], extra: list[st
             train_ensemble(cfgs, dirs, progress=False)
             return len(cfgs) * steps / (time.perf_counter() - t0)
 
-
-@contextlib.contextmanager
-def cold_compile():
-    """Nothing compiled to reuse: no graph of an earlier round (dynamo's caches reset), no
-    compiled kernels in memory or on disk (inductor's ``fresh_cache``: cleared in-memory caches,
-    an empty cache directory). The compiler's own imports, paid once per process, are not undone."""
-    import torch._dynamo
-    from torch._inductor.utils import fresh_cache
-
-    torch._dynamo.reset()
-    with fresh_cache():
-        yield
 
 
 def main() -> None:

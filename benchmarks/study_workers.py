@@ -29,14 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from timing import add_malloc_flag, set_allocator
-
-
-def spec_path(name: str) -> Path:
-    """A study preset by short name (``quick``, ``default``, ...) or a study file's path."""
-    from training.config import preset_path
-
-    return Path(name) if name.endswith(".json") else preset_path(f"study_{name}")
+from timing import add_malloc_flag, set_allocator, spec_path
 
 
 def study_seconds(workers: int, configs: int, steps: int, threads: int | None = None, spec_file: Path | None = None) -> float:

@@ -4,8 +4,10 @@ build the demo model (or run the demo trainer) they time."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -107,3 +109,23 @@ def trainer_steps_per_s(overrides: list[str], steps: int) -> float:
         t0 = time.perf_counter()
         train(cfg, run_dir, progress=False)
         return steps / (time.perf_counter() - t0)
+
+
+def spec_path(name: str) -> Path:
+    """A study preset by short name (``quick``, ``default``, ...) or a study file's path."""
+    from training.config import preset_path
+
+    return Path(name) if name.endswith(".json") else preset_path(f"study_{name}")
+
+
+@contextlib.contextmanager
+def cold_compile():
+    """Nothing compiled to reuse: no graph of an earlier round (dynamo's caches reset), no
+    compiled kernels in memory or on disk (inductor's ``fresh_cache``: cleared in-memory caches,
+    an empty cache directory). The compiler's own imports, paid once per process, are not undone."""
+    import torch._dynamo
+    from torch._inductor.utils import fresh_cache
+
+    torch._dynamo.reset()
+    with fresh_cache():
+        yield

@@ -12,8 +12,8 @@ little either way.
 
 This is a process-wide setting, so the library never calls it on import or inside a function a
 notebook calls: the command lines (``python -m training`` and ``python -m interp``), the study's
-and the sweep's spawned workers and the benchmarks call it for their own processes. The cost is memory: up to 1 GiB of
-freed heap may stay mapped to the process.
+and the sweep's spawned workers and the benchmarks call it for their own processes. The cost is
+memory: up to 1 GiB of freed heap may stay mapped to the process.
 """
 
 from __future__ import annotations
