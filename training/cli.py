@@ -217,7 +217,7 @@ def build_parser() -> Parser:
     st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2; on 2 cores: 1.07x one worker on both cores with the default study's models, 1.69x with the quick study's)")
     st.add_argument("--threads", type=int, help="threads per worker (default: the cores shared out among the workers)")
     st.add_argument("--compile", action="store_true", help="compile each ensemble's step (train.compile=true in every arm): "
-                                                           "the default study 1.06x faster on 2 cores, results equal up to dropout's draws")
+                                                           "the default study 1.06x faster on 2 cores in one run each, within noise, results equal up to dropout's draws")
     st.add_argument("--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(handler=cmd_study)
