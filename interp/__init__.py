@@ -30,7 +30,7 @@ _EXPORTS = {
     "plot_attribution": "interp.attribution",
     "position_qk": "interp.position_paths", "parity_contrast": "interp.position_paths",
     "path_patch_positions": "interp.position_paths",
-    "study_measures": "interp.dispersion",
+    "study_measures": "interp.mechanism", "entropy_measures": "interp.mechanism",
     "fit_board_probe": "interp.board_probe", "probe_accuracy": "interp.board_probe", "LinearProbe": "interp.board_probe",
     "membership_probe": "interp.board_probe",
     "intervene": "interp.board_intervention",

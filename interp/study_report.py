@@ -35,28 +35,46 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from training import atomic
-
-from training.experiments.study import DEFAULT_REGION, REFERENCE, stratum
+from training.experiments.study import DEFAULT_REGION, REFERENCE, arm_label, stratum, targets
+from training.tasks.base import NOISE_FREE, NOISY
 
 from .study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict, z_of
 
-MEASURES = ("tv", "cal_tv", "itr", "acc", "cal_acc", "norm_entropy", "margin_law", "gap_law")
 PARTS = ("in_range", "beyond")
 CLAIM_MEASURES = ("tv", "cal_tv")
+MECHANISM_MEASURES = ("norm_entropy", "margin_law", "sd_cv")
+"""Measures printed in the report's mechanism section (those a task's mechanism probes record)."""
 MIN_CONFIGS = 5
 """Fewer configs than this give no verdict: a percentile bootstrap over 2-4 clusters is too narrow."""
 BUDGET = {"averaging": 0.01, "dropout": 0.02}
 """Interval half-widths the default study must reach on beyond-range TV and calibrated TV."""
+DEFAULT_AXIS = "set length"
+"""The length axis of records written before records named theirs (every one was a set study)."""
 
 
-def arm_values(records: list[dict]) -> dict:
-    """{(config, seed, dropout, target, weights, variant): {(part, measure): value}} for arms that
-    trained (a study without variants has only the reference, 'baseline')."""
+@dataclass(frozen=True)
+class Cell:
+    """One measured set of weights: an arm of a config (seed, dropout, target, variant) and which
+    of its weights (raw or an average)."""
+
+    config: int
+    seed: int
+    dropout: float
+    target: str | None
+    weights: str
+    variant: str = REFERENCE
+
+
+def arm_values(records: list[dict]) -> dict[Cell, dict[tuple[str, str], float]]:
+    """{Cell: {(part, measure): value}} for arms that trained (a study without variants has only
+    the reference, 'baseline')."""
     out = {}
     for r in records:
         if r.get("error") is not None:
@@ -64,36 +82,57 @@ def arm_values(records: list[dict]) -> dict:
         for w, rec in r["weights"].items():
             vals = {(part, m): float(v) for part, d in rec["summary"].items() for m, v in d.items()}
             vals.update({("model", m): float(v) for m, v in rec.get("model", {}).items()})
-            out[(r["config"], r["seed"], float(r["dropout"]), r["target"], w, r.get("variant", REFERENCE))] = vals
+            out[Cell(r["config"], r["seed"], float(r["dropout"]), r.get("target"), w, r.get("variant", REFERENCE))] = vals
     return out
+
+
+def measure_keys(values: dict) -> list[tuple[str, str]]:
+    """Every (part, measure) the records hold, for every part: the claim measures first, then the
+    others in the order the records list them, then the per-model measures."""
+    seen = list(dict.fromkeys(m for vals in values.values() for part, m in vals if part != "model"))
+    measures = [m for m in CLAIM_MEASURES if m in seen] + [m for m in seen if m not in CLAIM_MEASURES]
+    model = list(dict.fromkeys(m for vals in values.values() for part, m in vals if part == "model"))
+    return [(part, m) for part in PARTS for m in measures] + [("model", m) for m in model]
+
+
+def axis_name(records: list[dict]) -> str:
+    """The length axis the records were measured along ('set length s', 'move index')."""
+    return next((r["axis"] for r in records if r.get("axis")), DEFAULT_AXIS)
 
 
 def convergence(values: dict, spec: dict, configs: list[int]) -> tuple[list[int], list[dict]]:
     """Configs whose baseline (dropout 0, raw weights, mean over seeds) meets the region's
     criterion for every target, and the others with the reason."""
-    region = {**DEFAULT_REGION, **spec.get("region", {})}
+    own = spec.get("region", {})
+    region = {**DEFAULT_REGION, **own}
+    if "min" in own:  # a metric where higher is better (legal top-1): a lower bound instead
+        del region["max"]
+    ok = (lambda y: y >= region["min"]) if "min" in region else (lambda y: y <= region["max"])
+    worse = (lambda a, b: a < b) if "min" in region else (lambda a, b: a > b)
+    bound = f"< {region['min']}" if "min" in region else f"> {region['max']}"
+    key = (region["range"], region["metric"])
     kept, excluded = [], []
     for c in configs:
         worst = None
-        for t in spec["targets"]:
-            ys = [values[(c, s, 0.0, t, "raw", REFERENCE)][(region["range"], region["metric"])]
-                  for s in spec["seeds"] if (c, s, 0.0, t, "raw", REFERENCE) in values]
+        for t in targets(spec):
+            ys = [values[cell][key] for s in spec["seeds"] if (cell := Cell(c, s, 0.0, t, "raw")) in values]
             if not ys:
                 worst = (t, float("nan"))
                 break
             y = sum(ys) / len(ys)
-            if not y <= region["max"] and (worst is None or not worst[1] > y):
+            if not ok(y) and (worst is None or not worse(worst[1], y)):
                 worst = (t, y)
         if worst is None:
             kept.append(c)
         else:
+            which = f" ({worst[0]} target)" if worst[0] is not None else ""
             excluded.append({"config": c, "reason": f"baseline {region['range']} {region['metric']} {worst[1]:.4f} "
-                                                    f"> {region['max']} ({worst[0]} target)"})
+                                                    f"{bound}{which}"})
     return kept, excluded
 
 
-def _per_config(values: dict, configs: list[int], cells, diff) -> np.ndarray:
-    """Mean of ``diff(cell)`` over each config's cells (None where a side failed)."""
+def _per_config(configs: list[int], cells: Callable[[int], list[tuple]], diff: Callable[..., float | None]) -> np.ndarray:
+    """Mean of ``diff(*cell)`` over each config's cells (None where a side failed)."""
     out = []
     for c in configs:
         ds = [d for cell in cells(c) if (d := diff(*cell)) is not None and math.isfinite(d)]
@@ -101,61 +140,83 @@ def _per_config(values: dict, configs: list[int], cells, diff) -> np.ndarray:
     return np.array(out)
 
 
-def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
-    """Every effect's per-config values, with its description (not yet bootstrapped)."""
-    averagers = [a["name"] for a in spec["averagers"]]
-    rates = [float(p) for p in spec["dropouts"] if p != 0]
-    seeds, dropouts, targets = spec["seeds"], [float(p) for p in spec["dropouts"]], spec["targets"]
-    keys = [(part, m) for part in PARTS for m in MEASURES] + [("model", "sd_cv")]
-    out = []
+class _Effects:
+    """The per-config series of every effect, read off the cells with named lookups."""
 
-    def get(c, s, p, t, w, key, variant=REFERENCE):
-        v = values.get((c, s, p, t, w, variant))
+    def __init__(self, values: dict, spec: dict, configs: list[int]):
+        self.values, self.configs = values, configs
+        self.seeds = spec["seeds"]
+        self.dropouts = [float(p) for p in spec["dropouts"]]
+
+    def get(self, key, c, s, p, t, w, variant=REFERENCE) -> float | None:
+        v = self.values.get(Cell(c, s, p, t, w, variant))
         return None if v is None or key not in v else v[key]
 
-    def sub(a, b):
-        return None if a is None or b is None else a - b
+    def diff(self, key, a: dict, b: dict, c, s, p, t) -> float | None:
+        """Cell ``a`` minus cell ``b`` of the same config, seed, dropout and target; ``a`` and
+        ``b`` override the weights, variant, dropout or target."""
+        x = self.get(key, **{"c": c, "s": s, "p": p, "t": t, "w": "raw", **a})
+        y = self.get(key, **{"c": c, "s": s, "p": p, "t": t, "w": "raw", **b})
+        return None if x is None or y is None else x - y
 
-    for key in keys:
-        for t in targets:
+    def every_arm(self, c):
+        """Every seed and dropout rate of a config (the averaging effects pool over both)."""
+        return [(c, s, p) for s in self.seeds for p in self.dropouts]
+
+    def at_dropout_0(self, c):
+        return [(c, s, 0.0) for s in self.seeds]
+
+    def series(self, cells, diff) -> np.ndarray:
+        return _per_config(self.configs, cells, diff)
+
+
+def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
+    """Every effect's per-config values, with its description (not yet bootstrapped).
+
+    For each measure and target: each averager minus the raw weights of the same arm; each
+    dropout rate minus rate 0; each variant's raw weights minus the reference's, and minus each of
+    the reference's averagers. Then, with both a noisy and a noise-free target, the noise
+    interactions: an effect with sampled targets minus the same with exact ones."""
+    averagers = [a["name"] for a in spec["averagers"]]
+    rates = [float(p) for p in spec["dropouts"] if p != 0]
+    variants = [v for v in spec.get("variants", {}) if v != REFERENCE]
+    ts = targets(spec)
+    fx = _Effects(values, spec, configs)
+    out = []
+
+    def effect(family, contrast, target, key, per_config):
+        out.append({"family": family, "contrast": contrast, "target": target, "part": key[0], "measure": key[1],
+                    "per_config": per_config})
+
+    for key in measure_keys(values):
+        for t in ts:
             for a in averagers:
-                out.append({"family": "averaging", "contrast": f"{a} - raw", "target": t, "part": key[0], "measure": key[1],
-                            "per_config": _per_config(values, configs, lambda c: [(c, s, p) for s in seeds for p in dropouts],
-                                                      lambda c, s, p, t=t, a=a: sub(get(c, s, p, t, a, key), get(c, s, p, t, "raw", key)))})
-            for p in rates:
-                out.append({"family": "dropout", "contrast": f"dropout {p:g} - 0", "target": t, "part": key[0], "measure": key[1],
-                            "per_config": _per_config(values, configs, lambda c: [(c, s, 0.0) for s in seeds],
-                                                      lambda c, s, _, t=t, p=p: sub(get(c, s, p, t, "raw", key), get(c, s, 0.0, t, "raw", key)))})
-            for variant in [v for v in spec.get("variants", {}) if v != REFERENCE]:
-                out.append({"family": "remedy", "contrast": f"{variant} - {REFERENCE}", "target": t, "part": key[0],
-                            "measure": key[1], "per_config": _per_config(
-                                values, configs, lambda c: [(c, s, 0.0) for s in seeds],
-                                lambda c, s, _, t=t, v=variant: sub(get(c, s, 0.0, t, "raw", key, v),
-                                                                    get(c, s, 0.0, t, "raw", key)))})
+                effect("averaging", f"{a} - raw", t, key, fx.series(
+                    fx.every_arm, lambda c, s, p, t=t, a=a: fx.diff(key, {"w": a}, {}, c, s, p, t)))
+            for rate in rates:
+                effect("dropout", f"dropout {rate:g} - 0", t, key, fx.series(
+                    fx.at_dropout_0, lambda c, s, _, t=t, rate=rate: fx.diff(key, {"p": rate}, {}, c, s, 0.0, t)))
+            for v in variants:
+                effect("remedy", f"{v} - {REFERENCE}", t, key, fx.series(
+                    fx.at_dropout_0, lambda c, s, p, t=t, v=v: fx.diff(key, {"variant": v}, {}, c, s, p, t)))
                 for a in averagers:
-                    out.append({"family": "versus", "contrast": f"{variant} - {REFERENCE} {a}", "target": t, "part": key[0],
-                                "measure": key[1], "per_config": _per_config(
-                                    values, configs, lambda c: [(c, s, 0.0) for s in seeds],
-                                    lambda c, s, _, t=t, v=variant, a=a: sub(get(c, s, 0.0, t, "raw", key, v),
-                                                                             get(c, s, 0.0, t, a, key)))})
-        if {"sampled", "exact"} <= set(targets):
+                    effect("versus", f"{v} - {REFERENCE} {a}", t, key, fx.series(
+                        fx.at_dropout_0, lambda c, s, p, t=t, v=v, a=a: fx.diff(key, {"variant": v}, {"w": a}, c, s, p, t)))
+        if {NOISY, NOISE_FREE} <= set(ts):
+            def sampled_minus_exact(gain):
+                """gain(target) with the noisy target minus the same with the noise-free one."""
+                g = [gain(t) for t in (NOISY, NOISE_FREE)]
+                return None if None in g else g[0] - g[1]
+
             for a in averagers:
-                def inter(c, s, p, a=a):
-                    gain = [sub(get(c, s, p, t, a, key), get(c, s, p, t, "raw", key)) for t in ("sampled", "exact")]
-                    return sub(*gain)
-
-                out.append({"family": "noise", "contrast": f"({a} - raw) sampled - exact", "target": "both", "part": key[0],
-                            "measure": key[1], "per_config": _per_config(values, configs,
-                                                                         lambda c: [(c, s, p) for s in seeds for p in dropouts], inter)})
-                for variant in [v for v in spec.get("variants", {}) if v != REFERENCE]:
+                effect("noise", f"({a} - raw) {NOISY} - {NOISE_FREE}", "both", key, fx.series(
+                    fx.every_arm, lambda c, s, p, a=a: sampled_minus_exact(
+                        lambda t: fx.diff(key, {"w": a}, {}, c, s, p, t))))
+                for v in variants:
                     # does the average's edge over the variant grow with the target noise?
-                    def versus_inter(c, s, _, a=a, v=variant):
-                        edge = [sub(get(c, s, 0.0, t, "raw", key, v), get(c, s, 0.0, t, a, key)) for t in ("sampled", "exact")]
-                        return sub(*edge)
-
-                    out.append({"family": "versus", "contrast": f"({variant} - {REFERENCE} {a}) sampled - exact", "target": "both",
-                                "part": key[0], "measure": key[1],
-                                "per_config": _per_config(values, configs, lambda c: [(c, s, 0.0) for s in seeds], versus_inter)})
+                    effect("versus", f"({v} - {REFERENCE} {a}) {NOISY} - {NOISE_FREE}", "both", key, fx.series(
+                        fx.at_dropout_0, lambda c, s, p, a=a, v=v: sampled_minus_exact(
+                            lambda t: fx.diff(key, {"variant": v}, {"w": a}, c, s, p, t))))
     for e in out:
         if e["family"] == "dropout" and e["measure"] == "norm_entropy":
             e["family_label"] = "dispersion"
@@ -223,7 +284,7 @@ def failures(records: list[dict], spec: dict) -> dict:
     """Failed arms per dropout rate and target, out of how many trained."""
     total, failed = defaultdict(int), defaultdict(int)
     for r in records:
-        key = f"dropout {float(r['dropout']):g}, {r['target']}" + (f", {r['variant']}" if "variant" in r else "")
+        key = arm_label(r)
         total[key] += 1
         failed[key] += r.get("error") is not None
     return {k: {"failed": failed[k], "of": total[k]} for k in total}
@@ -240,8 +301,10 @@ def comparison(lo: float, hi: float, delta: float) -> str:
 
 
 def label(e: dict) -> str:
-    target = "" if e["target"] == "both" else f" [{e['target']}]"
-    measure = {"tv": "TV", "cal_tv": "calibrated TV", "norm_entropy": "attention entropy"}.get(e["measure"], e["measure"])
+    target = "" if e["target"] in ("both", None) else f" [{e['target']}]"
+    names = {"tv": "TV", "norm_entropy": "attention entropy"}
+    m = e["measure"]
+    measure = f"calibrated {names.get(m[4:], m[4:])}" if m.startswith("cal_") else names.get(m, m)
     return f"{e['contrast']}{target}: {measure}"
 
 
@@ -273,9 +336,9 @@ def format_report(result: dict, study_dir: str | Path) -> str:
               "", "mechanism measures (95% intervals, no verdict): dropout and averaging on dispersion, beyond",
               f"{'effect':<50}{'estimate':>10}  interval"]
     for e in result["effects"]:
-        if e["claim"] or e["part"] not in ("beyond", "model") or e["measure"] not in ("norm_entropy", "margin_law", "sd_cv"):
+        if e["claim"] or e["part"] not in ("beyond", "model") or e["measure"] not in MECHANISM_MEASURES:
             continue
-        if e["target"] not in ("sampled", "both") or not math.isfinite(e["estimate"]):
+        if e["target"] not in (NOISY, "both", None) or not math.isfinite(e["estimate"]):
             continue
         lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]")
     versus = [e for e in result["effects"] if e["family"] == "versus" and e["part"] == "beyond"
@@ -333,9 +396,16 @@ def plot_forest(result: dict, stem=None):
     return finish(fig, stem)
 
 
-def plot_per_config(result: dict, measure: str = "cal_tv", target: str = "sampled", stem=None):
-    """Each config's paired difference on beyond-range ``measure``, one panel per family."""
+def plot_per_config(result: dict, measure: str = "cal_tv", target: str | None = NOISY, stem=None):
+    """Each config's paired difference on beyond-range ``measure``, one panel per family (for
+    ``target``, or the study's first target when it has not that one)."""
     from .visualize import finish, new_figure
+
+    present = list(dict.fromkeys(e["target"] for e in result["effects"] if e["target"] != "both"))
+    if target not in present and present:
+        target = present[0]
+    if not any(e["measure"] == measure for e in result["effects"]):  # a task without calibration
+        measure = "tv"
 
     families = [(f, t) for f, t in (("averaging", target), ("dropout", target), ("noise", "both"), ("remedy", target))
                 if any(e["family"] == f and e["target"] == t for e in result["effects"])]  # only those the study has
@@ -347,21 +417,22 @@ def plot_per_config(result: dict, measure: str = "cal_tv", target: str = "sample
             if e["family"] == family and e["target"] == t and e["part"] == "beyond" and e["measure"] == measure:
                 ax.plot(configs[: len(e["per_config"])], e["per_config"], marker="o", lw=0.8, label=e["contrast"])
         ax.axhline(0, color="k", lw=0.8)
-        ax.set(xlabel="config", ylabel=f"difference in beyond-range {measure}", title=f"{family} ({t})")
+        ax.set(xlabel="config", ylabel=f"difference in beyond-range {measure}",
+               title=family if t is None else f"{family} ({t})")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     return finish(fig, stem)
 
 
-def _length_panel(ax, curves: list[tuple[str, list[float]]], key: str, title: str, train_range, legend_size: int = 6,
-                  **style) -> None:
-    """One panel of TV (``key`` 'tv') or calibrated TV ('cal_tv') against set length, log scale,
-    training lengths shaded."""
+def _length_panel(ax, curves: list[tuple[str, list[float]]], key: str, title: str, train_range, axis: str,
+                  legend_size: int = 6, **style) -> None:
+    """One panel of TV (``key`` 'tv') or calibrated TV ('cal_tv') against the length ``axis``
+    (set length, move index), log scale, training lengths shaded."""
     from .visualize import shade_training
 
     for label, ys in curves:
         ax.plot(range(1, len(ys) + 1), ys, label=label, **style)
-    ax.set(yscale="log", xlabel="set length", ylabel=key, title=f"{title}: {'calibrated ' if key == 'cal_tv' else ''}TV")
+    ax.set(yscale="log", xlabel=axis, ylabel=key, title=f"{title}: {'calibrated ' if key == 'cal_tv' else ''}TV")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size)
     if train_range:  # after the legend, which names the curves only
@@ -376,14 +447,15 @@ def plot_config_lengths(records: list[dict], spec: dict, config: int, stem=None)
     seed = spec["seeds"][0]
     arms = [r for r in records if r["config"] == config and r["seed"] == seed and r.get("error") is None
             and r.get("variant", REFERENCE) == REFERENCE]
-    targets = [t for t in spec["targets"] if any(r["target"] == t for r in arms)]
-    fig, axes = new_figure(len(targets), 2, figsize=(13, 3.8 * len(targets)), squeeze=False)
-    for row, t in enumerate(targets):
-        for col, key in enumerate(("tv", "cal_tv")):
-            curves = [(f"dropout {r['dropout']:g}, {w}", r["weights"][w][key]) for r in arms if r["target"] == t
+    ts = [t for t in targets(spec) if any(r.get("target") == t for r in arms)]
+    keys = [k for k in ("tv", "cal_tv") if any(k in r["weights"]["raw"] for r in arms)]
+    fig, axes = new_figure(len(ts), len(keys), figsize=(6.5 * len(keys), 3.8 * len(ts)), squeeze=False)
+    for row, t in enumerate(ts):
+        for col, key in enumerate(keys):
+            curves = [(f"dropout {r['dropout']:g}, {w}", r["weights"][w][key]) for r in arms if r.get("target") == t
                       for w in (["raw"] if r["dropout"] else list(r["weights"]))]
-            _length_panel(axes[row][col], curves, key, f"config {config}, seed {seed}, {t} target", _train_range(records),
-                          lw=1)
+            title = f"config {config}, seed {seed}" + (f", {t} target" if t is not None else "")
+            _length_panel(axes[row][col], curves, key, title, _train_range(records), axis_name(records), lw=1)
     return finish(fig, stem)
 
 
@@ -392,14 +464,16 @@ def plot_variant_lengths(records: list[dict], spec: dict, config: int, stem=None
     first target) for one config: how each remedy changes the decay with length."""
     from .visualize import finish, new_figure
 
-    seed, target = spec["seeds"][0], spec["targets"][0]
+    seed, target = spec["seeds"][0], targets(spec)[0]
     arms = [r for r in records if r["config"] == config and r["seed"] == seed and r["dropout"] == 0.0
-            and r["target"] == target and r.get("error") is None]
-    fig, axes = new_figure(1, 2, figsize=(13, 4))
-    for ax, key in zip(axes, ("tv", "cal_tv")):
+            and r.get("target") == target and r.get("error") is None]
+    keys = [k for k in ("tv", "cal_tv") if any(k in r["weights"]["raw"] for r in arms)]
+    fig, axes = new_figure(1, len(keys), figsize=(6.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
         curves = [(r.get("variant", REFERENCE), r["weights"]["raw"][key]) for r in arms]
-        _length_panel(ax, curves, key, f"config {config}, seed {seed}, {target} target, raw weights",
-                      _train_range(records), legend_size=7, lw=1.2, marker=".")
+        which = f", {target} target" if target is not None else ""
+        _length_panel(ax, curves, key, f"config {config}, seed {seed}{which}, raw weights",
+                      _train_range(records), axis_name(records), legend_size=7, lw=1.2, marker=".")
     return finish(fig, stem)
 
 

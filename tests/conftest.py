@@ -50,3 +50,13 @@ def train_and_reload(tmp_path, *overrides: str):
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def othello_games(tmp_path_factory):
+    """A folder of 3,000 random Othello games (seed 0), made once per test session."""
+    from training.othello_data import generate_dataset
+
+    d = tmp_path_factory.mktemp("othello") / "data"
+    generate_dataset(d, 3000, seed=0, chunk=1000, workers=1, progress=False)
+    return d

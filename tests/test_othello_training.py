@@ -12,7 +12,6 @@ from training.cli import main
 from training.config import load_config
 from training.errors import CheckpointError
 from training.models import ModelConfig, build_model
-from training.othello_data import generate_dataset
 from training.othello_models import load_published_othello, othello_config
 from training.tasks.othello_task import OthelloConfig, OthelloTask
 from training.trainer import train
@@ -23,11 +22,9 @@ TINY = ["model.n_layers=2", "model.d_model=48", "model.n_heads=2", "model.d_head
         "train.eval_sets=200", "train.final_eval_sets=200", "train.device=cpu"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("othello") / "data"
-    generate_dataset(d, 3000, seed=0, chunk=1000, workers=1, progress=False)
-    return d
+@pytest.fixture
+def data(othello_games):
+    return othello_games
 
 
 class Oracle(torch.nn.Module):

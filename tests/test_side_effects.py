@@ -114,8 +114,8 @@ def test_no_plotting_backend_is_chosen_at_import():
     assert out.stdout.strip().lower() == "svg"
 
 
-def test_sweep_settings_from_the_environment_are_read_when_used(monkeypatch):
-    from training.experiments import sweep
+def test_runner_settings_from_the_environment_are_read_when_used(monkeypatch):
+    from training.experiments import runner as sweep
 
     monkeypatch.setenv("WM_SWEEP_HEARTBEAT_S", "7")
     monkeypatch.setenv("WM_SWEEP_GRACE_S", "11")

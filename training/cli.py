@@ -123,7 +123,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from interp.dispersion import study_measures
+    from interp.mechanism import study_measures
 
     from .experiments.study import run_study
 

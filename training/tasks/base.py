@@ -8,6 +8,15 @@ for OthelloGPT. The trainer, the experiments and the command lines only talk to 
 
 ``shape(cfg)`` is a classmethod so that a run's model can be built, and a config validated,
 without constructing the task (for Othello that would memory-map and check the dataset).
+
+What the paired study (``training/experiments/study.py``) asks of a task, so that it never asks
+which task it has: the loss-only field it varies as its target axis (``target_field``, with
+``target_values``; 'sampled' is a noisy draw from the true next-token distribution, 'exact' that
+distribution itself), the metrics it records (``study_metrics``, ``calibrated_metrics``), the name
+of the length axis (``index_name``) and calibrated evaluation (``calibrated_evaluate``), defined
+for any task that can give its true next-token distribution on fresh in-range inputs
+(``calibration_data``). Mechanism measures are probes, so they live in ``interp``
+(``interp/mechanism.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +30,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..metrics import LengthMetrics
+from ..scoped import eval_mode, model_device
+from .calibration import fit_scale
+
+NOISY, NOISE_FREE = "sampled", "exact"
+"""The target values every task with a target axis shares: a draw from the true next-token
+distribution (noisy), and the distribution itself. The study's noise contrast is their difference."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,15 @@ class Task(ABC):
     loss_only_fields: tuple[str, ...] = ()
     """Config fields that change ``loss`` alone, never the batches: runs that differ only in them
     can train side by side in one batched ensemble (``training/ensemble.py``) on the same data."""
+    target_field: str | None = None
+    """The loss-only field a study varies as its target axis, or None for a task with one loss."""
+    target_values: tuple[str, ...] = ()
+    """The values ``target_field`` takes ('sampled', 'exact')."""
+    study_metrics: tuple[str, ...] = ()
+    """Metrics a study records per arm and set of weights, in range and beyond; a study's claims
+    are decided on 'tv', so a task in a study reports it (lower is better)."""
+    calibrated_metrics: tuple[str, ...] = ()
+    """Metrics the study records again at the model's fitted temperature, as ``cal_<name>``."""
 
     @classmethod
     @abstractmethod
@@ -100,4 +124,32 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, model: torch.nn.Module, n: int, seed: int = 0) -> LengthMetrics:
         """Every metric at every length, from ``n`` examples per length (sets, or held-out games);
-        the model's train/eval mode is left as it was."""
+        the model's train/eval mode is left as it was. A task with calibrated evaluation also
+        takes ``logit_scale`` (multiplies the logits first: 1 / temperature)."""
+
+    def calibration_data(self, n: int, device="cpu") -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """Fresh in-range inputs (never the evaluation's) with the true next-token distribution:
+        batches of (tokens ``[b, pos]``, p* ``[b, pos, vocab_out]``, which positions count
+        ``[b, pos]``, in range and not padding). Tasks that know their true distribution give it."""
+        raise NotImplementedError(f"{type(self).__name__} gives no calibration data")
+
+    @torch.no_grad()
+    def fit_logit_scale(self, model: torch.nn.Module, n: int = 512) -> float:
+        """1 / T minimising the mean KL(p* || softmax(z / T)) over the in-range positions of
+        ``calibration_data(n)`` (``calibration.fit_scale``)."""
+        device = model_device(model)
+        zs, ps = [], []
+        with eval_mode(model):
+            for tokens, p_star, keep in self.calibration_data(n, device):
+                z = model(tokens).float()
+                zs.append(z[keep].double())
+                ps.append(p_star[keep].double())
+        return fit_scale(torch.cat(zs), torch.cat(ps))
+
+    def calibrated_evaluate(self, model: torch.nn.Module, n: int, seed: int = 0,
+                            fit_n: int = 512) -> tuple[LengthMetrics, float]:
+        """Every metric at every length at the model's own temperature, fit on ``fit_n`` fresh
+        in-range inputs, and that temperature as 1/T. Raises NotImplementedError for a task that
+        does not know its true next-token distribution."""
+        scale = self.fit_logit_scale(model, fit_n)
+        return self.evaluate(model, n, seed, logit_scale=scale), scale

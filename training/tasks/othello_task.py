@@ -12,12 +12,19 @@ game; evaluation runs the whole 59-move input of held-out games and, after every
 
 Only positions where the game is not over count. The last ``val_games`` games of the dataset are
 held out and never trained on.
+
+Targets. ``target="sampled"`` (the default, and OthelloGPT's) trains on the move the game went on
+with: one draw from the uniform distribution over the legal moves, so a noisy target, as the set
+task's next permutation item is. ``target="exact"`` trains on that distribution itself, from the
+bitboard engine's legal moves after each prefix (``legal_token_mask``; passes included): the
+same games, without the noise of many valid next moves. The two differ in the loss only, so arms
+of both train side by side in one ensemble on the same batches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -29,7 +36,9 @@ from ..errors import ConfigError, WorkbenchError
 from ..metrics import LengthMetrics
 from ..scoped import eval_mode, model_device
 from .base import Task, TaskShape
-from .othello import SQUARE_TO_TOKEN, IllegalMoveError, bits_to_bool, replay, squares_to_tokens
+from .calibration import CALIBRATION_SEED
+from .othello import (SQUARE_TO_TOKEN, IllegalMoveError, bits_to_bool, random_games, replay, squares_to_tokens,
+                      tokens_to_squares)
 
 N_CTX = 59
 D_VOCAB = 61
@@ -45,12 +54,33 @@ class OthelloConfig:
     """Train on prefixes of at most this many moves; move indices beyond it are out of range."""
     val_games: int = 2000
     """Games at the end of the dataset held out for evaluation."""
+    target: Literal["sampled", "exact"] = "sampled"
+    """'sampled': the game's next move (one draw, noisy). 'exact': uniform over the legal moves."""
 
     def validate(self) -> None:
         if not 1 <= self.train_max_moves <= N_CTX:
             raise ConfigError(f"othello.train_max_moves must be in 1..{N_CTX}, got {self.train_max_moves}")
         if self.val_games < 1:
             raise ConfigError(f"othello.val_games must be positive, got {self.val_games}")
+        if self.target not in ("sampled", "exact"):
+            raise ConfigError(f"othello.target must be 'sampled' or 'exact', got {self.target!r}")
+
+
+def legal_token_mask(legal: np.ndarray) -> Bool[np.ndarray, "*shape 61"]:
+    """Legal-move bitboards (``GameStates.legal``, any shape) as masks over the 61 tokens."""
+    legal_sq = bits_to_bool(legal)
+    out = np.zeros(legal_sq.shape[:-1] + (D_VOCAB,), dtype=bool)
+    playable = SQUARE_TO_TOKEN >= 0
+    out[..., SQUARE_TO_TOKEN[playable]] = legal_sq[..., playable]
+    return out
+
+
+def prefix_legal(tokens: Int[Tensor, "batch moves"]) -> Bool[Tensor, "batch moves 61"]:
+    """The legal next moves (as tokens) after each prefix of games given as tokens: ``[b, i]`` is
+    the legal set after moves ``0..i`` (empty once the game is over), by replaying the games
+    with the bitboard engine (vectorised over games)."""
+    states = replay(tokens_to_squares(tokens.cpu().numpy()))
+    return torch.from_numpy(legal_token_mask(states.legal[:, 1:])).to(tokens.device)
 
 
 @dataclass
@@ -72,6 +102,11 @@ class OthelloTask(Task):
     metric_names = ("legal_top1", "itr", "tv", "gap")
     table_metrics = ("legal_top1", "itr", "tv")
     report_command = "othello-report"
+    loss_only_fields = ("target",)
+    target_field = "target"
+    target_values = ("sampled", "exact")
+    study_metrics = ("tv", "itr", "legal_top1")
+    calibrated_metrics = ("tv", "itr")
 
     @classmethod
     def shape(cls, cfg: OthelloConfig) -> TaskShape:
@@ -132,19 +167,50 @@ class OthelloTask(Task):
         return self._resident[1]
 
     def loss(self, logits: Float[Tensor, "batch moves vocab"], batch: OthelloBatch) -> Tensor:
-        return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=0)
+        if self.cfg.target == "sampled":
+            return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=0)
+        return self.target_loss(logits, batch, self.loss_target(batch))
+
+    def loss_target(self, batch: OthelloBatch) -> Float[Tensor, "batch moves 61"]:
+        """The one-hot next move ('sampled') or uniform over the legal moves ('exact'); all zero
+        where the game is over (those positions are left out of the loss)."""
+        if self.cfg.target == "sampled":
+            # one-hot by comparison, so that no range check reads the data; padding (0) is no target
+            hot = batch.targets.unsqueeze(-1) == torch.arange(D_VOCAB, device=batch.targets.device)
+            return (hot & (batch.targets > 0).unsqueeze(-1)).float()
+        legal = prefix_legal(batch.tokens).float()
+        return legal / legal.sum(-1, keepdim=True).clamp(min=1)
+
+    def target_loss(self, logits: Float[Tensor, "batch moves vocab"], batch: OthelloBatch,
+                    target: Float[Tensor, "batch moves 61"]) -> Tensor:
+        """Cross-entropy against ``target``, averaged over the positions that have one (the same
+        positions as the sampled loss's: a game is over exactly when it has no legal move)."""
+        logp = logits.float().log_softmax(-1)
+        per_position = -(target * logp).sum(-1)
+        has = target.sum(-1)  # 1 where the position has a target, 0 where the game is over
+        return (per_position * has).sum() / has.sum().clamp(min=1)
 
     def eval_data(self, n_games: int) -> tuple[Int[Tensor, "games 59"], Bool[Tensor, "games 59 61"]]:
         """Held-out tokens and legal-move masks (over tokens) after moves 1..59 (cached)."""
         if n_games not in self._eval_cache:
             games = np.asarray(self.games[self.n_train : self.n_train + n_games])
-            states = replay(games)
-            legal_sq = bits_to_bool(states.legal[:, 1:N_CTX + 1])  # after 1..59 moves: [G, 59, 64]
-            legal = np.zeros(legal_sq.shape[:2] + (D_VOCAB,), dtype=bool)
-            playable = SQUARE_TO_TOKEN >= 0
-            legal[..., SQUARE_TO_TOKEN[playable]] = legal_sq[..., playable]
+            legal = legal_token_mask(replay(games).legal[:, 1:N_CTX + 1])  # after 1..59 moves: [G, 59, 61]
             self._eval_cache[n_games] = (torch.from_numpy(squares_to_tokens(games[:, :N_CTX])), torch.from_numpy(legal))
         return self._eval_cache[n_games]
+
+    def calibration_data(self, n: int, device="cpu"):
+        """Fresh games for fitting a temperature: ``n`` random games from the calibration seed,
+        never the held-out evaluation games; their first ``train_max_moves`` moves, the uniform
+        distribution over legal moves after each, and which positions count (game not over)."""
+        L = self.cfg.train_max_moves
+        if ("calibration", n) not in self._eval_cache:
+            games = random_games(n, np.random.default_rng(CALIBRATION_SEED))
+            legal = torch.from_numpy(legal_token_mask(replay(games).legal[:, 1:L + 1]))
+            self._eval_cache[("calibration", n)] = (torch.from_numpy(squares_to_tokens(games[:, :L])), legal)
+        tokens, legal = self._eval_cache[("calibration", n)]
+        for i in range(0, n, 250):
+            t, lg = tokens[i : i + 250].to(device), legal[i : i + 250].to(device).double()
+            yield t, lg / lg.sum(-1, keepdim=True).clamp(min=1), lg.sum(-1) > 0
 
     def probe_batches(self, n: int, seed: int = 0, device="cpu", batch_size: int = 250):
         """The first ``n`` held-out games: position p predicts move p + 1 (its move index is p + 1),
@@ -157,11 +223,11 @@ class OthelloTask(Task):
             yield ProbeBatch(tokens[i : i + batch_size].to(device), index, legal[i : i + batch_size].any(-1).to(device))
 
     @torch.no_grad()
-    def evaluate(self, model, n: int = 1000, seed: int = 0, batch_size: int = 250) -> LengthMetrics:
+    def evaluate(self, model, n: int = 1000, seed: int = 0, batch_size: int = 250, logit_scale: float = 1.0) -> LengthMetrics:
         """Per-move-index legal top-1 rate, ITR, TV to uniform-over-legal and ``gap`` (mean logit of
         the legal moves minus that of the illegal squares, padding excluded; linear in the logits,
         so per-component attributions add up to it), on the first ``n`` held-out games (fixed, so
-        ``seed`` is unused)."""
+        ``seed`` is unused). ``logit_scale`` multiplies the logits first (1 / temperature)."""
         tokens, legal = self.eval_data(min(n, self.cfg.val_games))
         device = model_device(model)
         sums = {k: torch.zeros(N_CTX, dtype=torch.float64) for k in self.metric_names}
@@ -170,6 +236,8 @@ class OthelloTask(Task):
             for i in range(0, tokens.shape[0], batch_size):
                 t, lg = tokens[i : i + batch_size].to(device), legal[i : i + batch_size].to(device)
                 z = model(t).float()
+                if logit_scale != 1.0:
+                    z = z * logit_scale
                 p = z.softmax(-1)
                 live = lg.any(-1)  # game not over after this many moves
                 n_legal = lg.sum(-1).clamp(min=1)

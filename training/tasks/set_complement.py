@@ -26,6 +26,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..metrics import LengthMetrics
 from .base import Task, TaskShape
+from .calibration import CALIBRATION_SEED
 
 BOS_TOKEN = 0
 
@@ -91,6 +92,10 @@ class SetComplementTask(Task):
     table_metrics = ("tv", "itr", "margin", "acc")
     report_command = "report"
     loss_only_fields = ("target",)
+    target_field = "target"
+    target_values = ("sampled", "exact")
+    study_metrics = ("tv", "itr", "acc")
+    calibrated_metrics = ("tv", "acc")
 
     @classmethod
     def shape(cls, cfg: SetComplementConfig) -> TaskShape:
@@ -206,8 +211,28 @@ class SetComplementTask(Task):
         for batch in set_batches(self, n, L, seed, 1024, device):
             yield ProbeBatch(batch.tokens, index, (index > 0).expand(batch.tokens.shape[0], -1))
 
-    def evaluate(self, model: torch.nn.Module, n: int = 2048, seed: int = 0) -> LengthMetrics:
+    def evaluate(self, model: torch.nn.Module, n: int = 2048, seed: int = 0, logit_scale: float = 1.0) -> LengthMetrics:
         """Every metric at every set length 1..max_eval_len on ``n`` fixed-seed sets per length."""
         from .set_complement_eval import evaluate_lengths
 
-        return evaluate_lengths(model, self, sets_per_length=n, seed=seed)
+        return evaluate_lengths(model, self, sets_per_length=n, seed=seed, logit_scale=logit_scale)
+
+    def calibration_data(self, n: int, device="cpu"):
+        """``n`` sets per training length from the calibration seed, with p*."""
+        from .set_complement_eval import set_batches
+
+        lo, hi = self.cfg.train_min_len, self.cfg.train_max_len
+        for batch in set_batches(self, n, hi, CALIBRATION_SEED, 1024, device):
+            valid = ~self.membership(batch.items, self.v)
+            keep = torch.zeros(batch.tokens.shape, dtype=torch.bool, device=batch.tokens.device)
+            keep[:, self.offset + lo - 1 : self.offset + hi] = True
+            p_star = torch.zeros(*batch.tokens.shape, self.v, dtype=torch.float64, device=batch.tokens.device)
+            p_star[:, self.offset : self.offset + hi] = valid.double() / valid.sum(-1, keepdim=True)
+            yield batch.tokens, p_star, keep
+
+    def calibrated_evaluate(self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512):
+        """The generic fit on the same sets, through the set task's own batched path (the numbers
+        the committed studies were computed with)."""
+        from .set_complement_eval import calibrated_lengths
+
+        return calibrated_lengths(model, self, sets_per_length=n, seed=seed, fit_sets=fit_n)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..metrics import LengthMetrics
 from ..scoped import eval_mode, model_device
+from .calibration import CALIBRATION_SEED, fit_scale
 
 if TYPE_CHECKING:
     from .set_complement import SetComplementBatch, SetComplementTask
@@ -115,25 +116,14 @@ def evaluate_lengths(
     )
 
 
-# -- calibrated metrics -------------------------------------------------------------------
-# Raw TV rewards any sharpening: more steps, a higher learning rate, weights scaled up by
-# extrapolation. Fitting one softmax temperature per model on held-out in-range sets, then
-# evaluating every length at it, removes that: a model that is only sharper gains nothing.
-
-CALIBRATION_SEED = 777
-"""Seed of the sets the temperature is fit on: never the evaluation sets (whose seed is
-``train.eval_seed``, 12345 by default)."""
+# -- calibrated metrics (the fit itself is generic: training/tasks/calibration.py) ---------
 
 
 @torch.no_grad()
 def fit_logit_scale(model: torch.nn.Module, task: "SetComplementTask", sets_per_length: int = 512,
                     seed: int = CALIBRATION_SEED, max_scale: float = 1e3, iters: int = 60) -> float:
     """The factor beta = 1/T that minimises the mean KL(p* || softmax(beta z)) over the training
-    lengths, on ``sets_per_length`` held-out sets per length.
-
-    The cross-entropy is convex in beta and its derivative, E_softmax(beta z)[z] - E_p*[z], grows
-    with beta, so bisection on its sign finds the minimum (``max_scale`` if it lies beyond). For a
-    model whose KL keeps falling as it sharpens, that is where float64 stops seeing a slope."""
+    lengths, on ``sets_per_length`` held-out sets per length (``calibration.fit_scale``)."""
     lo_len, hi_len = task.cfg.train_min_len, task.cfg.train_max_len
     device = model_device(model)
     zs, ps = [], []
@@ -143,19 +133,7 @@ def fit_logit_scale(model: torch.nn.Module, task: "SetComplementTask", sets_per_
             valid = ~task.membership(batch.items, task.v)[:, lo_len - 1 : hi_len]
             zs.append(z.double())
             ps.append(valid.double() / valid.sum(-1, keepdim=True))
-    z, p_star = torch.cat(zs), torch.cat(ps)
-    target = (p_star * z).sum(-1).mean()  # E_p*[z], averaged over sets and lengths
-
-    def slope(beta: float) -> float:
-        return float((torch.softmax(beta * z, -1) * z).sum(-1).mean() - target)
-
-    lo, hi = 0.0, max_scale
-    if slope(hi) < 0:
-        return max_scale
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if slope(mid) < 0 else (lo, mid)
-    return 0.5 * (lo + hi)
+    return fit_scale(torch.cat(zs), torch.cat(ps), max_scale, iters)
 
 
 def calibrated_lengths(model: torch.nn.Module, task: "SetComplementTask", sets_per_length: int = 2048,

@@ -1,0 +1,229 @@
+"""Optuna orchestration shared by the random search (``sweep.py``) and the paired study (``study/``).
+
+Both keep their state in an Optuna storage (SQLite in their folder by default, PostgreSQL to share
+between machines) and run worker processes that each take trials until the experiment is done.
+What they share lives here:
+
+- **experiment files**: reading one as JSON with a one-line error (``read_json``), the keys both
+  kinds of file share (``check_shared_keys``), parameter ranges (``param_candidates``, ``suggest``)
+  and the run config of a base, its fixed overrides and sampled values (``trial_config``);
+- **storage**: ``make_storage`` opens it with heartbeats, so that a trial whose worker died
+  (``kill -9``) is marked failed a grace period after its last heartbeat (``heartbeat_settings``)
+  and retried; ``create_study`` leaves no empty folder behind when the storage cannot be opened;
+- **workers**: ``run_workers`` runs one worker in this process (which then shows the progress
+  bar) or spawns several, each ending itself when the command that started it dies; a failure
+  cap (``stop_after_failures``) stops a worker once the study holds too many failed trials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from training.allocator import keep_freed_memory
+from training.errors import ConfigError, WorkbenchError
+
+PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
+
+
+# -- experiment files -------------------------------------------------------------------------
+
+def read_json(path: str | Path, what: str):
+    """The parsed JSON of ``path``, or a one-line ConfigError naming ``what`` it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def check_shared_keys(spec: dict, where: str, counts: tuple[str, ...]) -> None:
+    """The checks a search space and a study file share: the ``counts`` keys positive integers, a
+    non-negative seed, a base preset name or path, a list of fixed overrides, a params object."""
+    for key in counts:
+        value = spec.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(spec.get("base", "demo"), str):
+        raise ConfigError(f"{where}: base must be a preset name or a .json path, got {spec['base']!r}")
+    fixed = spec.get("fixed", [])
+    if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
+        raise ConfigError(f"{where}: fixed must be a list of 'section.key=value' strings")
+    if not isinstance(spec.get("params", {}), dict):
+        raise ConfigError(f"{where}: params must be an object of 'section.key': {{type, ...}}")
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def param_candidates(key: str, spec, where: str) -> list:
+    """The values of a parameter that must each give a valid config: its bounds, or its choices."""
+    if not isinstance(spec, dict) or spec.get("type") not in PARAM_TYPES:
+        raise ConfigError(f"{where}: params.{key}.type must be loguniform, uniform, int or choice")
+    ptype = spec["type"]
+    allowed = {"type", "values"} if ptype == "choice" else {"type", "low", "high"}
+    extra = sorted(set(spec) - allowed, key=str)
+    if extra:
+        raise ConfigError(f"{where}: params.{key} of type {ptype} takes {', '.join(sorted(allowed))}, not '{extra[0]}'")
+    if ptype == "choice":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: params.{key}.values must be a non-empty list")
+        return values
+    low, high = spec.get("low"), spec.get("high")
+    if not (_number(low) and _number(high)):
+        raise ConfigError(f"{where}: params.{key} needs finite numbers low and high, got {low!r} and {high!r}")
+    if ptype == "int" and not (isinstance(low, int) and isinstance(high, int)):
+        raise ConfigError(f"{where}: params.{key} of type int needs integer bounds, got {low!r} and {high!r}")
+    if low > high:
+        raise ConfigError(f"{where}: params.{key} has low {low!r} above high {high!r}")
+    if ptype == "loguniform" and low <= 0:
+        raise ConfigError(f"{where}: params.{key} is loguniform, so its bounds must be positive, got low {low!r}")
+    return [low, high]
+
+
+def suggest(trial, key: str, spec: dict):
+    """One value of parameter ``key`` from an Optuna trial."""
+    ptype = spec["type"]
+    if ptype == "loguniform":
+        return trial.suggest_float(key, spec["low"], spec["high"], log=True)
+    if ptype == "uniform":
+        return trial.suggest_float(key, spec["low"], spec["high"])
+    if ptype == "int":
+        return trial.suggest_int(key, spec["low"], spec["high"])
+    return trial.suggest_categorical(key, spec["values"])
+
+
+def trial_config(spec: dict, values: dict, extra: list[str] = ()):
+    """The run config of the file's base with its fixed overrides, then ``values`` (key: value),
+    then ``extra`` ('section.key=value' strings)."""
+    from training.config import load_config, preset_path
+
+    base = spec.get("base", "demo")
+    base_path = preset_path(base) if not str(base).endswith(".json") else Path(base)
+    return load_config(base_path, list(spec.get("fixed", [])) + [f"{k}={json.dumps(v)}" for k, v in values.items()]
+                       + list(extra))
+
+
+# -- storage ------------------------------------------------------------------------------------
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds: a worker that dies is noticed the grace
+    period after its last heartbeat. Read when a storage is opened (tests shorten them)."""
+    return int(os.environ.get("WM_SWEEP_HEARTBEAT_S", 5)), int(os.environ.get("WM_SWEEP_GRACE_S", 20))
+
+
+def make_storage(url: str):
+    """Optuna RDB storage with heartbeats; call inside ``optuna_quiet()``."""
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    heartbeat, grace = heartbeat_settings()
+    try:
+        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+    except ImportError as e:
+        raise WorkbenchError(f"storage {url!r} needs a missing database driver ({e.name})") from None
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WorkbenchError(f"cannot open study storage {url!r}: {msg}") from None
+
+
+def create_study(folder: Path, url: str, name: str, resume: bool, **kwargs):
+    """Create (or, resuming, load) the Optuna study ``name`` in storage ``url``; a new experiment's
+    folder is removed again when it is still empty and the storage cannot be opened."""
+    import optuna
+
+    try:
+        return optuna.create_study(study_name=name, storage=make_storage(url), direction="minimize",
+                                   load_if_exists=True, **kwargs)
+    except WorkbenchError:
+        if not resume and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
+def unique_name(prefix: str, folder: Path) -> str:
+    """A study name no other experiment has: many may share one database."""
+    import uuid
+
+    return f"{prefix}-{folder.name}-{uuid.uuid4().hex[:8]}"
+
+
+def count(study, state) -> int:
+    """Trials of the study in ``state``."""
+    return sum(t.state == state for t in study.get_trials(deepcopy=False))
+
+
+def stop_after_failures(limit: int):
+    """Optuna callback: stop this worker once the study holds ``limit`` failed trials (Optuna's
+    MaxTrialsCallback counts completed trials only, so a failing file would loop for ever)."""
+    from optuna.trial import TrialState
+
+    def callback(study, _trial) -> None:
+        if count(study, TrialState.FAIL) >= limit:
+            study.stop()
+
+    return callback
+
+
+# -- workers ------------------------------------------------------------------------------------
+
+def exit_with_parent(parent: int) -> None:
+    """In a spawned worker: end this process as soon as ``parent`` (the command that started it)
+    is gone, ``kill -9`` included, so no orphan goes on training; its trial is then retried."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _child(work: Callable, args, parent: int) -> None:
+    exit_with_parent(parent)
+    keep_freed_memory()  # a worker process is ours (see training/allocator.py)
+    work(args)
+
+
+def run_workers(work: Callable, args: list, show: Callable[[], None], poll_s: float = 5.0) -> None:
+    """Run ``work(args[i])`` for each worker. One worker runs in this process, as
+    ``work(args[0], on_trial_done)``, an Optuna callback that calls ``show`` after each trial;
+    several run in spawned processes while this one calls ``show`` every ``poll_s`` seconds
+    (reading the trials back costs a parse of every finished one)."""
+    if len(args) == 1:
+        show()
+        try:
+            work(args[0], lambda _study, _trial: show())
+        finally:
+            show()
+        return
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_child, args=(work, a, os.getpid())) for a in args]
+    for p in procs:
+        p.start()
+    while any(p.is_alive() for p in procs):
+        show()
+        deadline = time.time() + poll_s
+        while time.time() < deadline and any(p.is_alive() for p in procs):
+            time.sleep(0.5)
+    show()
+    for p in procs:
+        p.join()
+
+
+def default_threads(workers: int) -> int:
+    """Threads per worker when not given: the cores shared out among the workers."""
+    return max(1, (os.cpu_count() or 2) // workers)
