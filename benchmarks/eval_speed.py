@@ -15,7 +15,7 @@ import argparse
 import torch
 from timing import best_of, demo_task_and_model
 
-from interp.metrics import complement_metrics, evaluate_lengths
+from interp.set_complement.probes import complement_metrics, evaluate_lengths
 
 
 @torch.no_grad()

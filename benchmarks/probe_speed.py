@@ -14,9 +14,10 @@ import argparse
 import torch
 from timing import best_of, demo_task_and_model
 
-from interp.attention import attention_entropy, pattern_entropy
-from interp.displacement import decompose_logits, displacement_by_length
-from interp.metrics import complement_metrics, evaluate_lengths
+from interp.core.attention import pattern_entropy
+from interp.set_complement.probes import attention_entropy
+from interp.set_complement.displacement import decompose_logits, displacement_by_length
+from interp.set_complement.probes import complement_metrics, evaluate_lengths
 
 
 def workbench(model, task, sets):

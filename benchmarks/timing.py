@@ -27,7 +27,7 @@ def demo_task_and_model():
     """The demo preset's set-complement task and a freshly initialised model in eval mode, on the CPU."""
     from training.config import load_config, preset_path
     from training.models import build_model
-    from training.tasks.set_complement import SetComplementTask
+    from training.tasks.set_complement.task import SetComplementTask
 
     cfg = load_config(preset_path("demo"), ["train.device=cpu"])
     task = SetComplementTask(cfg.task)

@@ -25,8 +25,8 @@ from timing import alternating_rounds, paired_ratio, round_args, trainer_steps_p
 
 from training.config import load_config, preset_path
 from training.models import build_model
-from training.tasks.set_complement import SetComplementTask
-from training.tasks.set_complement_eval import evaluate_lengths
+from training.tasks.set_complement.task import SetComplementTask
+from training.tasks.set_complement.metrics import evaluate_lengths
 
 OVERRIDES = ["train.device=cpu", "model.attn_dropout=0.1", "averaging.mode=bema", "train.eval_every=500",
              "train.checkpoint_every=1000", "train.final_eval_sets=256"]

@@ -1,7 +1,7 @@
 import sys
 
 from training.allocator import keep_freed_memory
-from interp.cli import main
+from commands.interp import main
 
 if __name__ == "__main__":
     keep_freed_memory()  # this process is the command's own (see training/allocator.py)

@@ -55,7 +55,7 @@ def tiny():
 @pytest.fixture(scope="session")
 def othello_games(tmp_path_factory):
     """A folder of 3,000 random Othello games (seed 0), made once per test session."""
-    from training.othello_data import generate_dataset
+    from training.tasks.othello.data import generate_dataset
 
     d = tmp_path_factory.mktemp("othello") / "data"
     generate_dataset(d, 3000, seed=0, chunk=1000, workers=1, progress=False)

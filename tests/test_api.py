@@ -8,7 +8,7 @@ import torch
 
 import interp
 from training.errors import ConfigError
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 
 def test_every_export_is_the_module_object():

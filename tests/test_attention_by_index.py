@@ -4,10 +4,11 @@ table, OthelloGPT's move-index probe, and uniform attention (normalised entropy 
 import numpy as np
 import torch
 
-from interp.attention import attention_by_index, attention_entropy
-from interp.othello_attention import othello_attention
+from interp.core.attention import attention_by_index
+from interp.set_complement.probes import attention_entropy
+from interp.othello.attention import othello_attention
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 
 def test_set_task_matches_the_last_position_table():
@@ -26,8 +27,8 @@ def test_set_task_matches_the_last_position_table():
 
 
 def test_othello_by_move_index(tmp_path):
-    from training.othello_data import generate_dataset
-    from training.tasks.othello_task import OthelloConfig, OthelloTask
+    from training.tasks.othello.data import generate_dataset
+    from training.tasks.othello.task import OthelloConfig, OthelloTask
 
     generate_dataset(tmp_path / "d", 120, seed=0, chunk=120, workers=1, progress=False)
     task = OthelloTask(OthelloConfig(data=str(tmp_path / "d"), val_games=40, train_max_moves=20))

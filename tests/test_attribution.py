@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from interp.attribution import component_attribution, plot_attribution
-from interp.displacement import decompose_logits
-from interp.theory import balanced_model
+from interp.core.attribution import component_attribution, plot_attribution
+from interp.set_complement.displacement import decompose_logits
+from interp.set_complement.theory import balanced_model
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
-from training.tasks.set_complement_eval import set_batches
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.metrics import set_batches
 
 V, B, C = 10, 2.0, 5.0
 
@@ -66,8 +66,8 @@ def test_parts_add_up_to_the_models_gap():
 
 
 def test_othello_gap_and_attribution_by_move_index(tmp_path):
-    from training.othello_data import generate_dataset
-    from training.tasks.othello_task import OthelloConfig, OthelloTask
+    from training.tasks.othello.data import generate_dataset
+    from training.tasks.othello.task import OthelloConfig, OthelloTask
 
     generate_dataset(tmp_path / "d", 200, seed=0, chunk=200, workers=1, progress=False)
     task = OthelloTask(OthelloConfig(data=str(tmp_path / "d"), val_games=40, train_max_moves=20))

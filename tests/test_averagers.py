@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from interp.cli import main as interp_main
+from commands.interp import main as interp_main
 from training import runs
 from training.averaging import AveragingConfig, WeightAverager
 from training.errors import ConfigError, WorkbenchError

@@ -9,17 +9,17 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from interp.board_intervention import intervene
-from interp.board_probe import fit_board_probe, membership_probe, probe_accuracy
-from interp.cli import main as interp_main
-from interp.theory import balanced_model
+from interp.othello.intervention import intervene
+from interp.othello.board_probe import fit_board_probe, membership_probe, probe_accuracy
+from commands.interp import main as interp_main
+from interp.set_complement.theory import balanced_model
 from training import runs
-from training.cli import main as train_main
+from commands.train import main as train_main
 from training.config import preset_path
 from training.errors import InputError, WorkbenchError
 from training.models import ModelConfig, build_model
-from training.tasks.othello import random_games
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.othello.engine import random_games
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 from training.trainer import train
 
 from .conftest import TINY, tiny_config
@@ -230,8 +230,8 @@ def test_study_with_no_threads_writes_nothing(tmp_path, capsys):
 
 def test_an_illegal_held_out_game_is_named_before_training(tmp_path):
     # load_games replays only the first 10,000 games of a file; the held-out games sit at its end
-    from training.othello_data import generate_dataset
-    from training.tasks.othello_task import OthelloConfig, OthelloTask
+    from training.tasks.othello.data import generate_dataset
+    from training.tasks.othello.task import OthelloConfig, OthelloTask
 
     data = tmp_path / "data"
     generate_dataset(data, 300, seed=0, chunk=300, workers=1, progress=False)

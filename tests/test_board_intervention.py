@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from interp.board_intervention import edited_legal_sets, intervene
-from interp.board_probe import fit_board_probe
+from interp.othello.intervention import edited_legal_sets, intervene
+from interp.othello.board_probe import fit_board_probe
 from training.models import ModelConfig, build_model
-from training.tasks.othello import random_games
+from training.tasks.othello.engine import random_games
 
-from .othello_reference import RefGame
+from training.tasks.othello.reference import RefGame
 
 
 def _reference_legal(game, move_index, square, dst):
@@ -58,8 +58,8 @@ def test_intervention_mechanics_on_a_small_model():
 def test_side_labels_and_swapped_legal_sets_match_the_reference_engine():
     """Who moves next (passes included) and the other side's legal moves, against the
     reference engine."""
-    from interp.board_intervention import side_swapped_legal_sets
-    from interp.board_probe import board_labels
+    from interp.othello.intervention import side_swapped_legal_sets
+    from interp.othello.board_probe import board_labels
 
     games = random_games(40, np.random.default_rng(3))
     side = board_labels(games[:, :59], "side")  # [G, 59, 1]
@@ -86,8 +86,8 @@ def test_side_labels_and_swapped_legal_sets_match_the_reference_engine():
 
 
 def test_side_and_multi_layer_interventions_on_a_small_model():
-    from interp.board_intervention import intervene_moves
-    from interp.board_probe import probe_accuracy
+    from interp.othello.intervention import intervene_moves
+    from interp.othello.board_probe import probe_accuracy
 
     cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LN", positional="learned")
     model = build_model(cfg, 61, 61, 59, seed=0)

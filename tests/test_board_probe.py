@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from interp.board_probe import LinearProbe, board_labels, fit_board_probe, membership_probe, probe_accuracy
-from interp.theory import balanced_model
+from interp.othello.board_probe import LinearProbe, board_labels, fit_board_probe, membership_probe, probe_accuracy
+from interp.set_complement.theory import balanced_model
 from training.models import ModelConfig, build_model
-from training.tasks.othello import random_games, tokens_to_squares
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.othello.engine import random_games, tokens_to_squares
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 
 class Planted(torch.nn.Module):

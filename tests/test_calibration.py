@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
-from training.tasks.set_complement_eval import CALIBRATION_SEED, calibrated_lengths, evaluate_lengths, fit_logit_scale
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.calibration import CALIBRATION_SEED, calibrated_lengths, fit_logit_scale
+from training.tasks.set_complement.metrics import evaluate_lengths
 
 V = 10
 
@@ -75,7 +76,7 @@ def test_a_model_that_is_only_sharper_gains_nothing():
 
 
 def test_eval_command_reports_calibrated_metrics(tmp_path, capsys):
-    from interp.cli import main as interp_main
+    from commands.interp import main as interp_main
     from training import runs
     from training.trainer import train
 
@@ -85,7 +86,9 @@ def test_eval_command_reports_calibrated_metrics(tmp_path, capsys):
     run = runs.create_run_dir(tmp_path / "run", cfg)
     train(cfg, run, progress=False)
     assert interp_main(["eval", str(run), "--calibrated", "--sets", "32", "--metrics", "tv,itr"]) == 0
-    header = capsys.readouterr().out.splitlines()[0]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("T: each model's softmax temperature")  # the table says what T is
+    header = lines[2]
     assert "raw T=" in header and "averaged T=" in header
     assert interp_main(["eval", str(run), "--dispersion", "--sets", "16", "--metrics", "tv"]) == 0
     out = capsys.readouterr().out
@@ -95,8 +98,8 @@ def test_eval_command_reports_calibrated_metrics(tmp_path, capsys):
 def test_dispersion_measures_of_the_balanced_model():
     """Uniform attention, B = -bI, D = -cI: normalised entropy 1 (from length 2), margin c/s and gap
     (b + c)/s, so both laws are 1 at every length, and every token's self-displacement is -c (CV 0)."""
-    from interp.dispersion import dispersion
-    from interp.theory import balanced_model
+    from interp.set_complement.dispersion import dispersion
+    from interp.set_complement.theory import balanced_model
 
     task = _task()
     d = dispersion(balanced_model(V, 2.0, 5.0), task, sets_per_length=32)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from interp.cli import main as interp_main
-from training.cli import main as train_main
+from commands.interp import main as interp_main
+from commands.train import main as train_main
 from training.config import load_config
 from training.errors import ConfigError
 

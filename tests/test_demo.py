@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.cli import main as train_main
+from commands.train import main as train_main
 from training.errors import WorkbenchError
 from training.experiments.demo import VARIANTS, dedupe, run_demo
 

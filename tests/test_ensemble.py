@@ -160,7 +160,7 @@ def test_members_must_share_everything_else():
 def test_target_loss_equals_each_tasks_own_loss():
     """The set task's cross-entropy against its precomputed target (one-hot next items, p*) gives
     each target's own loss (``loss`` gathers the sampled item and builds p* itself)."""
-    from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+    from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
     tasks = [SetComplementTask(SetComplementConfig(v=9, train_min_len=2, train_max_len=5, target=t)) for t in ("exact", "sampled")]
     batch = tasks[0].sample_batch(40, generator=torch.Generator().manual_seed(3))
@@ -175,7 +175,7 @@ def test_task_without_loss_target_uses_each_members_own_loss(tmp_path, monkeypat
     """A task whose loss has no precomputable target (``loss_target`` None, the base default):
     every member computes every task's loss and keeps its own, and still matches its separate run."""
     from training.tasks.base import Task
-    from training.tasks.set_complement import SetComplementTask
+    from training.tasks.set_complement.task import SetComplementTask
 
     cfgs = [tiny("train.steps=20", "train.eval_every=20", f"task.target={t}") for t in ("sampled", "exact")]
     dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]

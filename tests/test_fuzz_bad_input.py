@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from training.cli import main as train_main
+from commands.train import main as train_main
 from training.config import RunConfig
 from training.experiments.sweep import load_space
 from training.errors import WorkbenchError
-from training.othello_data import generate_dataset
+from training.tasks.othello.data import generate_dataset
 
 from .conftest import TINY
 

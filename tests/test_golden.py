@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from interp.report import build_report
+from interp.set_complement.report import build_report
 from training import runs
 from training.config import load_config
 from training.trainer import train

@@ -81,10 +81,10 @@ def test_ssmax_trains_reloads_and_ensembles(tmp_path):
 
 
 def test_tied_positions_equal_the_same_parity_transplant():
-    """tie_positions_from=N is the test-time same-parity transplant (interp.othello_positions,
+    """tie_positions_from=N is the test-time same-parity transplant (interp.othello.positions,
     which rewrites W_pos) made part of the model: same logits at every position on the same
     weights; untrained rows get no gradient; it reloads exactly."""
-    from interp.othello_positions import transplant
+    from interp.othello.positions import transplant
     from training.errors import ConfigError
     from training.models import tied_position_rows
 

@@ -5,10 +5,10 @@ block the full gap (b + c)/s."""
 import numpy as np
 import pytest
 
-from interp.logit_lens import logit_lens
-from interp.theory import balanced_model
+from interp.core.logit_lens import logit_lens
+from interp.set_complement.theory import balanced_model
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 V, B, C = 10, 2.0, 5.0
 
@@ -39,8 +39,8 @@ def test_last_boundary_is_the_model_itself(norm, final):
 
 
 def test_lens_by_move_index_on_othello(tmp_path):
-    from training.othello_data import generate_dataset
-    from training.tasks.othello_task import OthelloConfig, OthelloTask
+    from training.tasks.othello.data import generate_dataset
+    from training.tasks.othello.task import OthelloConfig, OthelloTask
 
     generate_dataset(tmp_path / "d", 300, seed=0, chunk=300, workers=1, progress=False)
     task = OthelloTask(OthelloConfig(data=str(tmp_path / "d"), val_games=50, train_max_moves=20))

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from interp.metrics import LengthMetrics, complement_metrics, evaluate_lengths
+from interp.set_complement.probes import LengthMetrics, complement_metrics, evaluate_lengths
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 
 def test_metrics_by_hand():

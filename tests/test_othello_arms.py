@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = str(ROOT / "benchmarks" / "othello_arms.py")
+SCRIPT = str(ROOT / "gpu" / "othello_arms.py")
 WEIGHTS = {"raw", "ema", "ema9999", "bema", "extrap"}
 
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from interp.othello_attention import mover_masks, othello_attention, plot_othello_attention
-from tests.othello_reference import RefGame
+from interp.othello.attention import mover_masks, othello_attention, plot_othello_attention
+from training.tasks.othello.reference import RefGame
 from training.models import ModelConfig, build_model
-from training.tasks.othello import random_games
+from training.tasks.othello.engine import random_games
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_uniform_attention_by_move_index(games):
 
 
 def test_mover_masks_without_passes_follow_parity(games):
-    from training.tasks.othello import replay
+    from training.tasks.othello.engine import replay
 
     mine, theirs, live = mover_masks(games)
     player = replay(games).player

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from training.cli import main
+from commands.train import main
 from training.errors import WorkbenchError
-from training.othello_data import GAMES, META, PARTIAL, PROGRESS, _row_hash, generate_dataset, load_games
-from training.tasks.othello import replay
+from training.tasks.othello.data import GAMES, META, PARTIAL, PROGRESS, _row_hash, generate_dataset, load_games
+from training.tasks.othello.engine import replay
 
 
 def test_deterministic_and_independent_of_workers(tmp_path):
@@ -27,7 +27,7 @@ def test_deterministic_and_independent_of_workers(tmp_path):
 
 def test_resume_after_interruption(tmp_path, monkeypatch):
     full = generate_dataset(tmp_path / "full", 3000, seed=3, chunk=1000, workers=1, progress=False)
-    import training.othello_data as od
+    import training.tasks.othello.data as od
 
     real, calls = od._chunk, {"n": 0}
 

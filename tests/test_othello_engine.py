@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.tasks.othello import (
+from training.tasks.othello.engine import (
     BLACK,
     IllegalMoveError,
     bits_to_bool,
@@ -15,7 +15,7 @@ from training.tasks.othello import (
     tokens_to_squares,
 )
 
-from .othello_reference import RefGame
+from training.tasks.othello.reference import RefGame
 
 
 def test_start_position_and_first_moves():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = str(ROOT / "benchmarks" / "othello_gpu.py")
+SCRIPT = str(ROOT / "gpu" / "othello_gpu.py")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_gpu_script_installs_missing_packages_from_wheels(tmp_path):
 
 
 def test_gpu_profile_script_tiny_on_cpu():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "othello_gpu_profile.py"), "--tiny", "--device", "cpu",
+    proc = subprocess.run([sys.executable, str(ROOT / "gpu" / "othello_gpu_profile.py"), "--tiny", "--device", "cpu",
                            "--compile", "off", "--batch", "8", "--scale-batch", "0", "--steps", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -93,7 +93,7 @@ def test_profile_counts_each_gpu_kernel_once():
     # may be summed (a first H100 run summed both and reported twice the busy time).
     import torch
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "gpu"))
     from othello_gpu_profile import device_rows, is_matmul
 
     CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
@@ -116,7 +116,7 @@ def test_pack_and_unpack_a_run_keeps_it_usable(tiny_gpu_run, tmp_path):
     from safetensors.torch import load_file
 
     run = tiny_gpu_run[0] / "run"
-    pack = str(ROOT / "benchmarks" / "pack_run.py")
+    pack = str(ROOT / "gpu" / "pack_run.py")
     for args in (["pack", str(run), str(tmp_path / "packed")], ["unpack", str(tmp_path / "packed"), str(tmp_path / "back")]):
         proc = subprocess.run([sys.executable, pack, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]

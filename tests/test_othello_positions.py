@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 
-from interp.cli import main as interp_main
-from interp.othello_positions import source_rows, transplant
+from commands.interp import main as interp_main
+from interp.othello.positions import source_rows, transplant
 from training import runs
 from training.errors import WorkbenchError
 from training.models import ModelConfig, build_model
-from training.othello_data import generate_dataset
-from training.othello_models import othello_config
+from training.tasks.othello.data import generate_dataset
+from training.tasks.othello.checkpoints import othello_config
 from training.trainer import train
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from training.tasks import othello, othello_torch
+from training.tasks.othello import engine as othello
+from training.tasks.othello import engine_torch as othello_torch
 
 
 def test_torch_legal_moves_and_flips_match_numpy():

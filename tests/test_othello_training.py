@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from training import runs
-from training.cli import main
+from commands.train import main
 from training.config import load_config
 from training.errors import CheckpointError
 from training.models import ModelConfig, build_model
-from training.othello_models import load_published_othello, othello_config
-from training.tasks.othello_task import OthelloConfig, OthelloTask
+from training.tasks.othello.checkpoints import load_published_othello, othello_config
+from training.tasks.othello.task import OthelloConfig, OthelloTask
 from training.trainer import train
 
 TINY = ["model.n_layers=2", "model.d_model=48", "model.n_heads=2", "model.d_head=24", "model.d_mlp=96",
@@ -83,7 +83,7 @@ def test_tiny_model_learns_legal_moves(data, tmp_path):
     learned_in = res.final["raw"].summary()["in_range"]["legal_top1"]
     assert learned_in > chance_in + 0.3, (learned_in, chance_in)
     assert isinstance(runs.load_run(run_dir), torch.nn.Module)
-    from interp.cli import main as interp_main
+    from commands.interp import main as interp_main
 
     assert interp_main(["eval", str(run_dir), "--sets", "50"]) == 0
     assert interp_main(["report", str(run_dir)]) == 2  # set-complement only, says so in one line
@@ -138,7 +138,7 @@ def test_compare_command(data, tmp_path, capsys, what, names):
 def test_othello_report(data, tmp_path, capsys):
     import json
 
-    from interp.cli import main as interp_main
+    from commands.interp import main as interp_main
 
     over = TINY[:-7] + ["train.steps=20", "train.eval_every=20", "train.checkpoint_every=20", "train.final_eval_sets=50",
                         "train.eval_sets=50", "train.device=cpu", "train.warmup_steps=2", "averaging.mode=bema"]

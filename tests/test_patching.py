@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from interp.patching import (activation_patch, legal_mass_metric, logit_diff_metric, make_swap_pairs, model_pair_cache,
+from interp.core.patching import (activation_patch, legal_mass_metric, logit_diff_metric, make_swap_pairs, model_pair_cache,
                              normalised, othello_move_pairs, patch_swap)
-from interp.theory import balanced_model
+from interp.set_complement.theory import balanced_model
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 V, B, C = 10, 2.0, 5.0
 
@@ -79,8 +79,8 @@ def test_two_models_on_the_same_tokens():
 
 
 def test_othello_move_pairs_and_patching(tmp_path):
-    from training.othello_data import generate_dataset
-    from training.tasks.othello import replay, tokens_to_squares
+    from training.tasks.othello.data import generate_dataset
+    from training.tasks.othello.engine import replay, tokens_to_squares
 
     generate_dataset(tmp_path / "d", 60, seed=0, chunk=60, workers=1, progress=False)
     games = np.load(tmp_path / "d" / "games.npy")

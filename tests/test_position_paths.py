@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from interp.position_paths import parity_contrast, path_patch_positions, position_qk
+from interp.core.position_paths import parity_contrast, path_patch_positions, position_qk
 from training.models import ModelConfig, build_model
 
 A = 4.0  # head 0's parity score scale

@@ -87,7 +87,7 @@ def test_post_norm_decomposition_against_hand_computed_parts():
     """One attention-only layer, x = LN(e + p + attn): with the scale s of the last position
     computed by hand, the direct part is (C(W_E[t]) w / s) W_U, source k of head h adds
     a_hk (C(v_k W_O[h]) w / s) W_U, and the constants are (C(b_O) w / s + b) W_U + b_U."""
-    from interp.displacement import decompose_logits
+    from interp.set_complement.displacement import decompose_logits
 
     cfg = ModelConfig(d_model=16, n_heads=2, d_head=8, normalization="LN", norm_position="post")
     model = _random(cfg)
@@ -112,7 +112,7 @@ def test_post_norm_decomposition_against_hand_computed_parts():
 def test_output_rescaled_decomposition_against_the_hand_factor():
     """No norm, output rescaled from 2 positions on: at the 5th position each head part is the
     plain pattern-weighted OV logit times 5 / 2, and so is b_O's."""
-    from interp.displacement import decompose_logits
+    from interp.set_complement.displacement import decompose_logits
 
     model = _random(ModelConfig(d_model=16, n_heads=2, d_head=8, normalization="none", out_rescale_len=2))
     tokens = torch.randint(1, 9, (3, 5), generator=torch.Generator().manual_seed(1))
@@ -136,10 +136,10 @@ def test_output_rescaled_decomposition_against_the_hand_factor():
 def test_every_decomposition_adds_up_through_post_norm_and_rescaling(changes):
     """The per-source split, the attribution and the dispersion CV apply to Post-Norm and
     output-rescaled models: their parts sum to the model's own logits at every position."""
-    from interp.attribution import component_logits
-    from interp.dispersion import dispersion
-    from interp.displacement import decompose_logits
-    from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+    from interp.core.attribution import component_logits
+    from interp.set_complement.dispersion import dispersion
+    from interp.set_complement.displacement import decompose_logits
+    from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
     model = _random(ModelConfig(d_model=16, n_heads=2, d_head=8, **changes))
     tokens = torch.randint(1, 9, (4, 6), generator=torch.Generator().manual_seed(2))
@@ -157,7 +157,7 @@ def test_every_decomposition_adds_up_through_post_norm_and_rescaling(changes):
 def test_the_readout_matches_transformer_lens_on_a_pre_norm_model():
     """The frozen-scale readout and TransformerLens's get_full_resid_decomposition(apply_ln=True)
     are separate implementations of the same split on a pre-norm model."""
-    from interp.attribution import _readout_components, component_logits
+    from interp.core.attribution import _readout_components, component_logits
 
     model = _random(ModelConfig(d_model=16, n_heads=2, d_head=8, n_layers=2, attn_only=False, d_mlp=32, normalization="LN"))
     tokens = torch.randint(1, 9, (4, 6), generator=torch.Generator().manual_seed(4))
@@ -168,7 +168,7 @@ def test_the_readout_matches_transformer_lens_on_a_pre_norm_model():
 
 
 def test_scalable_softmax_decomposes_too():
-    from interp.displacement import decompose_logits
+    from interp.set_complement.displacement import decompose_logits
 
     tokens = torch.randint(1, 9, (4, 6))
     ssmax = build_model(ModelConfig(d_model=16, d_head=8, ssmax=True), 9, 8, 8, seed=1).eval()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from interp.board_probe import LinearProbe
+from interp.othello.board_probe import LinearProbe
 
 
 def _probe():

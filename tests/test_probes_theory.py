@@ -7,15 +7,16 @@ import re
 import pytest
 import torch
 
-from interp.attention import attention_entropy, pattern_entropy
-from interp.displacement import decompose_logits, displacement_by_length
-from interp.interventions import evaluate_interventions, log_scale_hooks, out_rescale_hooks, temperature_hooks
-from interp.metrics import evaluate_lengths
-from interp.patching import make_swap_pairs, patch_swap
-from interp.theory import analytic_logits, balanced_model, closed_form, extract_BD
-from interp.visualize import attention_html, plot_displacement, plot_entropy, plot_metrics, plot_patching
+from interp.core.attention import pattern_entropy
+from interp.set_complement.probes import attention_entropy
+from interp.set_complement.displacement import decompose_logits, displacement_by_length
+from interp.set_complement.interventions import evaluate_interventions, log_scale_hooks, out_rescale_hooks, temperature_hooks
+from interp.set_complement.probes import evaluate_lengths
+from interp.core.patching import make_swap_pairs, patch_swap
+from interp.set_complement.theory import analytic_logits, balanced_model, closed_form, extract_BD
+from interp.core.visualize import attention_html, plot_displacement, plot_entropy, plot_metrics, plot_patching
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 V, B_, C_ = 10, 2.0, 5.0
 
@@ -220,7 +221,7 @@ def test_figures_are_returned_and_saved_on_request(tmp_path):
 
 
 def test_attention_html_from_a_pattern_or_a_cache_and_displacement_tokens(tmp_path):
-    from interp.visualize import displacement_html
+    from interp.core.visualize import displacement_html
 
     model = balanced_model(V, B_, C_)
     tokens = torch.tensor([3, 7, 1, 9])

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from interp.cli import main as interp_main
+from commands.interp import main as interp_main
 from training import runs
 from training.trainer import train
 

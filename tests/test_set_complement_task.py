@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from training.errors import ConfigError
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 
 def test_batch_is_prefixes_of_permutations():

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from interp.attention import attention_entropy
-from interp.board_intervention import intervene
-from interp.board_probe import fit_board_probe, membership_probe, probe_accuracy
-from interp.displacement import decompose_logits, displacement_by_length
-from interp.interventions import evaluate_interventions
-from interp.metrics import evaluate_lengths
-from interp.patching import patch_swap
-from interp.visualize import attention_html
+from interp.set_complement.probes import attention_entropy
+from interp.othello.intervention import intervene
+from interp.othello.board_probe import fit_board_probe, membership_probe, probe_accuracy
+from interp.set_complement.displacement import decompose_logits, displacement_by_length
+from interp.set_complement.interventions import evaluate_interventions
+from interp.set_complement.probes import evaluate_lengths
+from interp.core.patching import patch_swap
+from interp.core.visualize import attention_html
 from training import runs
 from training.models import ModelConfig, build_model
-from training.tasks.othello import random_games
-from training.tasks.set_complement import SetComplementConfig, SetComplementTask
+from training.tasks.othello.engine import random_games
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 from training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +107,8 @@ def test_build_model_forks_every_cuda_generator(monkeypatch):
 
 
 def test_no_plotting_backend_is_chosen_at_import():
-    code = ("import matplotlib; import interp.visualize, interp.report, interp.othello_report, interp.sweep_analysis, "
-            "interp.board_intervention, training.cli, interp.cli; print(matplotlib.get_backend())")
+    code = ("import matplotlib; import interp.core.visualize, interp.set_complement.report, interp.othello.report, interp.analysis.sweep, "
+            "interp.othello.intervention, commands.train, commands.interp; print(matplotlib.get_backend())")
     env = {**os.environ, "MPLBACKEND": "svg"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().lower() == "svg"
@@ -123,12 +123,12 @@ def test_runner_settings_from_the_environment_are_read_when_used(monkeypatch):
 
 
 def test_interp_ctrl_c_says_nothing_about_training(monkeypatch, capsys):
-    import interp.cli
+    import commands.interp
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(interp.cli, "cmd_eval", interrupted)
-    assert interp.cli.main(["eval", "somewhere"]) == 130
+    monkeypatch.setattr(commands.interp, "cmd_eval", interrupted)
+    assert commands.interp.main(["eval", "somewhere"]) == 130
     err = capsys.readouterr().err
     assert err.startswith("interrupted") and "checkpoint" not in err and "resume" not in err

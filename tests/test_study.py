@@ -14,7 +14,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from training.cli import main
+from commands.train import main
 from training.config import preset_path
 from training.experiments.study import (arm_config, arms, compiled_spec, completed_records, draw_configs, load_spec,
                                        open_study, run_study)
@@ -82,7 +82,7 @@ def test_configs_are_queued_costliest_first(tmp_path):
 
 def test_two_workers_train_every_config_once(tmp_path):
     out = tmp_path / "st"
-    from interp.dispersion import study_measures
+    from interp.set_complement.dispersion import study_measures
 
     s = run_study(out, tiny_spec(tmp_path, n_configs=3), workers=2, progress=False, measures=study_measures)
     assert s["completed"] == 3 and s["failed_configs"] == 0 and s["arms"] == 3 * 8
@@ -155,14 +155,14 @@ def test_failures_are_counted_per_arm(tmp_path, monkeypatch, capsys):
     assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tiny_spec(tmp_path)), "--quiet", "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "failed arms with dropout 0.2, sampled: 4" in out and "failed arms with dropout 0.2, exact: 4" in out
-    from interp.study_report import study_report
+    from interp.analysis.study_report import study_report
 
     result = study_report(tmp_path / "st", n_boot=200)
     assert result["failures"]["dropout 0.2, sampled"] == {"failed": 4, "of": 4}
     assert result["failures"]["dropout 0, exact"] == {"failed": 0, "of": 4}
     # a post hoc re-analysis within strata says so; a parameter that is not a sampled choice is
     # a one-line error
-    from interp.cli import main as interp_main
+    from commands.interp import main as interp_main
 
     assert interp_main(["study-report", str(tmp_path / "st"), "--boot", "200", "--strata", "train.batch_size"]) == 0
     assert "within strata of train.batch_size (POST HOC" in capsys.readouterr().out
@@ -210,14 +210,14 @@ def test_study_command_errors(tmp_path, capsys):
     assert "no study to resume" in capsys.readouterr().err
     assert main(["study", "--resume", str(tmp_path), "--compile"]) == 2
     assert "--compile applies to a new study" in capsys.readouterr().err
-    from interp.cli import main as interp_main
+    from commands.interp import main as interp_main
 
     assert interp_main(["study-report", str(tmp_path)]) == 2
     assert "holds no study" in capsys.readouterr().err
 
 
 def test_variants_that_change_the_model_train_as_their_own_ensembles(tmp_path):
-    from interp.study_report import analyse
+    from interp.analysis.study_report import analyse
 
     variants = {"baseline": [], "postnorm": ["model.normalization=LN", "model.norm_position=post"], "ssmax": ["model.ssmax=true"]}
     spec = tiny_spec(tmp_path, n_configs=1, variants=variants, dropouts=[0.0], seeds=[0])
@@ -232,7 +232,7 @@ def test_variants_that_change_the_model_train_as_their_own_ensembles(tmp_path):
     assert runs.read_run_config(tmp_path / "st" / post["run_dir"]).model.norm_position == "post"
     result = analyse(records, load_spec(spec), 1, n_boot=200)
     assert {e["contrast"] for e in result["effects"] if e["family"] == "remedy"} == {"postnorm - baseline", "ssmax - baseline"}
-    from interp.study_report import plot_variant_lengths
+    from interp.analysis.study_report import plot_variant_lengths
 
     fig = plot_variant_lengths(records, load_spec(spec), 0)
     assert {line.get_label() for line in fig.axes[0].lines} >= {"baseline", "postnorm", "ssmax"}

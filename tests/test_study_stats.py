@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp.study_report import analyse
-from interp.study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict
+from interp.analysis.study_report import analyse
+from interp.analysis.study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict
 
 
 def test_holm_against_a_hand_computed_case():
@@ -29,7 +29,7 @@ def test_verdicts():
 
 
 def test_comparison_words():
-    from interp.study_report import comparison
+    from interp.analysis.study_report import comparison
 
     assert comparison(-0.05, -0.03, 0.02) == "variant lower"
     assert comparison(-0.015, -0.005, 0.02) == "variant lower, by less than delta"
@@ -185,7 +185,7 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
     assert inter["estimate"] == pytest.approx(0.04, abs=0.002) and inter["ci95"][0] <= 0.04 <= inter["ci95"][1]
     same = _effect(result, "versus", "same - baseline ema", "sampled")  # 0, up to the planted noise
     assert same["ci95"][0] <= 0.0 <= same["ci95"][1] and abs(same["estimate"]) < 0.002
-    from interp.study_report import format_report
+    from interp.analysis.study_report import format_report
 
     lines = format_report(result, "x").splitlines()
     assert any(x.startswith("same - baseline ema [sampled]: TV") and x.endswith("no practical difference") for x in lines)
@@ -194,7 +194,7 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
 
 def test_a_real_but_small_effect_is_marked_as_below_delta():
     """bema - raw planted at -0.01 with exact targets: supported, and inside +-delta."""
-    from interp.study_report import format_report
+    from interp.analysis.study_report import format_report
 
     result = analyse(planted_records(), SPEC, 12, n_boot=4000)
     e = _effect(result, "averaging", "bema - raw", "exact")
@@ -208,7 +208,7 @@ def test_strata_recover_a_planted_moderator_and_narrow_the_interval():
     """Dropout's planted +0.05 becomes +0.01 for one-head configs and +0.09 for two-head ones:
     the per-stratum means recover both, the pooled estimate stays 0.05, and resampling within
     strata removes the between-strata spread from its interval."""
-    from interp.study_report import format_report
+    from interp.analysis.study_report import format_report
 
     records = planted_records(n_configs=12)
     configs = [{"model.n_heads": 1 + c % 2} for c in range(12)]

@@ -16,11 +16,11 @@ from training.config import load_config, preset_path
 from training.ensemble import train_ensemble
 from training.experiments.study import completed_records, load_spec, open_study, run_study
 from training.tasks import registry
-from training.tasks.othello import random_games, squares_to_tokens
-from training.tasks.othello_task import OthelloBatch, OthelloConfig, OthelloTask, prefix_legal
+from training.tasks.othello.engine import random_games, squares_to_tokens
+from training.tasks.othello.task import OthelloBatch, OthelloConfig, OthelloTask, prefix_legal
 from training.trainer import train
 
-from .othello_reference import RefGame
+from training.tasks.othello.reference import RefGame
 from .test_task_registry import CopyConfig, CopyTask
 
 OTHELLO_TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64",
@@ -203,8 +203,8 @@ def _othello_spec(tmp_path, data, n_configs: int = 5) -> str:
 
 
 def test_a_tiny_othello_study_runs_end_to_end(data, tmp_path):
-    from interp.mechanism import study_measures
-    from interp.study_report import plot_config_lengths, study_report
+    from interp.analysis.mechanism import study_measures
+    from interp.analysis.study_report import plot_config_lengths, study_report
 
     s = run_study(tmp_path / "st", _othello_spec(tmp_path, data), workers=1, progress=False, measures=study_measures)
     assert s["completed"] == 5 and s["arms"] == 5 * 4 and s["failed_configs"] == 0
@@ -232,10 +232,10 @@ def test_a_tiny_othello_study_runs_end_to_end(data, tmp_path):
 
 
 def test_a_study_region_bound_excludes_configs_by_its_own_metric(data, tmp_path):
-    from interp.study_report import convergence
+    from interp.analysis.study_report import convergence
 
     values = {}
-    from interp.study_report import Cell
+    from interp.analysis.study_report import Cell
 
     for c, legal in enumerate([0.9, 0.5]):
         for t in ("sampled", "exact"):
@@ -272,8 +272,8 @@ class CopyWithTV(CopyTask):
 
 
 def test_a_third_task_runs_a_tiny_study(monkeypatch, tmp_path):
-    from interp.mechanism import study_measures
-    from interp.study_report import study_report
+    from interp.analysis.mechanism import study_measures
+    from interp.analysis.study_report import study_report
 
     monkeypatch.setitem(registry.TASKS, "copy", registry.TaskEntry("copy", CopyConfig, CopyWithTV))
     base = tmp_path / "copy_base.json"

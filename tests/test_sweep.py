@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from training.cli import main
+from commands.train import main
 from training.config import preset_path
 from training.experiments.sweep import load_space, objective_factory, run_sweep
 

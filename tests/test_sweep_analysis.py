@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from interp.cli import main as interp_main
-from interp.sweep_analysis import analyse, best_table, effects, load_trials, variant, verdict
+from commands.interp import main as interp_main
+from interp.analysis.sweep import analyse, best_table, effects, load_trials, variant, verdict
 
 
 def _rows(n=300, seed=0, dropout_effect=-0.5, bema_effect=-0.05, ema_effect=0.0):

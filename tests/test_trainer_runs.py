@@ -17,7 +17,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from training import runs
 from training.errors import CheckpointError, TrainingDiverged, WorkbenchError
-from training.tasks.set_complement import SetComplementTask
+from training.tasks.set_complement.task import SetComplementTask
 from training.trainer import lr_lambda, train
 
 from .conftest import tiny_config
@@ -103,7 +103,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     step_at_kill = torch.load(killed / runs.STATE, weights_only=True)["step"]
     assert 0 < step_at_kill < 3000
     (killed / ".trainer_state.pt.torn.tmp").write_bytes(b"half a checkpoint")  # as if killed mid-write
-    from training.cli import main
+    from commands.train import main
 
     assert main(["resume", str(killed), "--quiet"]) == 0
     full = runs.create_run_dir(tmp_path / "full", cfg)
@@ -133,7 +133,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
     assert all(torch.isfinite(v).all() for k, v in raw.items() if not k.endswith("IGNORE"))
     assert not (d / runs.FINAL).exists()
     # The command line reports it in one line, exit status 2.
-    from training.cli import main
+    from commands.train import main
 
     calls["n"] = 0
     capsys.readouterr()

@@ -19,7 +19,7 @@ refreshed every ``every`` steps (the reference code uses 400). Switching a term 
 
 ``extrapolation`` is BEMA without its EMA term, ``theta_t + alpha_t (theta_t - theta_0)``: the
 control for BEMA on a model trained from scratch, where ``theta_0`` is near the initial weights and
-the correction mostly scales the weights up (``../shared/reference.md``, section 2).
+the correction mostly scales the weights up (the BEMA page of the docs, ``docs/set_complement.md``).
 
 A run keeps one legacy average (the ``averaging`` section, saved as ``averaged``) and any number of
 named ones (``averagers``, a list of ``NamedAveraging``), all fed the same raw trajectory: adding
@@ -38,8 +38,8 @@ from typing import Literal
 
 import torch
 
-from .errors import ConfigError
-from .models import trainable_parameters
+from training.errors import ConfigError
+from training.models import trainable_parameters
 
 
 @dataclass

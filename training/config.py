@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .averaging import AveragingConfig, NamedAveraging
-from .configtools import apply_overrides, check_type, from_dict, to_dict
-from .errors import ConfigError
-from .models import ModelConfig, check_hooked_config
-from .tasks import registry
-from .tasks.base import TaskShape
+from training.averaging import AveragingConfig, NamedAveraging
+from training.configtools import apply_overrides, check_type, from_dict, to_dict
+from training.errors import ConfigError
+from training.models import ModelConfig, check_hooked_config
+from training.tasks import registry
+from training.tasks.base import TaskShape
 
 DERIVED_KEYS = ("hooked_transformer_config", "meta")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

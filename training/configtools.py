@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Any
 
-from .errors import ConfigError
+from training.errors import ConfigError
 
 
 def to_dict(cfg: Any) -> dict:

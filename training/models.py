@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from .errors import ConfigError, InputError
-from .scoped import forked_rng
+from training.errors import ConfigError, InputError
+from training.scoped import forked_rng
 
 
 @dataclass
@@ -331,7 +331,7 @@ def additive_readout_problem(model) -> str | None:
     """Why the residual stream of ``model`` is not a plain sum read out by the final norm and
     ``W_U``, or None. Post-Norm normalises after every add; output rescaling multiplies
     ``hook_attn_out`` by a per-position factor that ``W_O`` does not carry. TransformerLens's
-    ``apply_ln`` decompositions do not add up to such a model's logits; ``interp/readout.py``
+    ``apply_ln`` decompositions do not add up to such a model's logits; ``interp/core/readout.py``
     carries each component through every norm instead. (Scalable softmax only changes the
     pattern, which the decompositions read from the cache.)"""
     options = getattr(model, "workbench_options", {})

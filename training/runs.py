@@ -26,10 +26,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer
 
-from . import atomic
-from .config import RunConfig, load_config
-from .errors import CheckpointError, ConfigError, WorkbenchError
-from .models import build_model, hooked_config_kwargs
+from training import atomic
+from training.config import RunConfig, load_config
+from training.errors import CheckpointError, ConfigError, WorkbenchError
+from training.models import build_model, hooked_config_kwargs
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from training import runs
 from training.metrics import LengthMetrics
-from training.othello_models import othello_config
+from training.tasks.othello.checkpoints import othello_config
 from training.trainer import train
 
 COMPARISONS = {

@@ -23,7 +23,7 @@ from training import atomic
 from training.errors import ConfigError, WorkbenchError
 from training.scoped import num_threads, optuna_quiet
 
-from .runner import (check_shared_keys, count, create_study, default_threads, make_storage, param_candidates, read_json,
+from training.experiments.runner import (check_shared_keys, count, create_study, default_threads, make_storage, param_candidates, read_json,
                      run_workers, stop_after_failures, suggest, trial_config, unique_name)
 
 

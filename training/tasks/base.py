@@ -16,7 +16,7 @@ distribution itself), the metrics it records (``study_metrics``, ``calibrated_me
 of the length axis (``index_name``) and calibrated evaluation (``calibrated_evaluate``), defined
 for any task that can give its true next-token distribution on fresh in-range inputs
 (``calibration_data``). Mechanism measures are probes, so they live in ``interp``
-(``interp/mechanism.py``).
+(``interp/analysis/mechanism.py``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..metrics import LengthMetrics
-from ..scoped import eval_mode, model_device
-from .calibration import fit_scale
+from training.metrics import LengthMetrics
+from training.scoped import eval_mode, model_device
+from training.tasks.calibration import fit_scale
 
 NOISY, NOISE_FREE = "sampled", "exact"
 """The target values every task with a target axis shares: a draw from the true next-token

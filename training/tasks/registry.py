@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, WorkbenchError
-from .base import Task, TaskShape
-from .othello_task import OthelloConfig, OthelloTask
-from .set_complement import SetComplementConfig, SetComplementTask
+from training.errors import ConfigError, WorkbenchError
+from training.tasks.base import Task, TaskShape
+from training.tasks.othello.task import OthelloConfig, OthelloTask
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Callable
 from training.errors import ConfigError
 from training.tasks import registry
 
-from ..runner import check_shared_keys, param_candidates, read_json, trial_config
+from training.experiments.runner import check_shared_keys, param_candidates, read_json, trial_config
 
 SPEC_KEYS = {"base", "fixed", "params", "n_configs", "seed", "seeds", "dropouts", "targets", "averagers",
              "region", "delta", "measure_sets", "max_failures", "note", "variants", "strata"}

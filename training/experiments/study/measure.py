@@ -5,7 +5,7 @@ in range and beyond, from the final evaluation the training already ran; the cal
 (``Task.calibrated_metrics``, stored as ``cal_<name>``) at one temperature per model, fit on fresh
 in-range inputs (``Task.calibrated_evaluate``); TV per length, raw and calibrated, for the plots; and
 whatever the caller's ``measures`` returns (the mechanism measures, which are probes and live in
-``interp``: ``interp/mechanism.py``). Nothing here asks which task it has.
+``interp``: ``interp/analysis/mechanism.py``). Nothing here asks which task it has.
 """
 
 from __future__ import annotations

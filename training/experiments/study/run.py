@@ -35,9 +35,9 @@ from training import atomic
 from training.errors import WorkbenchError
 from training.scoped import num_threads, optuna_quiet
 
-from ..runner import count, create_study, default_threads, heartbeat_settings, make_storage, run_workers, unique_name
-from .design import STUDY_FILE, arm_label, arms, compiled_spec, config_cost, draw_configs, load_spec, max_failures
-from .measure import measure_member
+from training.experiments.runner import count, create_study, default_threads, heartbeat_settings, make_storage, run_workers, unique_name
+from training.experiments.study.design import STUDY_FILE, arm_label, arms, compiled_spec, config_cost, draw_configs, load_spec, max_failures
+from training.experiments.study.measure import measure_member
 
 
 def task_axis(cfg) -> str:
@@ -55,7 +55,7 @@ def run_config(study_dir: Path, spec: dict, index: int, values: dict, measures: 
     from training import runs
     from training.ensemble import ensemble_key, train_ensemble
 
-    from .design import arm_config
+    from training.experiments.study.design import arm_config
 
     folder = study_dir / "runs" / f"c{index:03d}"
     members = arms(spec)

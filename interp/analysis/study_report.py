@@ -1,0 +1,518 @@
+"""The analysis of a paired study (``python -m training study``): effects, intervals, verdicts.
+
+Every effect is a paired difference, averaged within each config, then over configs, with a
+cluster-bootstrap interval over configs (``study_stats``):
+
+- **averaging**: each averager's weights minus the raw weights of the same arm (pooled over
+  seeds and dropout rates), per target;
+- **dropout**: each rate's raw weights minus the rate-0 arm of the same config and seed, per target;
+- **noise** (the study's mechanism for averaging): the averaging effect with sampled targets minus
+  the same with exact targets, per config, seed and dropout rate. Averaging against gradient noise
+  predicts a benefit that shrinks without the noise: a negative interaction;
+- **dispersion** (the mechanism for dropout): dropout's effect on the normalised attention entropy
+  beyond the training lengths. Dropout against dispersion predicts lower entropy;
+- **remedy** (studies with ``variants``, such as the remedies preset): each variant's raw weights
+  minus the reference variant's ('baseline'), at dropout 0, per config, seed and target. The
+  averaging, dropout and noise effects are taken within the reference variant;
+- **versus** (the same studies): each variant's raw weights minus each averager of the reference
+  variant, per config, seed and target: does a change to training (e.g. annealing the learning
+  rate to 0) do what the average does? And the same difference with sampled minus exact targets
+  (does the average's edge over the variant grow with the target noise?). Reported with 95%
+  intervals and a comparison word, outside the Holm family.
+
+Each is computed for every outcome (raw and calibrated TV, ITR, accuracy, the dispersion
+measures), in range and beyond. The *claims* are the beyond-range TV and calibrated-TV effects of
+every averager and dropout rate per target, the noise interaction for TV and calibrated TV, and
+the dispersion effect: they get Holm-corrected intervals, verdicts and a power line. The rest are
+reported with plain 95% intervals.
+
+Configs whose dropout-0 raw baseline misses the study's convergence criterion (``region``, by
+default in-range TV <= 0.05, for either target) are left out and listed. Failed arms are counted
+per dropout rate and target; a pair with a failed side is left out of that difference only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from training import atomic
+from training.experiments.study import DEFAULT_REGION, REFERENCE, arm_label, stratum, targets
+from training.tasks.base import NOISE_FREE, NOISY
+
+from interp.analysis.study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict, z_of
+
+PARTS = ("in_range", "beyond")
+CLAIM_MEASURES = ("tv", "cal_tv")
+MECHANISM_MEASURES = ("norm_entropy", "margin_law", "sd_cv")
+"""Measures printed in the report's mechanism section (those a task's mechanism probes record)."""
+MIN_CONFIGS = 5
+"""Fewer configs than this give no verdict: a percentile bootstrap over 2-4 clusters is too narrow."""
+BUDGET = {"averaging": 0.01, "dropout": 0.02}
+"""Interval half-widths the default study must reach on beyond-range TV and calibrated TV."""
+DEFAULT_AXIS = "set length"
+"""The length axis of records written before records named theirs (every one was a set study)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured set of weights: an arm of a config (seed, dropout, target, variant) and which
+    of its weights (raw or an average)."""
+
+    config: int
+    seed: int
+    dropout: float
+    target: str | None
+    weights: str
+    variant: str = REFERENCE
+
+
+def arm_values(records: list[dict]) -> dict[Cell, dict[tuple[str, str], float]]:
+    """{Cell: {(part, measure): value}} for arms that trained (a study without variants has only
+    the reference, 'baseline')."""
+    out = {}
+    for r in records:
+        if r.get("error") is not None:
+            continue
+        for w, rec in r["weights"].items():
+            vals = {(part, m): float(v) for part, d in rec["summary"].items() for m, v in d.items()}
+            vals.update({("model", m): float(v) for m, v in rec.get("model", {}).items()})
+            out[Cell(r["config"], r["seed"], float(r["dropout"]), r.get("target"), w, r.get("variant", REFERENCE))] = vals
+    return out
+
+
+def measure_keys(values: dict) -> list[tuple[str, str]]:
+    """Every (part, measure) the records hold, for every part: the claim measures first, then the
+    others in the order the records list them, then the per-model measures."""
+    seen = list(dict.fromkeys(m for vals in values.values() for part, m in vals if part != "model"))
+    measures = [m for m in CLAIM_MEASURES if m in seen] + [m for m in seen if m not in CLAIM_MEASURES]
+    model = list(dict.fromkeys(m for vals in values.values() for part, m in vals if part == "model"))
+    return [(part, m) for part in PARTS for m in measures] + [("model", m) for m in model]
+
+
+def axis_name(records: list[dict]) -> str:
+    """The length axis the records were measured along ('set length s', 'move index')."""
+    return next((r["axis"] for r in records if r.get("axis")), DEFAULT_AXIS)
+
+
+def convergence(values: dict, spec: dict, configs: list[int]) -> tuple[list[int], list[dict]]:
+    """Configs whose baseline (dropout 0, raw weights, mean over seeds) meets the region's
+    criterion for every target, and the others with the reason."""
+    own = spec.get("region", {})
+    region = {**DEFAULT_REGION, **own}
+    if "min" in own:  # a metric where higher is better (legal top-1): a lower bound instead
+        del region["max"]
+    ok = (lambda y: y >= region["min"]) if "min" in region else (lambda y: y <= region["max"])
+    worse = (lambda a, b: a < b) if "min" in region else (lambda a, b: a > b)
+    bound = f"< {region['min']}" if "min" in region else f"> {region['max']}"
+    key = (region["range"], region["metric"])
+    kept, excluded = [], []
+    for c in configs:
+        worst = None
+        for t in targets(spec):
+            ys = [values[cell][key] for s in spec["seeds"] if (cell := Cell(c, s, 0.0, t, "raw")) in values]
+            if not ys:
+                worst = (t, float("nan"))
+                break
+            y = sum(ys) / len(ys)
+            if not ok(y) and (worst is None or not worse(worst[1], y)):
+                worst = (t, y)
+        if worst is None:
+            kept.append(c)
+        else:
+            which = f" ({worst[0]} target)" if worst[0] is not None else ""
+            excluded.append({"config": c, "reason": f"baseline {region['range']} {region['metric']} {worst[1]:.4f} "
+                                                    f"{bound}{which}"})
+    return kept, excluded
+
+
+def _per_config(configs: list[int], cells: Callable[[int], list[tuple]], diff: Callable[..., float | None]) -> np.ndarray:
+    """Mean of ``diff(*cell)`` over each config's cells (None where a side failed)."""
+    out = []
+    for c in configs:
+        ds = [d for cell in cells(c) if (d := diff(*cell)) is not None and math.isfinite(d)]
+        out.append(sum(ds) / len(ds) if ds else float("nan"))
+    return np.array(out)
+
+
+class _Effects:
+    """The per-config series of every effect, read off the cells with named lookups."""
+
+    def __init__(self, values: dict, spec: dict, configs: list[int]):
+        self.values, self.configs = values, configs
+        self.seeds = spec["seeds"]
+        self.dropouts = [float(p) for p in spec["dropouts"]]
+
+    def get(self, key, c, s, p, t, w, variant=REFERENCE) -> float | None:
+        v = self.values.get(Cell(c, s, p, t, w, variant))
+        return None if v is None or key not in v else v[key]
+
+    def diff(self, key, a: dict, b: dict, c, s, p, t) -> float | None:
+        """Cell ``a`` minus cell ``b`` of the same config, seed, dropout and target; ``a`` and
+        ``b`` override the weights, variant, dropout or target."""
+        x = self.get(key, **{"c": c, "s": s, "p": p, "t": t, "w": "raw", **a})
+        y = self.get(key, **{"c": c, "s": s, "p": p, "t": t, "w": "raw", **b})
+        return None if x is None or y is None else x - y
+
+    def every_arm(self, c):
+        """Every seed and dropout rate of a config (the averaging effects pool over both)."""
+        return [(c, s, p) for s in self.seeds for p in self.dropouts]
+
+    def at_dropout_0(self, c):
+        return [(c, s, 0.0) for s in self.seeds]
+
+    def series(self, cells, diff) -> np.ndarray:
+        return _per_config(self.configs, cells, diff)
+
+
+def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
+    """Every effect's per-config values, with its description (not yet bootstrapped).
+
+    For each measure and target: each averager minus the raw weights of the same arm; each
+    dropout rate minus rate 0; each variant's raw weights minus the reference's, and minus each of
+    the reference's averagers. Then, with both a noisy and a noise-free target, the noise
+    interactions: an effect with sampled targets minus the same with exact ones."""
+    averagers = [a["name"] for a in spec["averagers"]]
+    rates = [float(p) for p in spec["dropouts"] if p != 0]
+    variants = [v for v in spec.get("variants", {}) if v != REFERENCE]
+    ts = targets(spec)
+    fx = _Effects(values, spec, configs)
+    out = []
+
+    def effect(family, contrast, target, key, per_config):
+        out.append({"family": family, "contrast": contrast, "target": target, "part": key[0], "measure": key[1],
+                    "per_config": per_config})
+
+    for key in measure_keys(values):
+        for t in ts:
+            for a in averagers:
+                effect("averaging", f"{a} - raw", t, key, fx.series(
+                    fx.every_arm, lambda c, s, p, t=t, a=a: fx.diff(key, {"w": a}, {}, c, s, p, t)))
+            for rate in rates:
+                effect("dropout", f"dropout {rate:g} - 0", t, key, fx.series(
+                    fx.at_dropout_0, lambda c, s, _, t=t, rate=rate: fx.diff(key, {"p": rate}, {}, c, s, 0.0, t)))
+            for v in variants:
+                effect("remedy", f"{v} - {REFERENCE}", t, key, fx.series(
+                    fx.at_dropout_0, lambda c, s, p, t=t, v=v: fx.diff(key, {"variant": v}, {}, c, s, p, t)))
+                for a in averagers:
+                    effect("versus", f"{v} - {REFERENCE} {a}", t, key, fx.series(
+                        fx.at_dropout_0, lambda c, s, p, t=t, v=v, a=a: fx.diff(key, {"variant": v}, {"w": a}, c, s, p, t)))
+        if {NOISY, NOISE_FREE} <= set(ts):
+            def sampled_minus_exact(gain):
+                """gain(target) with the noisy target minus the same with the noise-free one."""
+                g = [gain(t) for t in (NOISY, NOISE_FREE)]
+                return None if None in g else g[0] - g[1]
+
+            for a in averagers:
+                effect("noise", f"({a} - raw) {NOISY} - {NOISE_FREE}", "both", key, fx.series(
+                    fx.every_arm, lambda c, s, p, a=a: sampled_minus_exact(
+                        lambda t: fx.diff(key, {"w": a}, {}, c, s, p, t))))
+                for v in variants:
+                    # does the average's edge over the variant grow with the target noise?
+                    effect("versus", f"({v} - {REFERENCE} {a}) {NOISY} - {NOISE_FREE}", "both", key, fx.series(
+                        fx.at_dropout_0, lambda c, s, p, a=a, v=v: sampled_minus_exact(
+                            lambda t: fx.diff(key, {"variant": v}, {"w": a}, c, s, p, t))))
+    for e in out:
+        if e["family"] == "dropout" and e["measure"] == "norm_entropy":
+            e["family_label"] = "dispersion"
+    return out
+
+
+def is_claim(e: dict) -> bool:
+    if e["part"] != "beyond":
+        return False
+    if e["family"] in ("averaging", "dropout", "noise", "remedy") and e["measure"] in CLAIM_MEASURES:
+        return True
+    return e["family"] == "dropout" and e["measure"] == "norm_entropy"  # the dispersion mechanism
+
+
+def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000, seed: int = 0,
+            configs: list[dict] | None = None) -> dict:
+    """Effects, intervals and verdicts of a study's arm records (see the module docstring).
+
+    When ``spec`` names ``strata``, ``configs`` (the drawn values, by index) label each config's
+    stratum: intervals resample within strata and each effect also gets its mean per stratum."""
+    delta = float(spec.get("delta", 0.02))
+    values = arm_values(records)
+    present = sorted({r["config"] for r in records})
+    kept, excluded = convergence(values, spec, present)
+    strata = spec.get("strata") or None
+    if strata and configs is None:
+        raise ValueError("a stratified study needs its configs to label the strata")
+    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(strata, stratum(spec, configs[c]))) for c in kept] if strata else None
+    effects = []
+    for e in effect_series(values, spec, kept):
+        per_config = e.pop("per_config")
+        boot = cluster_bootstrap(per_config, n_boot=n_boot, seed=seed, strata=labels)
+        lo, hi = boot.interval()
+        e.update(estimate=boot.estimate, ci95=[lo, hi], n_configs=len(boot.per_config), sd=boot.sd,
+                 per_config=[float(x) for x in boot.per_config], p=boot.p_value(), claim=is_claim(e))
+        if labels:
+            e["by_stratum"] = {g: float(np.nanmean([x for x, l in zip(per_config, labels) if l == g]))
+                               if any(l == g and math.isfinite(x) for x, l in zip(per_config, labels)) else float("nan")
+                               for g in dict.fromkeys(labels)}
+        e["_boot"] = boot
+        effects.append(e)
+    claims = [e for e in effects if e["claim"] and math.isfinite(e["estimate"])]
+    levels = holm_levels([e["p"] for e in claims])
+    adjusted = holm_adjusted([e["p"] for e in claims])
+    for e, level, p_holm in zip(claims, levels, adjusted):
+        lo, hi = e["_boot"].interval(level)
+        e.update(holm_alpha=level, ci_holm=[lo, hi], p_holm=p_holm, within_delta=bool(-delta < lo and hi < delta),
+                 verdict=verdict(lo, hi, delta) if e["n_configs"] >= MIN_CONFIGS else "inconclusive",
+                 half_width=(hi - lo) / 2, needed_configs=configs_needed(e["sd"], delta / 2, z_of(level)))
+    for e in effects:
+        del e["_boot"]
+    budget = {}
+    for family, target_hw in BUDGET.items():
+        widths = [(e["ci95"][1] - e["ci95"][0]) / 2 for e in effects
+                  if e["family"] == family and e["part"] == "beyond" and e["measure"] in CLAIM_MEASURES and math.isfinite(e["estimate"])]
+        budget[family] = {"max_half_width": max(widths) if widths else None, "target": target_hw,
+                          "met": bool(widths) and max(widths) <= target_hw}
+    return {"delta": delta, "n_configs": n_configs, "configs_with_results": present, "kept_configs": kept,
+            "excluded_configs": excluded, "failures": failures(records, spec), "effects": effects, "budget": budget,
+            "n_claims": len(claims), "region": spec.get("region", {}), "strata": strata or [],
+            "post_hoc_strata": bool(spec.get("_post_hoc_strata"))}
+
+
+def failures(records: list[dict], spec: dict) -> dict:
+    """Failed arms per dropout rate and target, out of how many trained."""
+    total, failed = defaultdict(int), defaultdict(int)
+    for r in records:
+        key = arm_label(r)
+        total[key] += 1
+        failed[key] += r.get("error") is not None
+    return {k: {"failed": failed[k], "of": total[k]} for k in total}
+
+
+def comparison(lo: float, hi: float, delta: float) -> str:
+    """A word for a two-sided comparison's interval: which side is lower, whether the whole
+    interval lies inside +-delta (no practical difference), or neither (inconclusive)."""
+    inside = -delta < lo and hi < delta
+    if hi < 0 or lo > 0:
+        side = "variant lower" if hi < 0 else "variant higher"
+        return f"{side}, by less than delta" if inside else side
+    return "no practical difference" if inside else "inconclusive"
+
+
+def label(e: dict) -> str:
+    target = "" if e["target"] in ("both", None) else f" [{e['target']}]"
+    names = {"tv": "TV", "norm_entropy": "attention entropy"}
+    m = e["measure"]
+    measure = f"calibrated {names.get(m[4:], m[4:])}" if m.startswith("cal_") else names.get(m, m)
+    return f"{e['contrast']}{target}: {measure}"
+
+
+def format_report(result: dict, study_dir: str | Path) -> str:
+    lines = [f"paired study {study_dir}: {len(result['configs_with_results'])} of {result['n_configs']} configs trained, "
+             f"{len(result['kept_configs'])} kept (baseline converged)"]
+    for x in result["excluded_configs"]:
+        lines.append(f"  left out config {x['config']}: {x['reason']}")
+    if result.get("strata"):
+        how = ("POST HOC: the study did not balance its configs over these; read the intervals as exploratory"
+                if result.get("post_hoc_strata") else "the design balanced its configs over these")
+        lines.append(f"intervals resample configs within strata of {', '.join(result['strata'])} ({how})")
+    failed = {k: v for k, v in result["failures"].items() if v["failed"]}
+    lines.append("failed arms: " + (", ".join(f"{k}: {v['failed']} of {v['of']}" for k, v in failed.items()) or "none"))
+    few = len(result["kept_configs"]) < MIN_CONFIGS
+    lines += ["", f"claims (beyond the training lengths; Holm-corrected intervals over {result['n_claims']} claims; "
+                  f"smallest effect of interest delta = {result['delta']}):"
+              + (f"\n  (fewer than {MIN_CONFIGS} configs kept: every verdict is inconclusive)" if few else ""),
+              f"{'effect':<50}{'estimate':>10}  {'interval':<22}{'verdict':<22}{'sd':>8}  configs for +-delta/2"]
+    for e in result["effects"]:
+        if not e["claim"] or not math.isfinite(e["estimate"]):
+            continue
+        lo, hi = e["ci_holm"]
+        need = e["needed_configs"]
+        mark = "*" if e["within_delta"] and e["verdict"] in ("supported", "harmful") else " "
+        lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {mark} {e['verdict']:<22}{e['sd']:>8.4f}  "
+                     f"{need if need is not None else 'n/a'} (have {e['n_configs']})")
+    lines += ["* the whole interval lies inside +-delta: a real effect, smaller than the smallest effect of interest",
+              "", "mechanism measures (95% intervals, no verdict): dropout and averaging on dispersion, beyond",
+              f"{'effect':<50}{'estimate':>10}  interval"]
+    for e in result["effects"]:
+        if e["claim"] or e["part"] not in ("beyond", "model") or e["measure"] not in MECHANISM_MEASURES:
+            continue
+        if e["target"] not in (NOISY, "both", None) or not math.isfinite(e["estimate"]):
+            continue
+        lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]")
+    versus = [e for e in result["effects"] if e["family"] == "versus" and e["part"] == "beyond"
+              and e["measure"] in CLAIM_MEASURES and math.isfinite(e["estimate"])]
+    if versus:
+        lines += ["", "variants against the reference's averagers, beyond (95% intervals, outside the Holm family; "
+                      "negative: the variant's raw weights beat the average)", f"{'effect':<50}{'estimate':>10}  {'interval':<22}comparison"]
+        for e in versus:
+            lo, hi = e["ci95"]
+            lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {comparison(lo, hi, result['delta'])}")
+    if result.get("strata"):
+        groups = list(next((e["by_stratum"] for e in result["effects"] if e.get("by_stratum")), {}))
+        lines += ["", "claims by stratum (mean of per-config differences; no intervals)",
+                  f"{'effect':<50}" + "".join(f"{g:>14}" for g in groups)]
+        for e in result["effects"]:
+            if e["claim"] and math.isfinite(e["estimate"]):
+                lines.append(f"{label(e):<50}" + "".join(f"{e['by_stratum'][g]:>+14.4f}" for g in groups))
+    lines.append("")
+    for family, b in result["budget"].items():
+        hw = "n/a" if b["max_half_width"] is None else f"{b['max_half_width']:.4f}"
+        lines.append(f"budget: widest 95% half-width of {family} effects on beyond TV and calibrated TV {hw} "
+                     f"(target <= {b['target']}): {'met' if b['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+VERDICT_COLORS = {"supported": "C2", "no practical effect": "C0", "harmful": "C3", "inconclusive": "0.5"}
+
+
+def plot_forest(result: dict, stem=None):
+    """Every claim: estimate, Holm interval, per-config values (grey), 0 and +-delta."""
+    from interp.core.visualize import finish, new_figure
+
+    claims = [e for e in result["effects"] if e["claim"] and math.isfinite(e["estimate"])]
+    fig, ax = new_figure(figsize=(9, 0.32 * len(claims) + 1.6))
+    for i, e in enumerate(claims):
+        y = len(claims) - 1 - i
+        ax.scatter(e["per_config"], [y] * len(e["per_config"]), s=8, color="0.75", zorder=1)
+        lo, hi = e["ci_holm"]
+        color = VERDICT_COLORS[e["verdict"]]
+        ax.plot([lo, hi], [y, y], color=color, lw=2.2, zorder=2)
+        ax.scatter([e["estimate"]], [y], color=color, zorder=3)
+    d = result["delta"]
+    ax.axvline(0, color="k", lw=0.8)
+    for x in (-d, d):
+        ax.axvline(x, color="k", lw=0.6, ls="--")
+    ax.set_yticks(range(len(claims)), [label(e) for e in reversed(claims)], fontsize=7)
+    for v, c in VERDICT_COLORS.items():
+        ax.plot([], [], color=c, lw=2.2, label=v)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set(xlabel="paired difference (beyond the training lengths; below 0 = as the study predicts)",
+           title=f"claims, Holm-corrected intervals; dashed: +-delta = {d}; grey: configs")
+    ax.grid(alpha=0.3, axis="x")
+    return finish(fig, stem)
+
+
+def plot_per_config(result: dict, measure: str = "cal_tv", target: str | None = NOISY, stem=None):
+    """Each config's paired difference on beyond-range ``measure``, one panel per family (for
+    ``target``, or the study's first target when it has not that one)."""
+    from interp.core.visualize import finish, new_figure
+
+    present = list(dict.fromkeys(e["target"] for e in result["effects"] if e["target"] != "both"))
+    if target not in present and present:
+        target = present[0]
+    if not any(e["measure"] == measure for e in result["effects"]):  # a task without calibration
+        measure = "tv"
+
+    families = [(f, t) for f, t in (("averaging", target), ("dropout", target), ("noise", "both"), ("remedy", target))
+                if any(e["family"] == f and e["target"] == t for e in result["effects"])]  # only those the study has
+    fig, axes = new_figure(1, len(families), figsize=(5 * len(families), 3.8), squeeze=False)
+    axes = axes[0]
+    configs = result["kept_configs"]
+    for ax, (family, t) in zip(axes, families):
+        for e in result["effects"]:
+            if e["family"] == family and e["target"] == t and e["part"] == "beyond" and e["measure"] == measure:
+                ax.plot(configs[: len(e["per_config"])], e["per_config"], marker="o", lw=0.8, label=e["contrast"])
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xlabel="config", ylabel=f"difference in beyond-range {measure}",
+               title=family if t is None else f"{family} ({t})")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return finish(fig, stem)
+
+
+def _length_panel(ax, curves: list[tuple[str, list[float]]], key: str, title: str, train_range, axis: str,
+                  legend_size: int = 6, **style) -> None:
+    """One panel of TV (``key`` 'tv') or calibrated TV ('cal_tv') against the length ``axis``
+    (set length, move index), log scale, training lengths shaded."""
+    from interp.core.visualize import shade_training
+
+    for label, ys in curves:
+        ax.plot(range(1, len(ys) + 1), ys, label=label, **style)
+    ax.set(yscale="log", xlabel=axis, ylabel=key, title=f"{title}: {'calibrated ' if key == 'cal_tv' else ''}TV")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    if train_range:  # after the legend, which names the curves only
+        shade_training(ax, train_range)
+
+
+def plot_config_lengths(records: list[dict], spec: dict, config: int, stem=None):
+    """TV and calibrated TV against length for the arms of one config (first seed, each target):
+    raw weights at every dropout rate, and every average at dropout 0."""
+    from interp.core.visualize import finish, new_figure
+
+    seed = spec["seeds"][0]
+    arms = [r for r in records if r["config"] == config and r["seed"] == seed and r.get("error") is None
+            and r.get("variant", REFERENCE) == REFERENCE]
+    ts = [t for t in targets(spec) if any(r.get("target") == t for r in arms)]
+    keys = [k for k in ("tv", "cal_tv") if any(k in r["weights"]["raw"] for r in arms)]
+    fig, axes = new_figure(len(ts), len(keys), figsize=(6.5 * len(keys), 3.8 * len(ts)), squeeze=False)
+    for row, t in enumerate(ts):
+        for col, key in enumerate(keys):
+            curves = [(f"dropout {r['dropout']:g}, {w}", r["weights"][w][key]) for r in arms if r.get("target") == t
+                      for w in (["raw"] if r["dropout"] else list(r["weights"]))]
+            title = f"config {config}, seed {seed}" + (f", {t} target" if t is not None else "")
+            _length_panel(axes[row][col], curves, key, title, _train_range(records), axis_name(records), lw=1)
+    return finish(fig, stem)
+
+
+def plot_variant_lengths(records: list[dict], spec: dict, config: int, stem=None):
+    """TV and calibrated TV against length of every variant's raw weights (first seed, dropout 0,
+    first target) for one config: how each remedy changes the decay with length."""
+    from interp.core.visualize import finish, new_figure
+
+    seed, target = spec["seeds"][0], targets(spec)[0]
+    arms = [r for r in records if r["config"] == config and r["seed"] == seed and r["dropout"] == 0.0
+            and r.get("target") == target and r.get("error") is None]
+    keys = [k for k in ("tv", "cal_tv") if any(k in r["weights"]["raw"] for r in arms)]
+    fig, axes = new_figure(1, len(keys), figsize=(6.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        curves = [(r.get("variant", REFERENCE), r["weights"]["raw"][key]) for r in arms]
+        which = f", {target} target" if target is not None else ""
+        _length_panel(ax, curves, key, f"config {config}, seed {seed}{which}, raw weights",
+                      _train_range(records), axis_name(records), legend_size=7, lw=1.2, marker=".")
+    return finish(fig, stem)
+
+
+def _train_range(records: list[dict]):
+    return next((r["train_range"] for r in records if r.get("train_range")), None)
+
+
+def study_report(study_dir: str | Path, out: str | Path | None = None, json_path: str | Path | None = None,
+                 n_boot: int = 10000, strata: list[str] | None = None) -> dict:
+    """Analyse the study in ``study_dir``; write the figures (and ``--json``) under ``out``
+    (default ``study_dir/report``); returns the result.
+
+    ``strata`` re-analyses a study with intervals stratified by sampled choice parameters it did
+    not balance over: post hoc, and marked so in the report."""
+    from training.experiments.study import check_strata, completed_records, open_study
+
+    from interp.core.visualize import save_figure
+
+    study_dir = Path(study_dir)
+    spec, configs, study = open_study(study_dir)
+    if strata is not None:
+        spec = {**spec, "strata": list(strata), "_post_hoc_strata": spec.get("strata") != list(strata)}
+        # post hoc strata need not fill the cells evenly (n_configs 0 passes that check); the
+        # parameters must still be sampled choices
+        check_strata({**spec, "n_configs": 0}, "--strata")
+    records = completed_records(study)
+    result = analyse(records, spec, len(configs), n_boot=n_boot, configs=configs)
+    out = Path(out) if out else study_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    if any(e["claim"] and math.isfinite(e["estimate"]) for e in result["effects"]):
+        files += save_figure(plot_forest(result), out / "forest")
+        files += save_figure(plot_per_config(result), out / "per_config")
+    if result["kept_configs"]:
+        files += save_figure(plot_config_lengths(records, spec, result["kept_configs"][0]), out / "config_lengths")
+        if len(spec.get("variants", {})) > 1:
+            files += save_figure(plot_variant_lengths(records, spec, result["kept_configs"][0]), out / "variant_lengths")
+    result["files"] = [str(p) for p in files]
+    text = format_report(result, study_dir)
+    atomic.write_text(out / "study_report.txt", text + "\n")
+    atomic.write_json(Path(json_path) if json_path else out / "study_report.json", result)
+    return result

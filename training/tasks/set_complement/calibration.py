@@ -1,0 +1,48 @@
+"""Calibrated metrics of the set complement task: one temperature per model, fit on held-out sets.
+
+Raw TV rewards any sharpening; fitting one softmax temperature per model on held-out in-range sets
+(the calibration seed, never the evaluation's), then evaluating every length at it, removes that.
+The fit itself is the generic one (``training/tasks/calibration.py``); here are the set task's own
+batched inputs for it, which the committed studies were computed with.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from training.metrics import LengthMetrics
+from training.scoped import eval_mode, model_device
+from training.tasks.calibration import CALIBRATION_SEED, fit_scale
+from training.tasks.set_complement.metrics import evaluate_lengths, set_batches
+
+if TYPE_CHECKING:
+    from training.tasks.set_complement.task import SetComplementTask
+
+__all__ = ["CALIBRATION_SEED", "calibrated_lengths", "fit_logit_scale"]
+
+
+@torch.no_grad()
+def fit_logit_scale(model: torch.nn.Module, task: "SetComplementTask", sets_per_length: int = 512,
+                    seed: int = CALIBRATION_SEED, max_scale: float = 1e3, iters: int = 60) -> float:
+    """The factor beta = 1/T that minimises the mean KL(p* || softmax(beta z)) over the training
+    lengths, on ``sets_per_length`` held-out sets per length (``calibration.fit_scale``)."""
+    lo_len, hi_len = task.cfg.train_min_len, task.cfg.train_max_len
+    device = model_device(model)
+    zs, ps = [], []
+    with eval_mode(model):
+        for batch in set_batches(task, sets_per_length, hi_len, seed, 1024, device):
+            z = task.prefix_logits(model(batch.tokens), batch)[:, lo_len - 1 : hi_len].float()
+            valid = ~task.membership(batch.items, task.v)[:, lo_len - 1 : hi_len]
+            zs.append(z.double())
+            ps.append(valid.double() / valid.sum(-1, keepdim=True))
+    return fit_scale(torch.cat(zs), torch.cat(ps), max_scale, iters)
+
+
+def calibrated_lengths(model: torch.nn.Module, task: "SetComplementTask", sets_per_length: int = 2048,
+                       seed: int = 0, fit_sets: int = 512, fit_seed: int = CALIBRATION_SEED) -> tuple[LengthMetrics, float]:
+    """Every metric at every length at the model's own best temperature (fit on other sets), and
+    that temperature as 1/T."""
+    scale = fit_logit_scale(model, task, fit_sets, fit_seed)
+    return evaluate_lengths(model, task, sets_per_length, seed=seed, logit_scale=scale), scale

@@ -1,0 +1,115 @@
+"""Length-generalization metrics for the set complement task, per set length.
+
+For a set of size ``s`` the correct output is p* = uniform over the ``v - s`` items not in the set.
+At the position that ends each set we measure, over many random sets:
+
+- ``tv``: total variation distance between the model's distribution p and p*;
+- ``kl``: KL(p* || p), in nats;
+- ``itr``: invalid token rate, the probability mass on members of the set;
+- ``margin``: the smallest valid logit minus the largest invalid (member) logit;
+- ``gap``: mean valid logit minus mean invalid logit;
+- ``acc``: exact-support accuracy, i.e. the top ``v - s`` logits are exactly the complement
+  (equivalently ``margin > 0``).
+
+Evaluation uses the causal structure: one pass over the first ``L`` items of random permutations
+yields, at the position of item ``s``, the prediction for the set of the first ``s`` items. Each
+such prefix is a uniformly random ``s``-set, so all lengths ``1..L`` are measured in one batched
+pass, with a fixed seed so that every model (and every probe in ``interp``) sees the same sets.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from training.metrics import LengthMetrics
+from training.scoped import eval_mode, model_device
+
+if TYPE_CHECKING:
+    from training.tasks.set_complement.task import SetComplementBatch, SetComplementTask
+
+METRICS = ("tv", "kl", "itr", "margin", "gap", "acc")
+
+
+def complement_metrics(
+    logits: Float[Tensor, "*batch v"], members: Bool[Tensor, "*batch v"]
+) -> dict[str, Float[Tensor, "*batch"]]:
+    """Every metric for each set, from the logits over items and the set's membership mask."""
+    logits = logits.float()
+    logp = logits.log_softmax(dim=-1)
+    p = logp.exp()
+    valid = ~members
+    n_valid = valid.sum(-1)
+    n_members = members.sum(-1)
+    p_star = valid / n_valid.unsqueeze(-1)
+    neg_inf = torch.tensor(float("-inf"), device=logits.device)
+    pos_inf = torch.tensor(float("inf"), device=logits.device)
+    min_valid = torch.where(valid, logits, pos_inf).amin(-1)
+    max_invalid = torch.where(members, logits, neg_inf).amax(-1)
+    margin = min_valid - max_invalid
+    mean_valid = (logits * valid).sum(-1) / n_valid
+    mean_invalid = (logits * members).sum(-1) / n_members
+    return {
+        "tv": 0.5 * (p - p_star).abs().sum(-1),
+        "kl": -torch.log(n_valid.float()) - (logp * valid).sum(-1) / n_valid,
+        "itr": (p * members).sum(-1),
+        "margin": margin,
+        "gap": mean_valid - mean_invalid,
+        "acc": (margin > 0).float(),
+    }
+
+
+def set_batches(
+    task: "SetComplementTask",
+    sets_per_length: int,
+    max_len: int | None = None,
+    seed: int = 0,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+) -> Iterator["SetComplementBatch"]:
+    """Fixed-seed batches totalling ``sets_per_length`` sequences of ``max_len`` items.
+
+    With causal attention the position of item ``s`` ends a uniformly random ``s``-set, so one
+    batch covers lengths 1..max_len; the same seed gives every model and probe the same sets."""
+    max_len = task.cfg.max_eval_len if max_len is None else max_len
+    gen = torch.Generator(device=device).manual_seed(seed)
+    done = 0
+    while done < sets_per_length:
+        n = min(batch_size, sets_per_length - done)
+        yield task.sample_batch(n, max_len=max_len, generator=gen, device=device)
+        done += n
+
+
+@torch.no_grad()
+def evaluate_lengths(
+    model: torch.nn.Module,
+    task: "SetComplementTask",
+    sets_per_length: int = 2048,
+    max_len: int | None = None,
+    seed: int = 0,
+    batch_size: int = 1024,
+    logit_scale: float = 1.0,
+) -> LengthMetrics:
+    """Every metric at every set length 1..max_len (default: the task's evaluation range).
+
+    ``logit_scale`` multiplies the logits first (1 / temperature; see ``calibrated_lengths``)."""
+    max_len = task.cfg.max_eval_len if max_len is None else max_len
+    device = model_device(model)
+    sums = {m: torch.zeros(max_len, dtype=torch.float64, device=device) for m in METRICS}
+    with eval_mode(model):
+        for batch in set_batches(task, sets_per_length, max_len, seed, batch_size, device):
+            logits = task.prefix_logits(model(batch.tokens), batch)
+            if logit_scale != 1.0:
+                logits = logits.float() * logit_scale
+            members = task.membership(batch.items, task.v)
+            for m, values in complement_metrics(logits, members).items():
+                sums[m] += values.double().sum(0)
+    return LengthMetrics(
+        lengths=list(range(1, max_len + 1)),
+        train_range=(task.cfg.train_min_len, task.cfg.train_max_len),
+        sets_per_length=sets_per_length,
+        values={m: (s / sets_per_length).tolist() for m, s in sums.items()},
+    )
