@@ -14,7 +14,8 @@ it, compiling nothing, as the worker does for its later configs of that shape. T
 is what compiling saves over the study's step count: ``steps x (eager - compiled) - compile
 time``, negative when compiling costs more than it saves.
 
-    python benchmarks/ensemble_compile.py [--spec default|quick|FILE] [--steps 200] [--rounds 2] [--threads 2] [--default-malloc]
+    python benchmarks/ensemble_compile.py [--spec default|quick|FILE] [--steps 200] [--rounds 2] [--threads 2]
+                                          [--default-malloc]
 """
 
 from __future__ import annotations
@@ -32,19 +33,21 @@ from timing import add_malloc_flag, cold_compile, set_allocator, spec_path
 def shapes(spec: dict) -> dict[str, dict]:
     """The smallest and the largest config of the study file's space: every ``choice`` parameter at
     its lowest, or highest, value; other parameters at their low end."""
+
     def pick(p: dict, largest: bool):
         if p["type"] == "choice":
             return max(p["values"]) if largest else min(p["values"])
         return p["low"]
 
-    return {"largest" if big else "smallest": {k: pick(p, big) for k, p in spec["params"].items()}
-            for big in (False, True)}
+    return {
+        "largest" if big else "smallest": {k: pick(p, big) for k, p in spec["params"].items()} for big in (False, True)
+    }
 
 
 def step_times(spec: dict, values: dict, compile_: bool, steps: int) -> tuple[float, float]:
     """(seconds of the first step, milliseconds per step after a warm-up) of one config's ensemble."""
-    from training.experiments.study import arm_config, arms
     from training.ensemble import EnsembleTrainer
+    from training.experiments.study import arm_config, arms
     from training.trainer import training_scope
 
     cfgs = [arm_config(spec, values, arm) for arm in arms(spec)]
@@ -64,7 +67,9 @@ def step_times(spec: dict, values: dict, compile_: bool, steps: int) -> tuple[fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--spec", default="default", help="study design: default, quick, or a study file (default: default)")
+    ap.add_argument(
+        "--spec", default="default", help="study design: default, quick, or a study file (default: default)"
+    )
     ap.add_argument("--steps", type=int, default=200, help="timed steps per ensemble (default 200)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
@@ -87,8 +92,10 @@ def main() -> None:
     with cold_compile():
         first, _ = step_times(spec, space["smallest"], True, 1)
     print(f"warm-up: the compiler's start-up and a cold compile of the smallest shape, {first:.1f} s")
-    print(f"{'round':>5} {'shape':>8} {'eager ms/step':>14} {'compiled ms/step':>17} {'speed-up':>9} "
-          f"{'compile s':>10} {'break-even steps':>17} {f'saved at {study_steps} steps, s':>24}")
+    print(
+        f"{'round':>5} {'shape':>8} {'eager ms/step':>14} {'compiled ms/step':>17} {'speed-up':>9} "
+        f"{'compile s':>10} {'break-even steps':>17} {f'saved at {study_steps} steps, s':>24}"
+    )
     for r in range(args.rounds):
         for name, values in space.items():
             _, eager = step_times(spec, values, False, args.steps)
@@ -98,8 +105,11 @@ def main() -> None:
             gain = eager - comp
             even = f"{compile_s / gain * 1e3:.0f}" if gain > 0 else "never"
             saved = f"{study_steps * gain / 1e3 - compile_s:+.1f}"
-            print(f"{r + 1:>5} {name:>8} {eager:>14.1f} {comp:>17.1f} {eager / comp:>8.2f}x "
-                  f"{compile_s:>10.1f} {even:>17} {saved:>24}", flush=True)
+            print(
+                f"{r + 1:>5} {name:>8} {eager:>14.1f} {comp:>17.1f} {eager / comp:>8.2f}x "
+                f"{compile_s:>10.1f} {even:>17} {saved:>24}",
+                flush=True,
+            )
     print("shapes: " + "; ".join(f"{n} {v}" for n, v in space.items()))
 
 

@@ -26,14 +26,24 @@ import time
 
 from timing import alternating_rounds, cold_compile, paired_ratio, round_args, trainer_steps_per_s
 
-BASE = ["train.device=cpu", "averaging.mode=bema", "train.eval_every=100000", "train.checkpoint_every=100000",
-        "train.final_eval_sets=256",
-        'averagers=[{"name": "ema", "mode": "ema", "decay": 0.999, "warmup": true}, {"name": "extrap", "mode": "extrapolation"}]']
+BASE = [
+    "train.device=cpu",
+    "averaging.mode=bema",
+    "train.eval_every=100000",
+    "train.checkpoint_every=100000",
+    "train.final_eval_sets=256",
+    'averagers=[{"name": "ema", "mode": "ema", "decay": 0.999, "warmup": true},'
+    ' {"name": "extrap", "mode": "extrapolation"}]',
+]
 
 
 def arms(seeds: int) -> list[list[str]]:
-    return [[f"train.seed={s}", f"model.attn_dropout={p}", f"task.target={t}"]
-            for s in range(seeds) for p in (0.0, 0.1, 0.2, 0.3) for t in ("sampled", "exact")]
+    return [
+        [f"train.seed={s}", f"model.attn_dropout={p}", f"task.target={t}"]
+        for s in range(seeds)
+        for p in (0.0, 0.1, 0.2, 0.3)
+        for t in ("sampled", "exact")
+    ]
 
 
 def ensemble_model_steps_per_s(steps: int, arms: list[list[str]], extra: list[str] = ()) -> float:
@@ -50,15 +60,20 @@ def ensemble_model_steps_per_s(steps: int, arms: list[list[str]], extra: list[st
             return len(cfgs) * steps / (time.perf_counter() - t0)
 
 
-
 def main() -> None:
     args = round_args(__doc__, steps=600, rounds=4, seeds=2, flags={"--compile": "compile the ensemble's step"})
     members = arms(args.seeds)
     extra = ["train.compile=true"] if args.compile else []
     ens, sep = f"ensemble of {len(members)}{' (compiled)' if args.compile else ''}", "separate runs"
-    speed = alternating_rounds({ens: lambda n: ensemble_model_steps_per_s(n, members, extra),
-                                sep: lambda n: trainer_steps_per_s(BASE + members[2], n)},
-                               args.rounds, args.steps, pair=(ens, sep))
+    speed = alternating_rounds(
+        {
+            ens: lambda n: ensemble_model_steps_per_s(n, members, extra),
+            sep: lambda n: trainer_steps_per_s(BASE + members[2], n),
+        },
+        args.rounds,
+        args.steps,
+        pair=(ens, sep),
+    )
     print(f"median model-steps/s: {ens} {statistics.median(speed[ens]):.1f}, {sep} {statistics.median(speed[sep]):.1f}")
     print(f"ratio ensemble / separate: {paired_ratio(speed[ens], speed[sep]):.2f} (median of rounds; target >= 3)")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.tasks.othello.reference import RefGame  # noqa: E402
 from training.tasks.othello.data import generate_dataset  # noqa: E402
+from training.tasks.othello.reference import RefGame  # noqa: E402
 
 
 def python_games(n: int, seed: int = 0) -> float:

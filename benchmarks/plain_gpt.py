@@ -69,7 +69,9 @@ class PlainGPT(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.embed, self.pos = nn.Embedding(d_vocab, d), nn.Embedding(n_ctx, d)
-        self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.d_head, cfg.d_mlp, dropout[:2]) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(
+            Block(d, cfg.n_heads, cfg.d_head, cfg.d_mlp, dropout[:2]) for _ in range(cfg.n_layers)
+        )
         self.ln_f, self.unembed = nn.LayerNorm(d), nn.Linear(d, cfg.d_vocab_out)
         self.embed_p = dropout[2]
 
@@ -81,8 +83,20 @@ class PlainGPT(nn.Module):
         return self.unembed(self.ln_f(x))
 
 
-def time_plain(shape, d_vocab: int, n_ctx: int, batch: int, T: int, device, bf16: bool, compiled: bool,
-               dropout: tuple[float, float, float], warmup: int = 20, timed: int = 50, lr: float = 5e-4) -> dict:
+def time_plain(
+    shape,
+    d_vocab: int,
+    n_ctx: int,
+    batch: int,
+    T: int,
+    device,
+    bf16: bool,
+    compiled: bool,
+    dropout: tuple[float, float, float],
+    warmup: int = 20,
+    timed: int = 50,
+    lr: float = 5e-4,
+) -> dict:
     """Seconds per training step of the plain model at ``batch`` x ``T`` tokens, after ``warmup``
     steps. ``dropout`` is (attention, residual, embedding)."""
     gen = torch.Generator(device="cpu").manual_seed(0)

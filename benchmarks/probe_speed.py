@@ -15,9 +15,8 @@ import torch
 from timing import best_of, demo_task_and_model
 
 from interp.core.attention import pattern_entropy
-from interp.set_complement.probes import attention_entropy
 from interp.set_complement.displacement import decompose_logits, displacement_by_length
-from interp.set_complement.probes import complement_metrics, evaluate_lengths
+from interp.set_complement.probes import attention_entropy, complement_metrics, evaluate_lengths
 
 
 def workbench(model, task, sets):

@@ -16,7 +16,8 @@ against one worker *on all threads* adds how well one worker's kernels use sever
 depends on the models: one worker on two threads against one thread is printed too.
 Target: 2 workers at least 1.8x one.
 
-    python benchmarks/study_workers.py [--spec quick|default|FILE] [--configs 6] [--steps 600] [--rounds 2] [--default-malloc]
+    python benchmarks/study_workers.py [--spec quick|default|FILE] [--configs 6] [--steps 600] [--rounds 2]
+                                       [--default-malloc]
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ from pathlib import Path
 from timing import add_malloc_flag, set_allocator, spec_path
 
 
-def study_seconds(workers: int, configs: int, steps: int, threads: int | None = None, spec_file: Path | None = None) -> float:
+def study_seconds(
+    workers: int, configs: int, steps: int, threads: int | None = None, spec_file: Path | None = None
+) -> float:
     from training.experiments.study import load_spec, run_study
 
     spec = load_spec(spec_file or spec_path("quick"))
-    spec["fixed"] = [f for f in spec["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))]
+    spec["fixed"] = [
+        f for f in spec["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))
+    ]
     spec["fixed"] += [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}"]
     spec["n_configs"] = configs
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +72,10 @@ def main() -> None:
     for r in range(args.rounds):
         for name, (workers, threads) in arms.items():
             rate[name].append(args.configs / study_seconds(workers, args.configs, args.steps, threads, spec_file) * 60)
-        print(f"round {r + 1}: " + ", ".join(f"{name} {v[-1]:.2f}" for name, v in rate.items()) + " configs/min", flush=True)
+        print(
+            f"round {r + 1}: " + ", ".join(f"{name} {v[-1]:.2f}" for name, v in rate.items()) + " configs/min",
+            flush=True,
+        )
     two, all_threads, same = rate["2 workers"], rate["1 worker, all threads"], rate[f"1 worker, {half} thread(s)"]
     for label, one in (("at the same threads per worker", same), ("against one worker on all threads", all_threads)):
         ratio = statistics.median(b / a for a, b in zip(one, two))

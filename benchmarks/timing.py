@@ -34,8 +34,9 @@ def demo_task_and_model():
     return task, build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx()).eval()
 
 
-def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None = None,
-               flags: dict[str, str] | None = None) -> argparse.Namespace:
+def round_args(
+    doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None = None, flags: dict[str, str] | None = None
+) -> argparse.Namespace:
     """``--steps``, ``--rounds``, ``--threads`` and ``--default-malloc`` (and ``--seeds`` when given
     a default, and the benchmark's own ``flags``) for a benchmark of training loops; sets the
     threads and the allocator (``set_allocator``)."""
@@ -57,8 +58,11 @@ def round_args(doc: str, steps: int = 1000, rounds: int = 6, seeds: int | None =
 
 
 def add_malloc_flag(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="keep glibc's default malloc settings instead of those of the training commands")
+    ap.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's default malloc settings instead of those of the training commands",
+    )
 
 
 def set_allocator(args: argparse.Namespace) -> None:
@@ -70,8 +74,9 @@ def set_allocator(args: argparse.Namespace) -> None:
         print(f"allocator: freed memory kept in the heap ({'set' if keep_freed_memory() else 'not glibc: unchanged'})")
 
 
-def alternating_rounds(candidates: dict[str, Callable[[int], float]], rounds: int, steps: int,
-                       pair: tuple[str, str] | None = None) -> dict[str, list[float]]:
+def alternating_rounds(
+    candidates: dict[str, Callable[[int], float]], rounds: int, steps: int, pair: tuple[str, str] | None = None
+) -> dict[str, list[float]]:
     """Steps/s of each candidate (called with a step count) in ``rounds`` alternating rounds, after a
     50-step warm-up of each (first-call allocations, lazy imports); prints every round, with the
     ratio of ``pair`` (numerator, denominator) when given."""

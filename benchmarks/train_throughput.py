@@ -25,11 +25,17 @@ from timing import alternating_rounds, paired_ratio, round_args, trainer_steps_p
 
 from training.config import load_config, preset_path
 from training.models import build_model
-from training.tasks.set_complement.task import SetComplementTask
 from training.tasks.set_complement.metrics import evaluate_lengths
+from training.tasks.set_complement.task import SetComplementTask
 
-OVERRIDES = ["train.device=cpu", "model.attn_dropout=0.1", "averaging.mode=bema", "train.eval_every=500",
-             "train.checkpoint_every=1000", "train.final_eval_sets=256"]
+OVERRIDES = [
+    "train.device=cpu",
+    "model.attn_dropout=0.1",
+    "averaging.mode=bema",
+    "train.eval_every=500",
+    "train.checkpoint_every=1000",
+    "train.final_eval_sets=256",
+]
 
 
 def matched(steps: int) -> float:
@@ -43,8 +49,10 @@ def matched(steps: int) -> float:
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     # the trainer's two parameter groups: weight decay on matrices only
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     opt = torch.optim.AdamW(groups, lr=tc.lr, betas=tuple(tc.betas), fused=True)
 
     def lr_at(step):  # linear warm-up, then cosine to min_lr_ratio
@@ -82,9 +90,9 @@ def matched(steps: int) -> float:
                 ema, theta0, out = [p.clone() for p in live], [p.clone() for p in live], [p.clone() for p in live]
             else:
                 base = av.rho + av.gamma * (step - 1)
-                torch._foreach_lerp_(ema, live, max(base ** -av.kappa, av.min_beta))
+                torch._foreach_lerp_(ema, live, max(base**-av.kappa, av.min_beta))
                 drift = torch._foreach_sub(live, theta0)
-                torch._foreach_mul_(drift, base ** -av.eta)
+                torch._foreach_mul_(drift, base**-av.eta)
                 out = torch._foreach_add(drift, ema)
         if step % tc.eval_every == 0 or step == steps:
             evaluate(tc.eval_sets)
@@ -115,16 +123,26 @@ def main() -> None:
     # the trainer runs in deterministic mode by default; give the plain loops the same kernels
     torch.use_deterministic_algorithms(True)
     ours, same, plain = "workbench", "plain loop, same math", "bare loop"
-    speed = alternating_rounds({ours: lambda n: trainer_steps_per_s(OVERRIDES, n), same: matched, plain: bare},
-                               args.rounds, args.steps, pair=(ours, same))
+    speed = alternating_rounds(
+        {ours: lambda n: trainer_steps_per_s(OVERRIDES, n), same: matched, plain: bare},
+        args.rounds,
+        args.steps,
+        pair=(ours, same),
+    )
     # the ratio of the best rounds is printed too: noise only ever slows a run down
     best = max(speed[ours]) / max(speed[same])
-    print(f"median steps/s: workbench {statistics.median(speed[ours]):.1f}, plain loop with the same math "
-          f"{statistics.median(speed[same]):.1f}, bare loop {statistics.median(speed[plain]):.1f}")
-    print(f"ratio workbench / plain loop, same math: {paired_ratio(speed[ours], speed[same]):.3f} (median of rounds), "
-          f"{best:.3f} (best rounds); target >= 0.95: the trainer's own overhead")
-    print(f"ratio same math / bare loop:             {paired_ratio(speed[same], speed[plain]):.3f} "
-          "(median of rounds): what dropout, BEMA and evaluations cost")
+    print(
+        f"median steps/s: workbench {statistics.median(speed[ours]):.1f}, plain loop with the same math "
+        f"{statistics.median(speed[same]):.1f}, bare loop {statistics.median(speed[plain]):.1f}"
+    )
+    print(
+        f"ratio workbench / plain loop, same math: {paired_ratio(speed[ours], speed[same]):.3f} (median of rounds), "
+        f"{best:.3f} (best rounds); target >= 0.95: the trainer's own overhead"
+    )
+    print(
+        f"ratio same math / bare loop:             {paired_ratio(speed[same], speed[plain]):.3f} "
+        "(median of rounds): what dropout, BEMA and evaluations cost"
+    )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from training import atomic
 from commands.tools import Parser, run_cli
+from training import atomic
 from training.errors import WorkbenchError
 
 
@@ -43,8 +43,9 @@ def cmd_eval(args) -> int:
             try:
                 metrics_at_t, scale = task.calibrated_evaluate(model, args.sets, seed)
             except NotImplementedError:
-                raise WorkbenchError(f"--calibrated needs a task that gives its true next-token distribution; "
-                                     f"{cfg.kind!r} does not") from None
+                raise WorkbenchError(
+                    f"--calibrated needs a task that gives its true next-token distribution; {cfg.kind!r} does not"
+                ) from None
             results[f"{w} T={1 / scale:.3g}"] = metrics_at_t
         else:
             results[w] = task.evaluate(model, args.sets, seed)
@@ -55,13 +56,17 @@ def cmd_eval(args) -> int:
     if args.dispersion:
         from interp.set_complement.dispersion import dispersion
 
-        print("\ndispersion (normalised attention entropy; s margin(s) / 2 margin(2); s gap(s) / 2 gap(2); "
-              "CV of self-displacement per head)")
+        print(
+            "\ndispersion (normalised attention entropy; s margin(s) / 2 margin(2); s gap(s) / 2 gap(2); "
+            "CV of self-displacement per head)"
+        )
         for w in weights:
             d = dispersion(models[w], task, args.sets, seed)
             for part, m in d.summary().items():
-                print(f"  {w:>10} {part:>8}: entropy {m['norm_entropy']:.4f}  margin law {m['margin_law']:.4f}  "
-                      f"gap law {m['gap_law']:.4f}")
+                print(
+                    f"  {w:>10} {part:>8}: entropy {m['norm_entropy']:.4f}  margin law {m['margin_law']:.4f}  "
+                    f"gap law {m['gap_law']:.4f}"
+                )
             print(f"  {w:>10} self-displacement CV: {[round(c, 4) for layer in d.self_displacement_cv for c in layer]}")
     if args.json:
         atomic.write_json(args.json, {k: v.to_dict() for k, v in results.items()})
@@ -88,7 +93,10 @@ def cmd_othello_report(args) -> int:
     out = args.out or Path(args.run_dir) / "othello_report"
     s = build_othello_report(args.run_dir, out, args.probe_games, args.eval_games, progress=not args.quiet)
     for k, per in s["probe_accuracy_in_range_vs_beyond"].items():
-        print(f"{k:>16}: " + "  ".join(f"L{h.split('.')[1]} {v['in_range']:.3f}/{v['beyond']:.3f}" for h, v in per.items()))
+        print(
+            f"{k:>16}: "
+            + "  ".join(f"L{h.split('.')[1]} {v['in_range']:.3f}/{v['beyond']:.3f}" for h, v in per.items())
+        )
     print(f"(probe accuracy in range / beyond per layer) wrote {out}/README.md, summary.json and figures")
     return 0
 
@@ -113,8 +121,10 @@ def cmd_study_report(args) -> int:
     result = study_report(args.study_dir, args.out, args.json, n_boot=args.boot, strata=strata)
     print(format_report(result, args.study_dir))
     out = args.out or Path(args.study_dir) / "report"
-    print(f"wrote {out}/study_report.txt, {args.json or out / 'study_report.json'}, "
-          f"{', '.join(Path(f).name for f in result['files'] if f.endswith('.png'))}")
+    print(
+        f"wrote {out}/study_report.txt, {args.json or out / 'study_report.json'}, "
+        f"{', '.join(Path(f).name for f in result['files'] if f.endswith('.png'))}"
+    )
     return 0
 
 
@@ -129,14 +139,20 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_dim_scan(args) -> int:
+    from interp.core.visualize import plot_dimension_scan, save_figure
     from training.experiments.dim_scan import dimension_scan
 
-    from interp.core.visualize import plot_dimension_scan, save_figure
-
     out = Path(args.out)
-    result = dimension_scan(_int_list(args.d_models), _int_list(args.d_heads), out, overrides=args.set,
-                            target_tv=args.target_tv, weights=args.weights, overwrite=args.overwrite,
-                            progress=not args.quiet)
+    result = dimension_scan(
+        _int_list(args.d_models),
+        _int_list(args.d_heads),
+        out,
+        overrides=args.set,
+        target_tv=args.target_tv,
+        weights=args.weights,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     atomic.write_json(out / "dimension_scan.json", result)
     save_figure(plot_dimension_scan(result), out / "dimension_scan")
     print(f"{'d_model':>8} {'d_head':>7} {'TV in-range':>12} {'TV beyond':>10}")
@@ -144,21 +160,24 @@ def cmd_dim_scan(args) -> int:
         beyond = f"{c['tv_beyond']:10.4f}" if c["tv_beyond"] is not None else f"{'-':>10}"
         print(f"{c['d_model']:>8} {c['d_head']:>7} {c['tv_in_range']:12.4f} {beyond}{'  *' if c['reached'] else ''}")
     best = result["smallest"]
-    print(f"smallest reaching in-range TV <= {args.target_tv}: "
-          + (f"d_model={best['d_model']}, d_head={best['d_head']}" if best else "none"))
+    print(
+        f"smallest reaching in-range TV <= {args.target_tv}: "
+        + (f"d_model={best['d_model']}, d_head={best['d_head']}" if best else "none")
+    )
     print(f"wrote {args.out}/dimension_scan.json and dimension_scan.png")
     return 0
 
 
 def cmd_othello_positions(args) -> int:
-    from training.metrics import metric_tables
-
     from interp.othello.positions import compare_positions, write_results
+    from training.metrics import metric_tables
 
     if args.games < 1:
         raise WorkbenchError("--games must be positive")
     results = compare_positions(args.run_dir, args.games, progress=not args.quiet)
-    print(metric_tables(results, ("legal_top1", "itr"), lengths=next(iter(results.values())).lengths, index_label="move"))
+    print(
+        metric_tables(results, ("legal_top1", "itr"), lengths=next(iter(results.values())).lengths, index_label="move")
+    )
     out = args.out or Path(args.run_dir) / "positions"
     write_results(results, out)
     print(f"wrote {out}/positions.json and positions.png (.svg)")
@@ -170,20 +189,32 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     e = sub.add_parser("eval", help="per-length TV, KL, ITR, margin, gap and accuracy of a run")
     e.add_argument("run_dir", type=Path)
-    e.add_argument("--weights", default="both",
-                   help="raw, averaged, the name of one of the run's averagers, both (raw and averaged; "
-                        "the default) or all (raw and every average)")
+    e.add_argument(
+        "--weights",
+        default="both",
+        help="raw, averaged, the name of one of the run's averagers, both (raw and averaged; "
+        "the default) or all (raw and every average)",
+    )
     e.add_argument("--sets", type=int, default=2048, help="random sets per length (default 2048)")
     e.add_argument("--seed", type=int, help="seed of the evaluation sets (default: the run's train.eval_seed)")
-    e.add_argument("--metrics", help="comma-separated metrics (set task: any of tv,kl,itr,margin,gap,acc, default "
-                                     "tv,itr,margin,acc; Othello: legal_top1,itr,tv, the default)")
+    e.add_argument(
+        "--metrics",
+        help="comma-separated metrics (set task: any of tv,kl,itr,margin,gap,acc, default "
+        "tv,itr,margin,acc; Othello: legal_top1,itr,tv, the default)",
+    )
     e.add_argument("--json", type=Path, help="also write the per-length metrics to this JSON file")
-    e.add_argument("--calibrated", action="store_true",
-                   help="evaluate each model at its own softmax temperature T, fit on held-out in-range inputs "
-                        "(a model that is only sharper gains nothing)")
-    e.add_argument("--dispersion", action="store_true",
-                   help="set task: also print the dispersion measures (attention entropy, margin and gap laws, "
-                        "self-displacement balance), in range and beyond")
+    e.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="evaluate each model at its own softmax temperature T, fit on held-out in-range inputs "
+        "(a model that is only sharper gains nothing)",
+    )
+    e.add_argument(
+        "--dispersion",
+        action="store_true",
+        help="set task: also print the dispersion measures (attention entropy, margin and gap laws, "
+        "self-displacement balance), in range and beyond",
+    )
     e.set_defaults(handler=cmd_eval)
 
     r = sub.add_parser("report", help="all probes on a run: summary.json, figures, attention HTML, README.md")
@@ -194,7 +225,9 @@ def build_parser() -> Parser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(handler=cmd_report)
 
-    o = sub.add_parser("othello-report", help="OthelloGPT run: board probes by layer and move index, controls, legality, boards")
+    o = sub.add_parser(
+        "othello-report", help="OthelloGPT run: board probes by layer and move index, controls, legality, boards"
+    )
     o.add_argument("run_dir", type=Path)
     o.add_argument("--out", type=Path, help="report folder (default: RUN_DIR/othello_report)")
     o.add_argument("--probe-games", type=int, default=2000, help="training games the probes are fit on")
@@ -202,9 +235,11 @@ def build_parser() -> Parser:
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(handler=cmd_othello_report)
 
-    op = sub.add_parser("othello-positions",
-                        help="OthelloGPT with learned positions: legality beyond training with untrained position rows "
-                             "replaced by trained ones of the same parity, the opposite parity, or their mean")
+    op = sub.add_parser(
+        "othello-positions",
+        help="OthelloGPT with learned positions: legality beyond training with untrained position rows "
+        "replaced by trained ones of the same parity, the opposite parity, or their mean",
+    )
     op.add_argument("run_dir", type=Path)
     op.add_argument("--out", type=Path, help="default: RUN_DIR/positions")
     op.add_argument("--games", type=int, default=1000, help="held-out games (default 1000)")
@@ -216,14 +251,21 @@ def build_parser() -> Parser:
     sr.add_argument("--out", type=Path, help="default: SWEEP_DIR/report")
     sr.set_defaults(handler=cmd_sweep_report)
 
-    ss = sub.add_parser("study-report", help="paired study: effects with cluster-bootstrap intervals, Holm, verdicts, power, plots")
+    ss = sub.add_parser(
+        "study-report", help="paired study: effects with cluster-bootstrap intervals, Holm, verdicts, power, plots"
+    )
     ss.add_argument("study_dir", type=Path, help="folder of python -m training study")
     ss.add_argument("--out", type=Path, help="folder for the report and figures (default: STUDY_DIR/report)")
-    ss.add_argument("--json", type=Path, help="write every effect, interval and verdict here (default: OUT/study_report.json)")
+    ss.add_argument(
+        "--json", type=Path, help="write every effect, interval and verdict here (default: OUT/study_report.json)"
+    )
     ss.add_argument("--boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
-    ss.add_argument("--strata", metavar="KEY[,KEY]",
-                    help="resample configs within strata of these sampled choice parameters (e.g. model.n_heads); "
-                         "post hoc unless the study file balanced over them; an empty string turns strata off")
+    ss.add_argument(
+        "--strata",
+        metavar="KEY[,KEY]",
+        help="resample configs within strata of these sampled choice parameters (e.g. model.n_heads); "
+        "post hoc unless the study file balanced over them; an empty string turns strata off",
+    )
     ss.set_defaults(handler=cmd_study_report)
 
     d = sub.add_parser("dim-scan", help="train across d_model x d_head; smallest widths reaching a target in-range TV")
@@ -233,7 +275,13 @@ def build_parser() -> Parser:
     d.add_argument("--target-tv", type=float, default=0.05, help="in-range TV to reach (default 0.05)")
     d.add_argument("--weights", choices=["raw", "averaged"], default="raw")
     d.add_argument("--overwrite", action="store_true", help="retrain cells whose folder holds a run of another config")
-    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config, e.g. --set train.steps=2000")
+    d.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the demo config, e.g. --set train.steps=2000",
+    )
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(handler=cmd_dim_scan)
     return p
@@ -244,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "sets", 1) < 1:
         print("error: --sets must be positive", file=sys.stderr)
         return 2
-    return run_cli(args.handler, args, interrupted="interrupted (every file written so far is complete: writes are atomic)")
+    return run_cli(
+        args.handler, args, interrupted="interrupted (every file written so far is complete: writes are atomic)"
+    )
 
 
 if __name__ == "__main__":

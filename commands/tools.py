@@ -17,8 +17,9 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def run_cli(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace,
-            interrupted: str = "interrupted") -> int:
+def run_cli(
+    handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, interrupted: str = "interrupted"
+) -> int:
     """Run a subcommand; user-facing errors become one line on stderr and exit status 2, and
     Ctrl-C prints ``interrupted`` (each command line says what an interruption leaves behind)."""
     try:

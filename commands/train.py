@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from training import atomic, runs
 from commands.tools import Parser, run_cli
+from training import atomic, runs
 from training.config import RunConfig, load_config, preset_path
 from training.errors import WorkbenchError
 
@@ -42,20 +42,25 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool) -> int:
 
 def cmd_demo(args) -> int:
     from interp.core.visualize import plot_metrics, save_figure
-
     from training.experiments.demo import run_demo, summary_text, write_demo
 
     out = Path(args.out)
     result = run_demo(out, overwrite=args.overwrite, overrides=args.set, base=args.config, progress=not args.quiet)
     write_demo(result, out)
     shown, _ = result.deduped()
-    save_figure(plot_metrics(shown, metrics=("tv", "itr"),
-                             title="Set complement: length generalization (dashed: averaged weights)"), out / "demo")
+    save_figure(
+        plot_metrics(
+            shown, metrics=("tv", "itr"), title="Set complement: length generalization (dashed: averaged weights)"
+        ),
+        out / "demo",
+    )
     print(result.header())
     print()
     print(result.tables())
     print(f"\n{summary_text(result)}")
-    print(f"wrote {out}/demo_table.txt, {out}/demo_results.json, {out}/demo.png (.svg) and one run directory per variant")
+    print(
+        f"wrote {out}/demo_table.txt, {out}/demo_results.json, {out}/demo.png (.svg) and one run directory per variant"
+    )
     return 0
 
 
@@ -68,10 +73,20 @@ def cmd_config(args) -> int:
 def cmd_othello_data(args) -> int:
     from training.tasks.othello.data import generate_dataset
 
-    meta = generate_dataset(args.out, args.games, seed=args.seed, chunk=args.chunk, workers=args.workers,
-                            dedup=args.dedup, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"wrote {meta['count']} games to {args.out}/games.npy (sha256 {meta['sha256'][:16]}...)"
-          + (f", {meta['duplicates_removed']} duplicates removed" if args.dedup else ""))
+    meta = generate_dataset(
+        args.out,
+        args.games,
+        seed=args.seed,
+        chunk=args.chunk,
+        workers=args.workers,
+        dedup=args.dedup,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote {meta['count']} games to {args.out}/games.npy (sha256 {meta['sha256'][:16]}...)"
+        + (f", {meta['duplicates_removed']} duplicates removed" if args.dedup else "")
+    )
     return 0
 
 
@@ -86,7 +101,6 @@ def cmd_othello(args) -> int:
 
 def cmd_othello_compare(args) -> int:
     from interp.core.visualize import plot_metrics, save_figure
-
     from training.experiments.othello_compare import TABLE_METRICS, compare
     from training.metrics import metric_tables
 
@@ -96,8 +110,15 @@ def cmd_othello_compare(args) -> int:
     print(tables)
     atomic.write_text(out / "compare_table.txt", tables + "\n")
     atomic.write_json(out / "compare_results.json", {k: v.to_dict() for k, v in results.items()})
-    save_figure(plot_metrics(results, metrics=TABLE_METRICS, xlabel="move index",
-                             title=f"OthelloGPT, {args.what}: by move index (shaded: training range)"), out / "compare")
+    save_figure(
+        plot_metrics(
+            results,
+            metrics=TABLE_METRICS,
+            xlabel="move index",
+            title=f"OthelloGPT, {args.what}: by move index (shaded: training range)",
+        ),
+        out / "compare",
+    )
     print(f"wrote {args.out}/compare_table.txt, compare_results.json, compare.png")
     return 0
 
@@ -113,19 +134,22 @@ def cmd_sweep(args) -> int:
             raise WorkbenchError("give --out DIR for a new sweep, or --resume DIR")
         out = args.out
         space = args.space or preset_path("sweep_quick" if args.quick else "sweep_default")
-    s = run_sweep(out, space, storage=args.storage, workers=args.workers, resume=args.resume is not None,
-                  progress=not args.quiet)
+    s = run_sweep(
+        out, space, storage=args.storage, workers=args.workers, resume=args.resume is not None, progress=not args.quiet
+    )
     print(f"completed trials: {s['completed']}, failed: {s['failed']}")
     for f in s["failures"]:
         print(f"  trial {f['number']} failed: {f['error']}")
     if s["best"]:
-        print(f"best trial {s['best']['number']}: beyond-range TV {s['best']['value']:.4f} with {json.dumps(s['best']['params'])}")
+        print(
+            f"best trial {s['best']['number']}: beyond-range TV {s['best']['value']:.4f} "
+            f"with {json.dumps(s['best']['params'])}"
+        )
     return 0
 
 
 def cmd_study(args) -> int:
     from interp.analysis.mechanism import study_measures
-
     from training.experiments.study import run_study
 
     if args.resume:
@@ -134,9 +158,21 @@ def cmd_study(args) -> int:
         if args.out is None:
             raise WorkbenchError("give --out DIR for a new study, or --resume DIR")
         out, spec = args.out, args.spec or preset_path("study_quick" if args.quick else "study_default")
-    s = run_study(out, spec, storage=args.storage, workers=args.workers, resume=args.resume is not None,
-                  progress=not args.quiet, measures=study_measures, threads=args.threads, compile=args.compile)
-    print(f"completed configs: {s['completed']} of {s['n_configs']} ({s['arms']} arms), failed configs: {s['failed_configs']}")
+    s = run_study(
+        out,
+        spec,
+        storage=args.storage,
+        workers=args.workers,
+        resume=args.resume is not None,
+        progress=not args.quiet,
+        measures=study_measures,
+        threads=args.threads,
+        compile=args.compile,
+    )
+    print(
+        f"completed configs: {s['completed']} of {s['n_configs']} ({s['arms']} arms), "
+        f"failed configs: {s['failed_configs']}"
+    )
     for f in s["failures"]:
         print(f"  config {f['config']} failed: {f['error']}")
     for arm, n in s["failed_arms"].items():
@@ -146,13 +182,25 @@ def cmd_study(args) -> int:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m training", description="Train set-complement HookedTransformers with dropout and EMA/BEMA.")
+    p = Parser(
+        prog="python -m training", description="Train set-complement HookedTransformers with dropout and EMA/BEMA."
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def common(sp, config=True):
         if config:
-            sp.add_argument("--config", type=Path, help="JSON config file (a run's config.json works too); default: built-in defaults")
-            sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. --set train.lr=1e-3 (repeatable)")
+            sp.add_argument(
+                "--config",
+                type=Path,
+                help="JSON config file (a run's config.json works too); default: built-in defaults",
+            )
+            sp.add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
+            )
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     d = sub.add_parser("demo", help="train baseline / dropout / EMA / BEMA / dropout+BEMA and compare them by length")
@@ -172,7 +220,9 @@ def build_parser() -> Parser:
     common(r, config=False)
     r.set_defaults(handler=cmd_resume)
 
-    o = sub.add_parser("othello-data", help="generate games of uniformly random legal Othello moves (int8 [N, 60] .npy)")
+    o = sub.add_parser(
+        "othello-data", help="generate games of uniformly random legal Othello moves (int8 [N, 60] .npy)"
+    )
     o.add_argument("--games", type=int, required=True, help="number of games")
     o.add_argument("--out", type=Path, required=True, help="dataset folder (games.npy, games.json)")
     o.add_argument("--seed", type=int, default=0)
@@ -185,46 +235,82 @@ def build_parser() -> Parser:
 
     for name, handler, text in (
         ("othello", cmd_othello, "train OthelloGPT (preset cpu or full) on a games dataset"),
-        ("othello-compare", cmd_othello_compare, "train none/EMA/BEMA (or positional variants) at equal budget and seed"),
+        (
+            "othello-compare",
+            cmd_othello_compare,
+            "train none/EMA/BEMA (or positional variants) at equal budget and seed",
+        ),
     ):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("--preset", choices=["cpu", "full"], default="cpu")
         sp.add_argument("--data", type=Path, required=True, help="dataset folder from othello-data")
-        sp.add_argument("--out", type=Path, required=True, help="run directory (othello) or folder of runs (othello-compare)")
+        sp.add_argument(
+            "--out", type=Path, required=True, help="run directory (othello) or folder of runs (othello-compare)"
+        )
         sp.add_argument("--overwrite", action="store_true")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
         sp.add_argument("--quiet", action="store_true")
         if name == "othello-compare":
-            sp.add_argument("--what", choices=["averaging", "positional"], default="averaging",
-                            help="averaging: none / EMA / BEMA; positional: learned / rotary / none")
+            sp.add_argument(
+                "--what",
+                choices=["averaging", "positional"],
+                default="averaging",
+                help="averaging: none / EMA / BEMA; positional: learned / rotary / none",
+            )
         sp.set_defaults(handler=handler)
 
     w = sub.add_parser("sweep", help="random hyperparameter search (Optuna; SQLite by default, PostgreSQL to share)")
     w.add_argument("--out", type=Path, help="sweep folder (study.db, sweep.json, trials/)")
     w.add_argument("--space", type=Path, help="search-space JSON (default: training/configs/sweep_default.json)")
     w.add_argument("--quick", action="store_true", help="the small quick space (about 2 minutes)")
-    w.add_argument("--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)")
+    w.add_argument(
+        "--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)"
+    )
     w.add_argument("--workers", type=int, default=1, help="local worker processes")
     w.add_argument("--resume", type=Path, metavar="DIR", help="continue the sweep in DIR")
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(handler=cmd_sweep)
 
-    st = sub.add_parser("study", help="the paired study: configs x seeds x dropout x target, every averager on every arm")
+    st = sub.add_parser(
+        "study", help="the paired study: configs x seeds x dropout x target, every averager on every arm"
+    )
     st.add_argument("--out", type=Path, help="study folder (study.json, study.db, runs/)")
-    st.add_argument("--spec", type=Path, help="study file (default: training/configs/study_default.json; "
-                                               "training/configs/study_remedies.json compares the remedies beyond the study)")
+    st.add_argument(
+        "--spec",
+        type=Path,
+        help="study file (default: training/configs/study_default.json; "
+        "training/configs/study_remedies.json compares the remedies beyond the study)",
+    )
     st.add_argument("--quick", action="store_true", help="the small quick study (about 2 minutes)")
-    st.add_argument("--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)")
-    st.add_argument("--workers", type=int, default=2, help="local worker processes, each training whole configs (default 2; on 2 cores: 1.07x one worker on both cores with the default study's models, 1.69x with the quick study's)")
+    st.add_argument(
+        "--storage", help="database URL, e.g. postgresql://user:pass@host/db (default: SQLite in the folder)"
+    )
+    st.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="local worker processes, each training whole configs (default 2; docs/benchmarks.md measures what "
+        "a second worker gains)",
+    )
     st.add_argument("--threads", type=int, help="threads per worker (default: the cores shared out among the workers)")
-    st.add_argument("--compile", action="store_true", help="compile each ensemble's step (train.compile=true in every arm): "
-                                                           "the default study 1.06x faster on 2 cores in one run each, within noise, results equal up to dropout's draws")
-    st.add_argument("--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)")
+    st.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile each ensemble's step (train.compile=true in every arm; results equal up to dropout's draws; "
+        "docs/study.md gives the measured gain)",
+    )
+    st.add_argument(
+        "--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)"
+    )
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(handler=cmd_study)
 
     c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")
-    c.add_argument("--preset", choices=["demo", "othello_cpu", "othello_full"], help="start from a shipped config instead of the defaults")
+    c.add_argument(
+        "--preset",
+        choices=["demo", "othello_cpu", "othello_full"],
+        help="start from a shipped config instead of the defaults",
+    )
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value")
     c.set_defaults(handler=cmd_config)
     return p

@@ -69,8 +69,12 @@ METRICS = ("legal_top1", "itr", "tv")
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {', '.join(ARMS)} (default: all)")
-    ap.add_argument("--total-minutes", type=float, default=9.0,
-                    help="the whole run, data and evaluation included, ends within this (default 9)")
+    ap.add_argument(
+        "--total-minutes",
+        type=float,
+        default=9.0,
+        help="the whole run, data and evaluation included, ends within this (default 9)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="training seed of every arm (default 0)")
     ap.add_argument("--games", type=int, default=8_000_000, help="games to generate on the device (default 8M)")
     ap.add_argument("--data-seconds", type=float, default=60.0, help="stop generating after this long (default 60)")
@@ -78,14 +82,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     ap.add_argument("--compile", choices=("off", "on", "auto"), default="off", help="as othello_gpu.py")
-    ap.add_argument("--compile-mode", default="default",
-                    choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    ap.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    )
     ap.add_argument("--tiny", action="store_true", help="tiny model and data (for a CPU check)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here, after every arm")
-    ap.add_argument("--probe-games", type=int, default=2000,
-                    help="training games to fit the board and side-to-move probes on, per arm (0: no probes; default 2000)")
-    ap.add_argument("--patch-moves", default="31,32",
-                    help="move indices past 30 at which to patch the transplant into the full arm (empty: none; default 31,32)")
+    ap.add_argument(
+        "--probe-games",
+        type=int,
+        default=2000,
+        help="training games to fit the board and side-to-move probes on, per arm (0: no probes; default 2000)",
+    )
+    ap.add_argument(
+        "--patch-moves",
+        default="31,32",
+        help="move indices past 30 at which to patch the transplant into the full arm (empty: none; default 31,32)",
+    )
     ap.add_argument("--patch-games", type=int, default=200, help="held-out games per patched move index (default 200)")
     ap.add_argument("--wheels", type=Path, default=None, help="install missing packages offline from the wheels here")
     ap.add_argument("--table", action="store_true", help="only rebuild the comparison table from --results")
@@ -106,9 +120,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def arm_overrides(arm: str, steps: int, warmup_steps: int, seed: int) -> list[str]:
     """An arm's own settings, every averager, and the step budget."""
-    return ARMS[arm] + [f"averagers={json.dumps(AVERAGERS)}", f"train.steps={steps}", f"train.seed={seed}",
-                        f"train.warmup_steps={min(warmup_steps, steps // 10)}", f"train.eval_every={steps}",
-                        f"train.checkpoint_every={steps}"]
+    return ARMS[arm] + [
+        f"averagers={json.dumps(AVERAGERS)}",
+        f"train.steps={steps}",
+        f"train.seed={seed}",
+        f"train.warmup_steps={min(warmup_steps, steps // 10)}",
+        f"train.eval_every={steps}",
+        f"train.checkpoint_every={steps}",
+    ]
 
 
 def weights_results(final: dict, train_moves: int) -> dict:
@@ -116,9 +135,11 @@ def weights_results(final: dict, train_moves: int) -> dict:
     out = {}
     for name, m in final.items():
         summary = m.summary()
-        out[name] = {"by_move": {k: [round(x, 5) for x in m.values[k]] for k in METRICS},
-                     "in_range": {k: summary["in_range"][k] for k in METRICS},
-                     "beyond": {k: summary.get("beyond", {}).get(k) for k in METRICS}}
+        out[name] = {
+            "by_move": {k: [round(x, 5) for x in m.values[k]] for k in METRICS},
+            "in_range": {k: summary["in_range"][k] for k in METRICS},
+            "beyond": {k: summary.get("beyond", {}).get(k) for k in METRICS},
+        }
     return out
 
 
@@ -139,8 +160,14 @@ def arm_probes(run_dir: Path, cfg, probe_games: int) -> dict:
         for target in ("relative", "side"):
             probe = fit_board_probe(model, train_games, target, positions=(0, TRAIN_MOVES - 1))
             acc = probe_accuracy(model, probe, val_games)
-            out[weights][target] = {h: {"in_range": float(np.mean(m[:TRAIN_MOVES])), "beyond": float(np.mean(m[TRAIN_MOVES:])),
-                                        "by_move": [round(x, 4) for x in m]} for h, m in acc.by_move.items()}
+            out[weights][target] = {
+                h: {
+                    "in_range": float(np.mean(m[:TRAIN_MOVES])),
+                    "beyond": float(np.mean(m[TRAIN_MOVES:])),
+                    "by_move": [round(x, 4) for x in m],
+                }
+                for h, m in acc.by_move.items()
+            }
     return out
 
 
@@ -148,8 +175,8 @@ def transplant_patching(run_dir: Path, cfg, moves: list[int], n_games: int) -> d
     """Patch the same-parity transplant of the run's raw model (clean) into the model itself
     (corrupted), on the same held-out prefixes of ``m`` moves: per move index, the legal-move mass
     at the last position of each, and the normalised recovery [layer, position] of ``resid_pre``."""
-    from interp.othello.positions import transplant
     from interp.core.patching import activation_patch, legal_mass_metric, model_pair_cache, normalised
+    from interp.othello.positions import transplant
     from training import runs
 
     task = cfg.make_task()
@@ -179,12 +206,15 @@ def run_arms(args) -> dict:
     from training.trainer import train
 
     start = time.perf_counter()
-    device, figures, record, folder = start_run(args, "othello_arms_", seed=args.seed, train_moves=TRAIN_MOVES,
-                                                averagers=AVERAGERS, arms={})
+    device, figures, record, folder = start_run(
+        args, "othello_arms_", seed=args.seed, train_moves=TRAIN_MOVES, averagers=AVERAGERS, arms={}
+    )
     say(f"device: {figures['device']}, torch {figures['torch']}; arms {', '.join(args.arm_list)}; seed {args.seed}")
     data = make_data(args, device, folder, record)
-    overrides = base_overrides(args, device) + [f"othello.train_max_moves={TRAIN_MOVES}",
-                                                f"averagers={json.dumps(AVERAGERS)}"]
+    overrides = base_overrides(args, device) + [
+        f"othello.train_max_moves={TRAIN_MOVES}",
+        f"averagers={json.dumps(AVERAGERS)}",
+    ]
     timing = time_modes(args, data, overrides, folder, record)
     # every arm gets the same number of steps; keep 40 s a arm for building, evaluating five sets
     # of weights and saving them
@@ -194,27 +224,40 @@ def run_arms(args) -> dict:
     record(steps_per_arm=steps)
     say(f"{steps} steps per arm ({timing['step_s'] * 1e3:.1f} ms/step measured on 'full', averagers on)")
     for arm in args.arm_list:
-        cfg = othello_config("full", data, overrides + [f"train.compile={str(timing['compiled']).lower()}"]
-                             + arm_overrides(arm, steps, timing["warmup_steps"], args.seed))
+        cfg = othello_config(
+            "full",
+            data,
+            overrides
+            + [f"train.compile={str(timing['compiled']).lower()}"]
+            + arm_overrides(arm, steps, timing["warmup_steps"], args.seed),
+        )
         run_dir = runs.create_run_dir(folder / arm, cfg, overwrite=True)
         t0 = time.perf_counter()
         res = train(cfg, run_dir, progress=not args.tiny)
         wall = time.perf_counter() - t0
-        result = {"overrides": ARMS[arm], "steps": steps, "train_wall_s": wall,
-                  "weights": weights_results(res.final, TRAIN_MOVES)}
+        result = {
+            "overrides": ARMS[arm],
+            "steps": steps,
+            "train_wall_s": wall,
+            "weights": weights_results(res.final, TRAIN_MOVES),
+        }
         figures["arms"][arm] = result
         record()
         for w, r in result["weights"].items():
-            say(f"{arm:>9} {w:>8}: legal top-1 {r['in_range']['legal_top1']:.4f} in range, "
-                f"{r['beyond']['legal_top1']:.4f} beyond; TV {r['in_range']['tv']:.4f} / {r['beyond']['tv']:.4f}")
+            say(
+                f"{arm:>9} {w:>8}: legal top-1 {r['in_range']['legal_top1']:.4f} in range, "
+                f"{r['beyond']['legal_top1']:.4f} beyond; TV {r['in_range']['tv']:.4f} / {r['beyond']['tv']:.4f}"
+            )
         if args.probe_games > 0:
             result["probes"] = arm_probes(run_dir, cfg, args.probe_games)
             record()
             for w, per in result["probes"].items():
                 for target, hooks in per.items():
                     best = max(hooks, key=lambda h: hooks[h]["in_range"])
-                    say(f"{arm:>9} {w:>8}: {target} probe at {best}: {hooks[best]['in_range']:.4f} in range, "
-                        f"{hooks[best]['beyond']:.4f} beyond")
+                    say(
+                        f"{arm:>9} {w:>8}: {target} probe at {best}: {hooks[best]['in_range']:.4f} in range, "
+                        f"{hooks[best]['beyond']:.4f} beyond"
+                    )
         if arm == "full" and args.patch_list:
             figures["patching"] = transplant_patching(run_dir, cfg, args.patch_list, args.patch_games)
             record()
@@ -222,15 +265,21 @@ def run_arms(args) -> dict:
                 best = ""
                 if "resid_pre_recovery" in e:
                     rec = e["resid_pre_recovery"]
-                    layer, pos = max(((l, p) for l in range(len(rec)) for p in range(len(rec[l]))), key=lambda lp: rec[lp[0]][lp[1]])
+                    layer, pos = max(
+                        ((layer, p) for layer in range(len(rec)) for p in range(len(rec[layer]))),
+                        key=lambda lp: rec[lp[0]][lp[1]],
+                    )
                     best = f"; best resid_pre patch: layer {layer}, position {pos + 1} ({rec[layer][pos]:.2f})"
-                say(f"patching at move {m}: legal mass transplant {e['clean_legal_mass']:.3f}, original "
-                    f"{e['corrupted_legal_mass']:.3f}{best}")
+                say(
+                    f"patching at move {m}: legal mass transplant {e['clean_legal_mass']:.3f}, original "
+                    f"{e['corrupted_legal_mass']:.3f}{best}"
+                )
     say(f"all arms in {time.perf_counter() - start:.0f} s")
     return figures
 
 
 # -- the comparison table, from every results file ------------------------------------------
+
 
 def load_results(folder: Path) -> list[dict]:
     out = []
@@ -268,13 +317,19 @@ def format_table(table: dict) -> str:
         m = float(np.mean(xs))
         return f"{m:.4f}" + (f" +- {float(np.std(xs, ddof=1)):.4f}" if len(xs) > 1 else "")
 
-    lines = ["| arm | weights | runs | legal top-1 in range | legal top-1 beyond | ITR beyond | TV beyond |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | weights | runs | legal top-1 in range | legal top-1 beyond | ITR beyond | TV beyond |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (arm, w), c in table.items():
-        lines.append(f"| {arm} | {w} | {len(c['by_move'])} | {cell(c['in_range'].get('legal_top1'))} | "
-                     f"{cell(c['beyond'].get('legal_top1'))} | {cell(c['beyond'].get('itr'))} | {cell(c['beyond'].get('tv'))} |")
+        lines.append(
+            f"| {arm} | {w} | {len(c['by_move'])} | {cell(c['in_range'].get('legal_top1'))} | "
+            f"{cell(c['beyond'].get('legal_top1'))} | {cell(c['beyond'].get('itr'))} | {cell(c['beyond'].get('tv'))} |"
+        )
     lines.append("")
-    lines.append("Means over runs (seeds), +- their SD when there are several; in range = moves 1..30, beyond = 31..59.")
+    lines.append(
+        "Means over runs (seeds), +- their SD when there are several; in range = moves 1..30, beyond = 31..59."
+    )
     return "\n".join(lines)
 
 

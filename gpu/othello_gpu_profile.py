@@ -23,8 +23,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from othello_gpu import (PEAK, TINY_MODEL, check_imports, device_sync, flops_per_token, generate,  # noqa: E402
-                         say, time_steps)
+from othello_gpu import (  # noqa: E402 (found through the sys.path line above)
+    PEAK,
+    TINY_MODEL,
+    check_imports,
+    device_sync,
+    flops_per_token,
+    generate,
+    say,
+    time_steps,
+)
 
 MATMUL_WORDS = ("gemm", "cublas", "cutlass", "xmma", "nvjet", "matmul", "addmm", "aten::mm", "aten::bmm")
 
@@ -121,8 +129,9 @@ def main() -> None:
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     for compiled in modes:
         for batch in [args.batch] + ([args.scale_batch] if args.scale_batch and compiled == modes[-1] else []):
-            cfg = othello_config("full", tmp / "data",
-                                 base + [f"train.batch_size={batch}", f"train.compile={str(compiled).lower()}"])
+            cfg = othello_config(
+                "full", tmp / "data", base + [f"train.batch_size={batch}", f"train.compile={str(compiled).lower()}"]
+            )
             name = f"{'compiled' if compiled else 'eager'}, batch {batch}"
             try:
                 with training_scope(cfg):  # the kernels and seeding a real run gets
@@ -136,9 +145,11 @@ def main() -> None:
             T = cfg.othello.train_max_moves
             tok_s = batch * T / step_s
             mfu = flops_per_token(tr.model, T)[1] * tok_s / PEAK
-            say(f"{name}: {step_s * 1e3:.2f} ms/step (warm-up {warm_s:.1f} s), host issues a step in {issue:.2f} ms, "
+            say(
+                f"{name}: {step_s * 1e3:.2f} ms/step (warm-up {warm_s:.1f} s), host issues a step in {issue:.2f} ms, "
                 f"device busy {prof['busy_ms']:.2f} ms/step of which matmul {prof['matmul_ms']:.2f} ms "
-                f"({prof['matmul_ms'] / max(prof['busy_ms'], 1e-9):.0%}); {tok_s:,.0f} tokens/s, MFU {mfu:.1%}")
+                f"({prof['matmul_ms'] / max(prof['busy_ms'], 1e-9):.0%}); {tok_s:,.0f} tokens/s, MFU {mfu:.1%}"
+            )
             for key, ms, calls in prof["top"]:
                 say(f"    {ms:8.3f} ms/step  x{calls:<4d} {'[mm] ' if is_matmul(key) else ''}{key[:110]}")
             del tr

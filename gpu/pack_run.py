@@ -84,7 +84,10 @@ def unpack(src: Path, run: Path) -> str:
     cfg["othello"]["data"] = str((run / "data").resolve())
     cfg["othello"]["val_games"] = EDGE_GAMES
     atomic.write_json(run / runs.CONFIG, cfg)
-    atomic.write_json(run / "data" / "games.json", {"count": 2 * EDGE_GAMES, "note": "first and last games of the packed run's dataset"})
+    atomic.write_json(
+        run / "data" / "games.json",
+        {"count": 2 * EDGE_GAMES, "note": "first and last games of the packed run's dataset"},
+    )
     return f"unpacked {len(state)} tensors into {run}"
 
 

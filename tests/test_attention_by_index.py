@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from interp.core.attention import attention_by_index
-from interp.set_complement.probes import attention_entropy
 from interp.othello.attention import othello_attention
+from interp.set_complement.probes import attention_entropy
 from training.models import ModelConfig, build_model
 from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
@@ -23,7 +23,9 @@ def test_set_task_matches_the_last_position_table():
             for head in range(2):
                 assert np.allclose(res.entropy[layer, head].numpy(), ref.series(layer, head, "entropy_mean"), atol=1e-9)
                 if not bos:  # the table normalises by the items attended; with BOS, by all positions
-                    assert np.allclose(res.norm_entropy[layer, head].numpy(), ref.series(layer, head, "norm_entropy_mean"))
+                    assert np.allclose(
+                        res.norm_entropy[layer, head].numpy(), ref.series(layer, head, "norm_entropy_mean")
+                    )
 
 
 def test_othello_by_move_index(tmp_path):

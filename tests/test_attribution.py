@@ -9,8 +9,8 @@ from interp.core.attribution import component_attribution, plot_attribution
 from interp.set_complement.displacement import decompose_logits
 from interp.set_complement.theory import balanced_model
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 from training.tasks.set_complement.metrics import set_batches
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 V, B, C = 10, 2.0, 5.0
 
@@ -71,8 +71,9 @@ def test_othello_gap_and_attribution_by_move_index(tmp_path):
 
     generate_dataset(tmp_path / "d", 200, seed=0, chunk=200, workers=1, progress=False)
     task = OthelloTask(OthelloConfig(data=str(tmp_path / "d"), val_games=40, train_max_moves=20))
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN",
-                      positional="learned")
+    cfg = ModelConfig(
+        n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN", positional="learned"
+    )
     model = build_model(cfg, 61, 61, 59, seed=0).eval()
     own = task.evaluate(model, 40)
     # the gap by hand: mean legal logit minus mean illegal-square logit, over live games

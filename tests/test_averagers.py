@@ -14,8 +14,10 @@ from training.trainer import train
 from .conftest import tiny_config
 from .test_averaging import Scalar
 
-AVERAGERS = ('averagers=[{"name": "extrap", "mode": "extrapolation"}, '
-             '{"name": "ema999w", "mode": "ema", "decay": 0.999, "warmup": true}, {"name": "bema2", "mode": "bema"}]')
+AVERAGERS = (
+    'averagers=[{"name": "extrap", "mode": "extrapolation"}, '
+    '{"name": "ema999w", "mode": "ema", "decay": 0.999, "warmup": true}, {"name": "bema2", "mode": "bema"}]'
+)
 
 
 def test_extrapolation_is_theta_plus_alpha_times_drift():
@@ -82,7 +84,9 @@ def test_every_average_is_saved_reloaded_and_evaluated_by_name(pair, capsys):
         model = runs.load_run(b, name)
         assert task.evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed).values == fb[name].values, name
     assert not _same(_weights(b, "extrap"), _weights(b, "raw"))
-    with pytest.raises(WorkbenchError, match="has no weights 'nope' \\(it has raw, averaged, extrap, ema999w, bema2\\)"):
+    with pytest.raises(
+        WorkbenchError, match="has no weights 'nope' \\(it has raw, averaged, extrap, ema999w, bema2\\)"
+    ):
         runs.load_run(b, "nope")
     assert interp_main(["eval", str(b), "--weights", "all", "--sets", "16", "--metrics", "tv"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
@@ -101,13 +105,16 @@ def test_resume_with_averagers_matches_an_uninterrupted_run(pair, tmp_path):
         assert _same(_weights(run, name), _weights(b, name)), name
 
 
-@pytest.mark.parametrize("spec, words", [
-    ('[{"name": "raw", "mode": "ema"}]', "the name 'raw' is reserved"),
-    ('[{"name": "a", "mode": "ema"}, {"name": "a", "mode": "bema"}]', "the name 'a' is used twice"),
-    ('[{"name": "a"}]', "'a' needs a mode"),
-    ('[{"name": "a b", "mode": "ema"}]', "name must be 1-40 letters"),
-    ('[{"name": "a", "mode": "ema", "decay": 2}]', "averagers: 'a': decay must be in (0, 1)"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ('[{"name": "raw", "mode": "ema"}]', "the name 'raw' is reserved"),
+        ('[{"name": "a", "mode": "ema"}, {"name": "a", "mode": "bema"}]', "the name 'a' is used twice"),
+        ('[{"name": "a"}]', "'a' needs a mode"),
+        ('[{"name": "a b", "mode": "ema"}]', "name must be 1-40 letters"),
+        ('[{"name": "a", "mode": "ema", "decay": 2}]', "averagers: 'a': decay must be in (0, 1)"),
+    ],
+)
 def test_averager_config_errors(spec, words):
     with pytest.raises(ConfigError, match=None) as e:
         tiny_config(f"averagers={spec}")

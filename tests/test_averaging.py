@@ -167,7 +167,13 @@ def test_state_round_trip_continues_identically():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(mode="swa"), dict(mode="bema", kappa=-0.1), dict(mode="bema", kappa=1.5), dict(mode="bema", eta=-0.1), dict(decay=1.0)],
+    [
+        dict(mode="swa"),
+        dict(mode="bema", kappa=-0.1),
+        dict(mode="bema", kappa=1.5),
+        dict(mode="bema", eta=-0.1),
+        dict(decay=1.0),
+    ],
 )
 def test_bad_averaging_configs(kwargs):
     with pytest.raises(ConfigError):

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from interp.othello.intervention import intervene
-from interp.othello.board_probe import fit_board_probe, membership_probe, probe_accuracy
 from commands.interp import main as interp_main
+from commands.train import main as train_main
+from interp.othello.board_probe import fit_board_probe, membership_probe, probe_accuracy
+from interp.othello.intervention import intervene
 from interp.set_complement.theory import balanced_model
 from training import runs
-from commands.train import main as train_main
 from training.config import preset_path
 from training.errors import InputError, WorkbenchError
 from training.models import ModelConfig, build_model
@@ -55,8 +55,9 @@ def test_resume_refuses_a_truncated_weights_file(finished_run, capsys):
 
 # 2. resume with a weights file of another width
 def test_resume_refuses_weights_of_another_model(finished_run, tmp_path, capsys):
-    other_cfg = tiny_config("model.d_model=8", "model.d_head=4", "train.steps=10", "train.eval_every=10",
-                            "train.checkpoint_every=10")
+    other_cfg = tiny_config(
+        "model.d_model=8", "model.d_head=4", "train.steps=10", "train.eval_every=10", "train.checkpoint_every=10"
+    )
     other = runs.create_run_dir(tmp_path / "other", other_cfg)
     train(other_cfg, other, progress=False)
     shutil.copy(other / runs.WEIGHTS["raw"], finished_run / runs.WEIGHTS["raw"])
@@ -116,14 +117,20 @@ def test_search_space_with_low_above_high_is_refused_before_anything_is_written(
     assert not (tmp_path / "sw").exists()
 
 
-@pytest.mark.parametrize("spec, words", [
-    ({"type": "loguniform", "low": 0.0, "high": 0.1}, "bounds must be positive"),
-    ({"type": "uniform", "low": "a", "high": 1}, "needs finite numbers"),
-    ({"type": "int", "low": 1.5, "high": 3}, "needs integer bounds"),
-    ({"type": "choice", "values": []}, "non-empty list"),
-    ({"type": "choice", "values": [0.1, 2.0]}, "params.model.attn_dropout = 2.0: model.attn_dropout must be in [0, 1)"),
-    ({"type": "gaussian"}, "type must be loguniform, uniform, int or choice"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ({"type": "loguniform", "low": 0.0, "high": 0.1}, "bounds must be positive"),
+        ({"type": "uniform", "low": "a", "high": 1}, "needs finite numbers"),
+        ({"type": "int", "low": 1.5, "high": 3}, "needs integer bounds"),
+        ({"type": "choice", "values": []}, "non-empty list"),
+        (
+            {"type": "choice", "values": [0.1, 2.0]},
+            "params.model.attn_dropout = 2.0: model.attn_dropout must be in [0, 1)",
+        ),
+        ({"type": "gaussian"}, "type must be loguniform, uniform, int or choice"),
+    ],
+)
 def test_search_space_parameter_checks(tmp_path, spec, words):
     from training.experiments.sweep import load_space
 
@@ -147,7 +154,9 @@ def test_search_space_with_an_unknown_config_key(tmp_path):
 def test_probes_name_a_missing_hook():
     v = 12
     task = SetComplementTask(SetComplementConfig(v=v, train_max_len=4))
-    with pytest.raises(WorkbenchError, match=r"'blocks.5.hook_resid_post' is not a hook of this model \(1 layer: layer 0"):
+    with pytest.raises(
+        WorkbenchError, match=r"'blocks.5.hook_resid_post' is not a hook of this model \(1 layer: layer 0"
+    ):
         membership_probe(balanced_model(v, 2.0, 5.0), task, sets=16, hook="blocks.5.hook_resid_post")
     games = random_games(60, np.random.default_rng(0))
     model = build_model(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, positional="learned"), 61, 61, 59)
@@ -173,18 +182,51 @@ def test_config_file_holding_a_list(tmp_path, capsys):
 # 8. a partial config file plus an override of a section it leaves out
 def test_partial_config_file_with_an_override_of_a_missing_section(tmp_path, capsys):
     f = tmp_path / "c.json"
-    f.write_text(json.dumps({"train": {"steps": 5, "eval_every": 5, "checkpoint_every": 5, "final_eval_sets": 16,
-                                       "eval_sets": 16, "device": "cpu"}}))
+    f.write_text(
+        json.dumps(
+            {
+                "train": {
+                    "steps": 5,
+                    "eval_every": 5,
+                    "checkpoint_every": 5,
+                    "final_eval_sets": 16,
+                    "eval_sets": 16,
+                    "device": "cpu",
+                }
+            }
+        )
+    )
     out = tmp_path / "run"
-    assert train_main(["train", "--out", str(out), "--config", str(f), "--set", "task.v=8", "--set", "task.train_max_len=3",
-                       "--set", "model.d_model=8", "--set", "model.d_head=4", "--quiet"]) == 0
+    assert (
+        train_main(
+            [
+                "train",
+                "--out",
+                str(out),
+                "--config",
+                str(f),
+                "--set",
+                "task.v=8",
+                "--set",
+                "task.train_max_len=3",
+                "--set",
+                "model.d_model=8",
+                "--set",
+                "model.d_head=4",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cfg = runs.read_run_config(out)
     assert cfg.task.v == 8 and cfg.train.steps == 5 and cfg.model.d_model == 8
 
 
 # 9. report on a run with v = 2: tests/test_report_cli.py::test_report_on_a_run_with_two_items
 def test_report_with_two_items_exits_zero(tmp_path):
-    cfg = tiny_config("task.v=2", "task.train_max_len=1", "train.steps=5", "train.eval_every=5", "train.checkpoint_every=5")
+    cfg = tiny_config(
+        "task.v=2", "task.train_max_len=1", "train.steps=5", "train.eval_every=5", "train.checkpoint_every=5"
+    )
     run = runs.create_run_dir(tmp_path / "run", cfg)
     train(cfg, run, progress=False)
     assert interp_main(["report", str(run), "--sets", "8", "--quiet"]) == 0
@@ -194,7 +236,8 @@ def test_report_with_two_items_exits_zero(tmp_path):
 # crashed with an AssertionError traceback after the run directory was made
 def test_unknown_activation_is_refused_before_anything_is_written(tmp_path, capsys):
     args = ["train", "--out", str(tmp_path / "run"), "--quiet"] + [
-        a for o in TINY + ["model.attn_only=false", "model.act_fn=xyz"] for a in ("--set", o)]
+        a for o in TINY + ["model.attn_only=false", "model.act_fn=xyz"] for a in ("--set", o)
+    ]
     assert train_main(args) == 2
     assert "model.act_fn must be one of gelu" in _one_line(capsys)
     assert not (tmp_path / "run").exists()

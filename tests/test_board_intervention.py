@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from interp.othello.intervention import edited_legal_sets, intervene
 from interp.othello.board_probe import fit_board_probe
+from interp.othello.intervention import edited_legal_sets, intervene
 from training.models import ModelConfig, build_model
 from training.tasks.othello.engine import random_games
-
 from training.tasks.othello.reference import RefGame
 
 
@@ -42,7 +41,16 @@ def test_edited_legal_sets_match_the_reference_engine():
 
 
 def test_intervention_mechanics_on_a_small_model():
-    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LN", positional="learned")
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=2,
+        d_head=16,
+        attn_only=False,
+        d_mlp=64,
+        normalization="LN",
+        positional="learned",
+    )
     model = build_model(cfg, 61, 61, 59, seed=0)
     games = random_games(300, np.random.default_rng(0))
     probe = fit_board_probe(model, games[:200], "relative", positions=(0, 30))
@@ -58,8 +66,8 @@ def test_intervention_mechanics_on_a_small_model():
 def test_side_labels_and_swapped_legal_sets_match_the_reference_engine():
     """Who moves next (passes included) and the other side's legal moves, against the
     reference engine."""
-    from interp.othello.intervention import side_swapped_legal_sets
     from interp.othello.board_probe import board_labels
+    from interp.othello.intervention import side_swapped_legal_sets
 
     games = random_games(40, np.random.default_rng(3))
     side = board_labels(games[:, :59], "side")  # [G, 59, 1]
@@ -86,14 +94,25 @@ def test_side_labels_and_swapped_legal_sets_match_the_reference_engine():
 
 
 def test_side_and_multi_layer_interventions_on_a_small_model():
-    from interp.othello.intervention import intervene_moves
     from interp.othello.board_probe import probe_accuracy
+    from interp.othello.intervention import intervene_moves
 
-    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LN", positional="learned")
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=2,
+        d_head=16,
+        attn_only=False,
+        d_mlp=64,
+        normalization="LN",
+        positional="learned",
+    )
     model = build_model(cfg, 61, 61, 59, seed=0)
     games = random_games(300, np.random.default_rng(0))
     side = fit_board_probe(model, games[:200], "side", positions=(0, 40))
-    assert side.n_squares == 1 and side.direction("blocks.1.hook_resid_post", 0, "white", "black").norm() == pytest.approx(1)
+    assert side.n_squares == 1 and side.direction(
+        "blocks.1.hook_resid_post", 0, "white", "black"
+    ).norm() == pytest.approx(1)
     acc = probe_accuracy(model, side, games[200:])
     assert len(acc.by_square["blocks.0.hook_resid_post"]) == 1 and 0 <= acc.by_layer["blocks.0.hook_resid_post"] <= 1
     with pytest.raises(ValueError, match="no 8x8 board layout"):

@@ -72,7 +72,16 @@ def test_random_model_control_sits_between_the_priors_and_the_planted_board(game
     beat each square's most frequent class (which the probe's bias alone reaches), stay below the most
     frequent class per square *and move index* (the most that knowing the move index can give), and
     fall far short of a model that carries the board."""
-    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LN", positional="learned")
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=2,
+        d_head=16,
+        attn_only=False,
+        d_mlp=64,
+        normalization="LN",
+        positional="learned",
+    )
     model = build_model(cfg, 61, 61, 59, seed=0)
     probe = fit_board_probe(model, games[:300], "relative", positions=(0, 40))
     acc = probe_accuracy(model, probe, games[300:])

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from training.models import ModelConfig, build_model
-from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 from training.tasks.set_complement.calibration import CALIBRATION_SEED, calibrated_lengths, fit_logit_scale
 from training.tasks.set_complement.metrics import evaluate_lengths
+from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
 V = 10
 

@@ -87,12 +87,17 @@ def test_real_process_prints_no_traceback(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "training", "train", "--out", str(out), "--set", "task.v=1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: task.v must be at least 2, got 1"
     assert not out.exists()
-    usage = subprocess.run([sys.executable, "-m", "interp", "eval"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    usage = subprocess.run(
+        [sys.executable, "-m", "interp", "eval"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert usage.returncode == 2 and len(usage.stderr.strip().splitlines()) == 1
 
 

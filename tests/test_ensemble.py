@@ -14,10 +14,23 @@ from training.ensemble import RATES, EnsembleTrainer, _dropout_hook, check_membe
 from training.errors import ConfigError
 from training.trainer import train
 
-TINY = ["task.v=10", "task.train_max_len=4", "train.steps=60", "train.eval_every=30", "train.checkpoint_every=60",
-        "train.eval_sets=32", "train.final_eval_sets=64", "train.warmup_steps=5", "model.d_model=16", "model.d_head=8",
-        "model.n_heads=2", "train.device=cpu", "averaging.mode=bema",
-        'averagers=[{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": true}, {"name": "extrap", "mode": "extrapolation"}]']
+TINY = [
+    "task.v=10",
+    "task.train_max_len=4",
+    "train.steps=60",
+    "train.eval_every=30",
+    "train.checkpoint_every=60",
+    "train.eval_sets=32",
+    "train.final_eval_sets=64",
+    "train.warmup_steps=5",
+    "model.d_model=16",
+    "model.d_head=8",
+    "model.n_heads=2",
+    "train.device=cpu",
+    "averaging.mode=bema",
+    'averagers=[{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": true},'
+    ' {"name": "extrap", "mode": "extrapolation"}]',
+]
 
 
 def tiny(*extra: str):
@@ -32,8 +45,12 @@ def _max_diff(a: dict, b: dict) -> float:
 def test_members_equal_separate_runs(tmp_path):
     """Seeds x targets at dropout 0, plus a dropout member that must not disturb them: every
     dropout-free member's raw weights, averages and metrics match its own separate run."""
-    cfgs = [tiny(f"train.seed={s}", f"task.target={t}", f"model.attn_dropout={p}")
-            for s in (0, 3) for t in ("sampled", "exact") for p in (0.0, 0.3)]
+    cfgs = [
+        tiny(f"train.seed={s}", f"task.target={t}", f"model.attn_dropout={p}")
+        for s in (0, 3)
+        for t in ("sampled", "exact")
+        for p in (0.0, 0.3)
+    ]
     dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
     results = train_ensemble(cfgs, dirs, progress=False)
     assert all(r.error is None for r in results)
@@ -61,8 +78,12 @@ def test_members_equal_separate_runs(tmp_path):
     again = cfgs[0].make_task().evaluate(model, 64, cfgs[0].train.eval_seed)
     assert again.values["tv"] == pytest.approx(results[0].final["ema"].values["tv"], abs=1e-6)
     # dropout changed the trajectory of its member (same seed and data as member 0)
-    assert _max_diff(runs.load_weights(dirs[1] / runs.weights_file("raw")),
-                     runs.load_weights(dirs[0] / runs.weights_file("raw"))) > 1e-3
+    assert (
+        _max_diff(
+            runs.load_weights(dirs[1] / runs.weights_file("raw")), runs.load_weights(dirs[0] / runs.weights_file("raw"))
+        )
+        > 1e-3
+    )
     assert json.loads((dirs[1] / runs.CONFIG).read_text())["model"]["attn_dropout"] == 0.3
 
 
@@ -103,7 +124,10 @@ def test_compiled_ensemble_matches_separate_run_and_keeps_member_rates(tmp_path,
     and must still read its own model, task and batches."""
     for k, extra in enumerate([[], ["task.train_min_len=2", "train.batch_size=24"]]):
         steps = ["train.steps=20", "train.eval_every=20", "train.checkpoint_every=20", *extra]
-        cfgs = [tiny(*steps, "train.compile=true", f"train.seed={s}", f"model.attn_dropout={p}") for s, p in ((0, 0.0), (1, 0.3))]
+        cfgs = [
+            tiny(*steps, "train.compile=true", f"train.seed={s}", f"model.attn_dropout={p}")
+            for s, p in ((0, 0.0), (1, 0.3))
+        ]
         dirs = [runs.prepare_run(tmp_path / f"m{k}{i}", c) for i, c in enumerate(cfgs)]
         assert all(r.error is None for r in train_ensemble(cfgs, dirs, progress=False))
         assert "training eagerly" not in capsys.readouterr().err  # the compiled step ran, no fallback
@@ -111,7 +135,9 @@ def test_compiled_ensemble_matches_separate_run_and_keeps_member_rates(tmp_path,
         train(tiny(*steps, "train.seed=0"), sep, progress=False)
         assert _max_diff(*(runs.load_weights(d / runs.weights_file("raw")) for d in (dirs[0], sep))) < 2e-4, k
     site = _Site()
-    _check_member_rates(torch.compile(vmap(lambda x, r: functional_call(site, {RATES: r}, (x,)), randomness="different")))
+    _check_member_rates(
+        torch.compile(vmap(lambda x, r: functional_call(site, {RATES: r}, (x,)), randomness="different"))
+    )
 
 
 def test_diverged_member_is_failed_and_leaves_others_untouched(tmp_path):
@@ -162,13 +188,18 @@ def test_target_loss_equals_each_tasks_own_loss():
     each target's own loss (``loss`` gathers the sampled item and builds p* itself)."""
     from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
-    tasks = [SetComplementTask(SetComplementConfig(v=9, train_min_len=2, train_max_len=5, target=t)) for t in ("exact", "sampled")]
+    tasks = [
+        SetComplementTask(SetComplementConfig(v=9, train_min_len=2, train_max_len=5, target=t))
+        for t in ("exact", "sampled")
+    ]
     batch = tasks[0].sample_batch(40, generator=torch.Generator().manual_seed(3))
     logits = torch.randn(40, 5, 9, generator=torch.Generator().manual_seed(4)) * 3
     for task in tasks:
         target = task.loss_target(batch)
         assert target.shape == (40, 4, 9) and torch.allclose(target.sum(-1), torch.ones(40, 4))
-        assert float(tasks[0].target_loss(logits, batch, target)) == pytest.approx(float(task.loss(logits, batch)), abs=1e-6)
+        assert float(tasks[0].target_loss(logits, batch, target)) == pytest.approx(
+            float(task.loss(logits, batch)), abs=1e-6
+        )
 
 
 def test_task_without_loss_target_uses_each_members_own_loss(tmp_path, monkeypatch):

@@ -19,16 +19,24 @@ from hypothesis import strategies as st
 
 from commands.train import main as train_main
 from training.config import RunConfig
-from training.experiments.sweep import load_space
 from training.errors import WorkbenchError
+from training.experiments.sweep import load_space
 from training.tasks.othello.data import generate_dataset
 
 from .conftest import TINY
 
-FAST = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2", "train.eval_sets=4", "train.final_eval_sets=4",
-        "train.warmup_steps=1", "train.device=cpu"]
-FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-                derandomize=True)
+FAST = [
+    "train.steps=2",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "train.eval_sets=4",
+    "train.final_eval_sets=4",
+    "train.warmup_steps=1",
+    "train.device=cpu",
+]
+FUZZ = settings(
+    deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], derandomize=True
+)
 
 
 def _keys() -> list[str]:
@@ -41,9 +49,14 @@ def _keys() -> list[str]:
 KEYS = _keys()
 SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, 0.0, -0.5, 0.5, 1.5, 1e-9, 1e12, -1e12]
 JSONISH = st.one_of(
-    st.integers(-3, 40), st.sampled_from(SPECIAL_FLOATS), st.floats(-2, 50, allow_nan=False), st.booleans(), st.none(),
+    st.integers(-3, 40),
+    st.sampled_from(SPECIAL_FLOATS),
+    st.floats(-2, 50, allow_nan=False),
+    st.booleans(),
+    st.none(),
     st.sampled_from(["", "abc", "sampled", "exact", "LN", "rotary", "bema", "cuda", "cpu", "relu"]),
-    st.lists(st.integers(-1, 3), max_size=3), st.just({"a": 1}),
+    st.lists(st.integers(-1, 3), max_size=3),
+    st.just({"a": 1}),
 )
 
 
@@ -55,7 +68,9 @@ def _text(value) -> str:
 
 
 VALUES = st.one_of(JSONISH.map(_text), st.text(max_size=6), st.sampled_from(["1e400", "nan", "-", "=", "{", "[1,"]))
-OVERRIDES = st.lists(st.tuples(st.sampled_from(KEYS), VALUES).map(lambda kv: f"{kv[0]}={kv[1]}"), min_size=1, max_size=2)
+OVERRIDES = st.lists(
+    st.tuples(st.sampled_from(KEYS), VALUES).map(lambda kv: f"{kv[0]}={kv[1]}"), min_size=1, max_size=2
+)
 
 
 def _check(rc: int, err: str, out) -> None:
@@ -81,7 +96,7 @@ def test_train_with_fuzzed_overrides(overrides, tmp_path, capsys):
 
 
 @settings(FUZZ, max_examples=150)
-@given(overrides=OVERRIDES, big=st.sampled_from([10**12, -10**12, 2**63, 1e308, "1" * 30]))
+@given(overrides=OVERRIDES, big=st.sampled_from([10**12, -(10**12), 2**63, 1e308, "1" * 30]))
 def test_config_with_fuzzed_overrides_and_huge_numbers(overrides, big, capsys):
     # validation only (python -m training config): here even absurd sizes are safe to try
     key = overrides[0].split("=", 1)[0]
@@ -91,18 +106,32 @@ def test_config_with_fuzzed_overrides_and_huge_numbers(overrides, big, capsys):
         assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error:"), err
 
 
-NUMBER = st.one_of(st.integers(-5, 100), st.sampled_from(SPECIAL_FLOATS), st.floats(-1, 1, allow_nan=False),
-                   st.text(max_size=3), st.none(), st.booleans())
+NUMBER = st.one_of(
+    st.integers(-5, 100),
+    st.sampled_from(SPECIAL_FLOATS),
+    st.floats(-1, 1, allow_nan=False),
+    st.text(max_size=3),
+    st.none(),
+    st.booleans(),
+)
 SPEC = st.one_of(
-    st.fixed_dictionaries({"type": st.sampled_from(["loguniform", "uniform", "int", "gaussian", 3]), "low": NUMBER,
-                           "high": NUMBER}),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["loguniform", "uniform", "int", "gaussian", 3]), "low": NUMBER, "high": NUMBER}
+    ),
     st.fixed_dictionaries({"type": st.just("choice"), "values": st.one_of(st.lists(JSONISH, max_size=3), NUMBER)}),
     NUMBER,
 )
 SPACE = st.fixed_dictionaries(
-    {"n_trials": st.one_of(st.integers(-1, 3), NUMBER), "params": st.dictionaries(st.sampled_from(KEYS), SPEC, max_size=2)},
-    optional={"seed": NUMBER, "fixed": st.lists(st.sampled_from(["train.steps=3", "task.v=1", "x"]), max_size=2),
-              "base": st.sampled_from(["demo", "nope", "/no/where.json", 3]), "bogus": st.just(1)},
+    {
+        "n_trials": st.one_of(st.integers(-1, 3), NUMBER),
+        "params": st.dictionaries(st.sampled_from(KEYS), SPEC, max_size=2),
+    },
+    optional={
+        "seed": NUMBER,
+        "fixed": st.lists(st.sampled_from(["train.steps=3", "task.v=1", "x"]), max_size=2),
+        "base": st.sampled_from(["demo", "nope", "/no/where.json", 3]),
+        "bogus": st.just(1),
+    },
 )
 
 
@@ -129,8 +158,26 @@ def games_file(tmp_path_factory):
     return np.load(d / "games.npy")
 
 
-MUTATIONS = st.sampled_from(["none", "float32", "int64", "uint8", "drop column", "add column", "flat", "3d", "square 64",
-                             "square -2", "centre square", "swap moves", "pad then move", "truncate", "garbage", "empty"])
+MUTATIONS = st.sampled_from(
+    [
+        "none",
+        "float32",
+        "int64",
+        "uint8",
+        "drop column",
+        "add column",
+        "flat",
+        "3d",
+        "square 64",
+        "square -2",
+        "centre square",
+        "swap moves",
+        "pad then move",
+        "truncate",
+        "garbage",
+        "empty",
+    ]
+)
 
 
 @settings(FUZZ, max_examples=25)
@@ -165,8 +212,19 @@ def test_fuzzed_games_files(games_file, mutation, game, move, tmp_path, capsys):
     elif mutation == "empty":
         file.write_bytes(b"")
     out = tmp_path / uuid.uuid4().hex
-    args = ["othello", "--data", str(data), "--out", str(out), "--quiet"] + [a for o in [
-        "model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_head=8", "model.d_mlp=32",
-        "othello.val_games=20", "train.batch_size=8"] + FAST for a in ("--set", o)]
+    args = ["othello", "--data", str(data), "--out", str(out), "--quiet"] + [
+        a
+        for o in [
+            "model.n_layers=1",
+            "model.d_model=16",
+            "model.n_heads=2",
+            "model.d_head=8",
+            "model.d_mlp=32",
+            "othello.val_games=20",
+            "train.batch_size=8",
+        ]
+        + FAST
+        for a in ("--set", o)
+    ]
     rc = train_main(args)
     _check(rc, capsys.readouterr().err, out)

@@ -57,5 +57,7 @@ def test_tests_and_benchmarks_do_not_import_each_other():
 
 
 def test_no_interp_submodule_shadows_an_export():
-    direct = {p.stem for p in (ROOT / "interp").glob("*.py")} | {p.name for p in (ROOT / "interp").iterdir() if p.is_dir()}
+    direct = {p.stem for p in (ROOT / "interp").glob("*.py")} | {
+        p.name for p in (ROOT / "interp").iterdir() if p.is_dir()
+    }
     assert direct & set(interp.__all__) == set()

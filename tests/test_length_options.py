@@ -89,8 +89,9 @@ def test_tied_positions_equal_the_same_parity_transplant():
     from training.models import tied_position_rows
 
     assert tied_position_rows(9, 4).tolist() == [0, 1, 2, 3, 2, 3, 2, 3, 2]  # by hand: rows 3, 2 alternate
-    plain_cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32,
-                            normalization="LN", positional="learned")
+    plain_cfg = ModelConfig(
+        n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN", positional="learned"
+    )
     plain = build_model(plain_cfg, 9, 8, 12, seed=1).eval()
     _randomise(plain)
     tied = build_model(ModelConfig(**{**plain_cfg.__dict__, "tie_positions_from": 5}), 9, 8, 12, seed=1).eval()

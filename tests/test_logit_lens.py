@@ -27,8 +27,9 @@ def test_balanced_model_lens_by_length():
 @pytest.mark.parametrize("norm, final", [("LN", True), ("none", True), ("LN", False)])
 def test_last_boundary_is_the_model_itself(norm, final):
     task = SetComplementTask(SetComplementConfig(v=8, train_max_len=3))
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization=norm,
-                      final_norm=final)
+    cfg = ModelConfig(
+        n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization=norm, final_norm=final
+    )
     model = build_model(cfg, 9, 8, 7, seed=1).train()
     lens = logit_lens(model, task, n=32)
     own = task.evaluate(model, 32)
@@ -44,8 +45,9 @@ def test_lens_by_move_index_on_othello(tmp_path):
 
     generate_dataset(tmp_path / "d", 300, seed=0, chunk=300, workers=1, progress=False)
     task = OthelloTask(OthelloConfig(data=str(tmp_path / "d"), val_games=50, train_max_moves=20))
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN",
-                      positional="learned")
+    cfg = ModelConfig(
+        n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN", positional="learned"
+    )
     model = build_model(cfg, 61, 61, 59, seed=0)
     lens = logit_lens(model, task, n=50)
     assert lens.by_boundary[0].lengths == list(range(1, 60))

@@ -54,7 +54,9 @@ def test_no_positions_means_the_prefix_is_a_set():
 
 
 def test_state_dict_round_trips_through_plain_transformer_lens():
-    cfg = ModelConfig(n_layers=2, d_model=16, d_head=8, n_heads=2, attn_only=False, normalization="LN", attn_dropout=0.1)
+    cfg = ModelConfig(
+        n_layers=2, d_model=16, d_head=8, n_heads=2, attn_only=False, normalization="LN", attn_dropout=0.1
+    )
     model = build_model(cfg, 9, 8, 8, seed=5).eval()
     kwargs = hooked_config_kwargs(cfg, 9, 8, 8)
     with warnings.catch_warnings():

@@ -16,9 +16,25 @@ WEIGHTS = {"raw", "ema", "ema9999", "bema", "extrap"}
 @pytest.fixture(scope="module")
 def tiny_arms(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("arms")
-    proc = subprocess.run([sys.executable, SCRIPT, "--tiny", "--device", "cpu", "--arms", "full,tied", "--probe-games", "200",
-                           "--json", str(tmp / "othello_arms_cpu_seed0.json")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            SCRIPT,
+            "--tiny",
+            "--device",
+            "cpu",
+            "--arms",
+            "full,tied",
+            "--probe-games",
+            "200",
+            "--json",
+            str(tmp / "othello_arms_cpu_seed0.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return tmp, json.loads((tmp / "othello_arms_cpu_seed0.json").read_text()), proc.stdout
 
@@ -70,8 +86,13 @@ def test_table_means_and_spreads_over_runs(tiny_arms, tmp_path):
         for w in arm["weights"].values():
             w["beyond"]["legal_top1"] += 0.1  # a planted second seed, 0.1 higher beyond
     (tmp_path / "othello_arms_cpu_seed1.json").write_text(json.dumps(other))
-    proc = subprocess.run([sys.executable, SCRIPT, "--table", "--results", str(tmp_path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--table", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = (tmp_path / "othello_arms_table.md").read_text()
     x = res["arms"]["tied"]["weights"]["bema"]["beyond"]["legal_top1"]
@@ -81,8 +102,15 @@ def test_table_means_and_spreads_over_runs(tiny_arms, tmp_path):
 
 
 def test_bad_arms_and_an_empty_results_folder(tmp_path):
-    proc = subprocess.run([sys.executable, SCRIPT, "--arms", "full,bogus"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--arms", "full,bogus"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "unknown arm 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, SCRIPT, "--table", "--results", str(tmp_path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--table", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "no othello_arms_*.json" in proc.stderr and "Traceback" not in proc.stderr

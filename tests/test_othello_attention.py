@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from interp.othello.attention import mover_masks, othello_attention, plot_othello_attention
-from training.tasks.othello.reference import RefGame
 from training.models import ModelConfig, build_model
 from training.tasks.othello.engine import random_games
+from training.tasks.othello.reference import RefGame
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from training.tasks.othello.engine import (
     squares_to_tokens,
     tokens_to_squares,
 )
-
 from training.tasks.othello.reference import RefGame
 
 

@@ -11,8 +11,8 @@ from interp.othello.positions import source_rows, transplant
 from training import runs
 from training.errors import WorkbenchError
 from training.models import ModelConfig, build_model
-from training.tasks.othello.data import generate_dataset
 from training.tasks.othello.checkpoints import othello_config
+from training.tasks.othello.data import generate_dataset
 from training.trainer import train
 
 
@@ -54,10 +54,23 @@ def test_transplant_changes_only_untrained_rows_and_late_predictions():
 def test_othello_positions_command(tmp_path, capsys):
     data = tmp_path / "data"
     generate_dataset(data, 1200, seed=0, chunk=600, workers=1, progress=False)
-    over = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64",
-            "othello.train_max_moves=20", "othello.val_games=100", "train.batch_size=16", "train.steps=10",
-            "train.warmup_steps=2", "train.eval_every=10", "train.checkpoint_every=10", "train.eval_sets=50",
-            "train.final_eval_sets=50", "train.device=cpu"]
+    over = [
+        "model.n_layers=1",
+        "model.d_model=32",
+        "model.n_heads=2",
+        "model.d_head=16",
+        "model.d_mlp=64",
+        "othello.train_max_moves=20",
+        "othello.val_games=100",
+        "train.batch_size=16",
+        "train.steps=10",
+        "train.warmup_steps=2",
+        "train.eval_every=10",
+        "train.checkpoint_every=10",
+        "train.eval_sets=50",
+        "train.final_eval_sets=50",
+        "train.device=cpu",
+    ]
     cfg = othello_config("cpu", data, over)
     run = runs.create_run_dir(tmp_path / "run", cfg)
     train(cfg, run, progress=False)

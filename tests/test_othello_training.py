@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from training import runs
 from commands.train import main
+from training import runs
 from training.config import load_config
 from training.errors import CheckpointError
 from training.models import ModelConfig, build_model
@@ -16,10 +16,24 @@ from training.tasks.othello.checkpoints import load_published_othello, othello_c
 from training.tasks.othello.task import OthelloConfig, OthelloTask
 from training.trainer import train
 
-TINY = ["model.n_layers=2", "model.d_model=48", "model.n_heads=2", "model.d_head=24", "model.d_mlp=96",
-        "othello.train_max_moves=20", "othello.val_games=200", "train.batch_size=32", "train.steps=400",
-        "train.warmup_steps=20", "train.lr=3e-3", "train.eval_every=400", "train.checkpoint_every=400",
-        "train.eval_sets=200", "train.final_eval_sets=200", "train.device=cpu"]
+TINY = [
+    "model.n_layers=2",
+    "model.d_model=48",
+    "model.n_heads=2",
+    "model.d_head=24",
+    "model.d_mlp=96",
+    "othello.train_max_moves=20",
+    "othello.val_games=200",
+    "train.batch_size=32",
+    "train.steps=400",
+    "train.warmup_steps=20",
+    "train.lr=3e-3",
+    "train.eval_every=400",
+    "train.checkpoint_every=400",
+    "train.eval_sets=200",
+    "train.final_eval_sets=200",
+    "train.device=cpu",
+]
 
 
 @pytest.fixture
@@ -90,7 +104,16 @@ def test_tiny_model_learns_legal_moves(data, tmp_path):
 
 
 def test_published_checkpoint_converter(tmp_path):
-    small = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LNPre", positional="learned")
+    small = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=2,
+        d_head=16,
+        attn_only=False,
+        d_mlp=64,
+        normalization="LNPre",
+        positional="learned",
+    )
     src = build_model(small, 61, 61, 59, seed=3)
     with torch.no_grad():
         src.W_pos.normal_()
@@ -111,19 +134,31 @@ def test_othello_config_errors(tmp_path, capsys):
     with pytest.raises(Exception, match="needs an 'othello' section"):
         load_config(None, ["kind=othello"])
     assert main(["othello", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
-    assert main(["othello", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--set", "othello.train_max_moves=60"]) == 2
+    assert (
+        main(["othello", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--set", "othello.train_max_moves=60"])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "games file not found" in err[0] and "train_max_moves" in err[1]
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("what, names", [("averaging", {"none", "ema (avg)", "bema (avg)"}), ("positional", {"learned", "rotary", "no_pos"})])
+@pytest.mark.parametrize(
+    "what, names", [("averaging", {"none", "ema (avg)", "bema (avg)"}), ("positional", {"learned", "rotary", "no_pos"})]
+)
 def test_compare_command(data, tmp_path, capsys, what, names):
     import json
 
     args = ["othello-compare", "--data", str(data), "--out", str(tmp_path / "cmp"), "--what", what, "--quiet"]
-    for o in TINY[:-7] + ["train.steps=10", "train.eval_every=10", "train.checkpoint_every=10", "train.final_eval_sets=50",
-                          "train.eval_sets=50", "train.device=cpu", "train.warmup_steps=2"]:
+    for o in TINY[:-7] + [
+        "train.steps=10",
+        "train.eval_every=10",
+        "train.checkpoint_every=10",
+        "train.final_eval_sets=50",
+        "train.eval_sets=50",
+        "train.device=cpu",
+        "train.warmup_steps=2",
+    ]:
         args += ["--set", o]
     assert main(args) == 0
     results = json.loads((tmp_path / "cmp" / "compare_results.json").read_text())
@@ -140,15 +175,34 @@ def test_othello_report(data, tmp_path, capsys):
 
     from commands.interp import main as interp_main
 
-    over = TINY[:-7] + ["train.steps=20", "train.eval_every=20", "train.checkpoint_every=20", "train.final_eval_sets=50",
-                        "train.eval_sets=50", "train.device=cpu", "train.warmup_steps=2", "averaging.mode=bema"]
+    over = TINY[:-7] + [
+        "train.steps=20",
+        "train.eval_every=20",
+        "train.checkpoint_every=20",
+        "train.final_eval_sets=50",
+        "train.eval_sets=50",
+        "train.device=cpu",
+        "train.warmup_steps=2",
+        "averaging.mode=bema",
+    ]
     cfg = othello_config("cpu", data, over)
     run_dir = runs.create_run_dir(tmp_path / "run", cfg)
     train(cfg, run_dir, progress=False)
     out = tmp_path / "rep"
-    assert interp_main(["othello-report", str(run_dir), "--out", str(out), "--probe-games", "100", "--eval-games", "60", "--quiet"]) == 0
+    assert (
+        interp_main(
+            ["othello-report", str(run_dir), "--out", str(out), "--probe-games", "100", "--eval-games", "60", "--quiet"]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["probe_accuracy_by_layer"]) == {"relative", "absolute", "side to move", "random model", "shuffled labels"}
+    assert set(summary["probe_accuracy_by_layer"]) == {
+        "relative",
+        "absolute",
+        "side to move",
+        "random model",
+        "shuffled labels",
+    }
     side_edits = [e for k, e in summary["interventions"].items() if k.endswith("side to move")]
     assert len(side_edits) == 2 and all(e["edit"] == "side to move" for e in side_edits)
     assert summary["weights"] == "averaged" and summary["train_max_moves"] == 20

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from interp.core.patching import (activation_patch, legal_mass_metric, logit_diff_metric, make_swap_pairs, model_pair_cache,
-                             normalised, othello_move_pairs, patch_swap)
+from interp.core.patching import (
+    activation_patch,
+    legal_mass_metric,
+    logit_diff_metric,
+    make_swap_pairs,
+    model_pair_cache,
+    normalised,
+    othello_move_pairs,
+    patch_swap,
+)
 from interp.set_complement.theory import balanced_model
 from training.models import ModelConfig, build_model
 from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
@@ -30,9 +38,23 @@ def test_every_kind_on_the_balanced_model():
     position's head output; any other position recovers nothing."""
     model = balanced_model(V, B, C).train()
     pairs, cache, metric = _swap_setup(model)
-    out = activation_patch(model, pairs.corrupted, cache, metric,
-                           kinds=("resid_pre", "attn_out", "head_out", "head_q", "head_k", "head_v", "head_pattern",
-                                  "head_out_all_pos", "head_v_all_pos"))
+    out = activation_patch(
+        model,
+        pairs.corrupted,
+        cache,
+        metric,
+        kinds=(
+            "resid_pre",
+            "attn_out",
+            "head_out",
+            "head_q",
+            "head_k",
+            "head_v",
+            "head_pattern",
+            "head_out_all_pos",
+            "head_v_all_pos",
+        ),
+    )
     assert model.training  # mode restored
     one, zero = pytest.approx(1.0, abs=1e-5), 1e-5
     assert out["head_v"][0, 1, 0].item() == one and out["head_v"][0, [0, 2, 3, 4], 0].abs().max() < zero
@@ -43,7 +65,9 @@ def test_every_kind_on_the_balanced_model():
         assert out[kind].abs().max() < zero, kind
     assert out["head_out_all_pos"][0, 0].item() == one and out["head_v_all_pos"][0, 0].item() == one
     # the set-task specialisation gives the same numbers
-    res = patch_swap(model, SetComplementTask(SetComplementConfig(v=V, train_max_len=4)), length=5, n=8, swap_position=1)
+    res = patch_swap(
+        model, SetComplementTask(SetComplementConfig(v=V, train_max_len=4)), length=5, n=8, swap_position=1
+    )
     assert torch.allclose(res.head_out, out["head_out"]) and torch.allclose(res.resid_pre, out["resid_pre"])
 
 
@@ -90,8 +114,9 @@ def test_othello_move_pairs_and_patching(tmp_path):
     replay(tokens_to_squares(pairs.corrupted.numpy()))  # every corrupted prefix is a legal game (raises otherwise)
     assert (pairs.legal_clean != pairs.legal_corrupted).any(1).float().mean() > 0.5
     assert not pairs.legal_clean[:, 0].any()
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN",
-                      positional="learned")
+    cfg = ModelConfig(
+        n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN", positional="learned"
+    )
     model = build_model(cfg, 61, 61, 59, seed=0).eval()
     mass = legal_mass_metric(pairs.legal_clean)
     clean_logits, cache = model.run_with_cache(pairs.clean)

@@ -44,8 +44,17 @@ def reference(model, tokens, attn_only: bool, affine: bool):
 
 @pytest.mark.parametrize("attn_only, norm", [(False, "LN"), (True, "LN"), (False, "LNPre")])
 def test_post_norm_matches_the_hand_written_forward(attn_only, norm):
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=attn_only, d_mlp=32, normalization=norm,
-                      norm_position="post", positional="learned")
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        attn_only=attn_only,
+        d_mlp=32,
+        normalization=norm,
+        norm_position="post",
+        positional="learned",
+    )
     model = build_model(cfg, 9, 8, 8, seed=3).eval()
     gen = torch.Generator().manual_seed(5)
     with torch.no_grad():  # random weights everywhere, the post-norm LayerNorms included
@@ -126,13 +135,16 @@ def test_output_rescaled_decomposition_against_the_hand_factor():
     assert torch.allclose(parts.total(), parts.logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("changes", [
-    dict(normalization="LN", norm_position="post", n_layers=2, attn_only=False, d_mlp=32),
-    dict(normalization="LNPre", norm_position="post", n_layers=2),
-    dict(normalization="LN", out_rescale_len=3, n_layers=2, attn_only=False, d_mlp=32),
-    dict(normalization="LN", norm_position="post", out_rescale_len=3),
-    dict(normalization="LN", final_norm=False, n_layers=2, attn_only=False, d_mlp=32),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(normalization="LN", norm_position="post", n_layers=2, attn_only=False, d_mlp=32),
+        dict(normalization="LNPre", norm_position="post", n_layers=2),
+        dict(normalization="LN", out_rescale_len=3, n_layers=2, attn_only=False, d_mlp=32),
+        dict(normalization="LN", norm_position="post", out_rescale_len=3),
+        dict(normalization="LN", final_norm=False, n_layers=2, attn_only=False, d_mlp=32),
+    ],
+)
 def test_every_decomposition_adds_up_through_post_norm_and_rescaling(changes):
     """The per-source split, the attribution and the dispersion CV apply to Post-Norm and
     output-rescaled models: their parts sum to the model's own logits at every position."""
@@ -159,7 +171,9 @@ def test_the_readout_matches_transformer_lens_on_a_pre_norm_model():
     are separate implementations of the same split on a pre-norm model."""
     from interp.core.attribution import _readout_components, component_logits
 
-    model = _random(ModelConfig(d_model=16, n_heads=2, d_head=8, n_layers=2, attn_only=False, d_mlp=32, normalization="LN"))
+    model = _random(
+        ModelConfig(d_model=16, n_heads=2, d_head=8, n_layers=2, attn_only=False, d_mlp=32, normalization="LN")
+    )
     tokens = torch.randint(1, 9, (4, 6), generator=torch.Generator().manual_seed(4))
     ours, our_labels = _readout_components(model, tokens)
     tl, tl_labels = component_logits(model, tokens)

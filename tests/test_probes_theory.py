@@ -8,13 +8,17 @@ import pytest
 import torch
 
 from interp.core.attention import pattern_entropy
-from interp.set_complement.probes import attention_entropy
-from interp.set_complement.displacement import decompose_logits, displacement_by_length
-from interp.set_complement.interventions import evaluate_interventions, log_scale_hooks, out_rescale_hooks, temperature_hooks
-from interp.set_complement.probes import evaluate_lengths
 from interp.core.patching import make_swap_pairs, patch_swap
-from interp.set_complement.theory import analytic_logits, balanced_model, closed_form, extract_BD
 from interp.core.visualize import attention_html, plot_displacement, plot_entropy, plot_metrics, plot_patching
+from interp.set_complement.displacement import decompose_logits, displacement_by_length
+from interp.set_complement.interventions import (
+    evaluate_interventions,
+    log_scale_hooks,
+    out_rescale_hooks,
+    temperature_hooks,
+)
+from interp.set_complement.probes import attention_entropy, evaluate_lengths
+from interp.set_complement.theory import analytic_logits, balanced_model, closed_form, extract_BD
 from training.models import ModelConfig, build_model
 from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
@@ -48,7 +52,9 @@ def test_closed_form_by_hand_at_length_two():
 @pytest.mark.parametrize("positions", ["last", "all"])
 def test_uniform_attention_entropy_is_log_n(positions):
     task = _task(bos=True)
-    stats = attention_entropy(balanced_model(V, B_, C_, n_ctx=V + 1, bos=True), task, sets_per_length=32, positions=positions)
+    stats = attention_entropy(
+        balanced_model(V, B_, C_, n_ctx=V + 1, bos=True), task, sets_per_length=32, positions=positions
+    )
     for r in stats.rows:
         s = r["length"]
         logs = [math.log(j + 1) for j in range(1, s + 1)]  # BOS plus j items
@@ -61,7 +67,9 @@ def test_uniform_attention_entropy_is_log_n(positions):
     # the same numbers as a [layer, head, length] tensor
     assert stats["entropy_mean"].shape == (1, 1, len(stats.lengths))
     if positions == "last":
-        assert torch.allclose(stats["entropy_mean"][0, 0], torch.log(torch.tensor(stats.lengths, dtype=torch.float64) + 1), atol=1e-6)
+        assert torch.allclose(
+            stats["entropy_mean"][0, 0], torch.log(torch.tensor(stats.lengths, dtype=torch.float64) + 1), atol=1e-6
+        )
     assert pattern_entropy(torch.tensor([0.5, 0.5, 0.0])).item() == pytest.approx(math.log(2))
 
 
@@ -99,7 +107,9 @@ def test_displacement_of_balanced_model():
     "cfg",
     [
         ModelConfig(d_model=16, d_head=8, n_heads=2),
-        ModelConfig(n_layers=2, d_model=16, d_head=8, n_heads=2, attn_only=False, normalization="LN", positional="learned"),
+        ModelConfig(
+            n_layers=2, d_model=16, d_head=8, n_heads=2, attn_only=False, normalization="LN", positional="learned"
+        ),
         ModelConfig(n_layers=3, d_model=16, d_head=4, n_heads=3, normalization="LNPre", positional="rotary"),
     ],
 )
@@ -137,7 +147,9 @@ def test_analytic_model_reproduces_a_one_layer_model():
 def test_interventions_on_the_balanced_model():
     task = _task(train_max_len=4)
     model = balanced_model(V, B_, C_)
-    res = evaluate_interventions(model, task, {"T": temperature_hooks(model, 0.5), "log": log_scale_hooks(model, 4)}, sets_per_length=16)
+    res = evaluate_interventions(
+        model, task, {"T": temperature_hooks(model, 0.5), "log": log_scale_hooks(model, 4)}, sets_per_length=16
+    )
     # All attention scores are 0: sharpening or tempering them cannot change uniform attention.
     for name in ("T", "log"):
         assert res[name].values["tv"] == pytest.approx(res["none"].values["tv"], abs=1e-6)
@@ -179,7 +191,13 @@ def test_patching_on_the_balanced_model():
 
 
 def test_patching_multi_layer_multi_head():
-    model = build_model(ModelConfig(n_layers=2, d_model=16, d_head=8, n_heads=2, attn_only=False, normalization="LN"), V + 1, V, V, seed=1)
+    model = build_model(
+        ModelConfig(n_layers=2, d_model=16, d_head=8, n_heads=2, attn_only=False, normalization="LN"),
+        V + 1,
+        V,
+        V,
+        seed=1,
+    )
     res = patch_swap(model, _task(), length=4, n=16, swap_position=2)
     assert res.head_out.shape == (2, 4, 2) and res.resid_pre.shape == (2, 4)
     assert torch.isfinite(res.head_out).all()
@@ -207,11 +225,13 @@ def test_figures_are_returned_and_saved_on_request(tmp_path):
     model = balanced_model(V, B_, C_)
     metrics = {"balanced": evaluate_lengths(model, task, sets_per_length=8)}
     open_before = plt.get_fignums()
-    figs = [plot_metrics(metrics),  # not saved
-            plot_metrics(metrics, tmp_path / "m"),
-            plot_entropy({"balanced": attention_entropy(model, task, sets_per_length=8)}, tmp_path / "e"),
-            plot_displacement({"balanced": displacement_by_length(model, task, sets_per_length=8)}, tmp_path / "d"),
-            plot_patching(patch_swap(model, task, 4, n=4), tmp_path / "p")]
+    figs = [
+        plot_metrics(metrics),  # not saved
+        plot_metrics(metrics, tmp_path / "m"),
+        plot_entropy({"balanced": attention_entropy(model, task, sets_per_length=8)}, tmp_path / "e"),
+        plot_displacement({"balanced": displacement_by_length(model, task, sets_per_length=8)}, tmp_path / "d"),
+        plot_patching(patch_swap(model, task, 4, n=4), tmp_path / "p"),
+    ]
     assert all(isinstance(f, Figure) and f.axes for f in figs)
     files = sorted(tmp_path.iterdir())
     assert [p.name for p in files] == ["d.png", "d.svg", "e.png", "e.svg", "m.png", "m.svg", "p.png", "p.svg"]

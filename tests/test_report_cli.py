@@ -45,9 +45,28 @@ def test_report_bad_arguments(tmp_path, capsys):
 
 
 def test_dimension_scan_tiny(tmp_path, capsys):
-    over = ["task.v=8", "task.train_max_len=3", "train.steps=20", "train.eval_every=20", "train.checkpoint_every=20",
-            "train.final_eval_sets=32", "train.eval_sets=16", "train.device=cpu"]
-    args = ["dim-scan", "--out", str(tmp_path / "scan"), "--d-models", "4,8", "--d-heads", "2", "--target-tv", "1.0", "--quiet"]
+    over = [
+        "task.v=8",
+        "task.train_max_len=3",
+        "train.steps=20",
+        "train.eval_every=20",
+        "train.checkpoint_every=20",
+        "train.final_eval_sets=32",
+        "train.eval_sets=16",
+        "train.device=cpu",
+    ]
+    args = [
+        "dim-scan",
+        "--out",
+        str(tmp_path / "scan"),
+        "--d-models",
+        "4,8",
+        "--d-heads",
+        "2",
+        "--target-tv",
+        "1.0",
+        "--quiet",
+    ]
     for o in over:
         args += ["--set", o]
     assert interp_main(args) == 0
@@ -60,7 +79,9 @@ def test_dimension_scan_tiny(tmp_path, capsys):
 
 def test_report_on_a_run_with_two_items(tmp_path, capsys):
     # v = 2: the only length is 1, so there is no gap(2) to print (this used to be a TypeError).
-    cfg = tiny_config("task.v=2", "task.train_max_len=1", "train.steps=10", "train.eval_every=10", "train.checkpoint_every=10")
+    cfg = tiny_config(
+        "task.v=2", "task.train_max_len=1", "train.steps=10", "train.eval_every=10", "train.checkpoint_every=10"
+    )
     run = runs.create_run_dir(tmp_path / "run", cfg)
     train(cfg, run, progress=False)
     assert interp_main(["report", str(run), "--sets", "16", "--quiet"]) == 0
@@ -71,8 +92,16 @@ def test_report_on_a_run_with_two_items(tmp_path, capsys):
 
 def test_dimension_scan_refuses_a_stale_cell(tmp_path, capsys):
     # A second scan with other settings into the same folder used to reuse the finished runs of the first.
-    over = ["task.v=8", "task.train_max_len=3", "train.steps=10", "train.eval_every=10", "train.checkpoint_every=10",
-            "train.final_eval_sets=16", "train.eval_sets=16", "train.device=cpu"]
+    over = [
+        "task.v=8",
+        "task.train_max_len=3",
+        "train.steps=10",
+        "train.eval_every=10",
+        "train.checkpoint_every=10",
+        "train.final_eval_sets=16",
+        "train.eval_sets=16",
+        "train.device=cpu",
+    ]
     args = ["dim-scan", "--out", str(tmp_path / "scan"), "--d-models", "4", "--d-heads", "2", "--quiet"]
     sets = [a for o in over for a in ("--set", o)]
     assert interp_main(args + sets) == 0
@@ -92,9 +121,13 @@ def test_dimension_scan_refuses_a_stale_cell(tmp_path, capsys):
 def test_report_on_a_post_norm_run_measures_every_average_and_the_mechanism(tmp_path):
     """A remedy run (Post-Norm, two named averagers) gets the whole report: every set of weights,
     an exact decomposition through the post-norm LayerNorms, and the mechanism table."""
-    cfg = tiny_config("model.normalization=LN", "model.norm_position=post", "train.steps=30",
-                      'averagers=[{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": true}, '
-                      '{"name": "extrap", "mode": "extrapolation"}]')
+    cfg = tiny_config(
+        "model.normalization=LN",
+        "model.norm_position=post",
+        "train.steps=30",
+        'averagers=[{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": true}, '
+        '{"name": "extrap", "mode": "extrapolation"}]',
+    )
     run = runs.create_run_dir(tmp_path / "run", cfg)
     train(cfg, run, progress=False)
     assert interp_main(["report", str(run), "--sets", "16", "--quiet"]) == 0

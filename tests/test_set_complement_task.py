@@ -38,9 +38,7 @@ def test_first_item_is_uniform():
 def test_exact_target_by_hand():
     task = SetComplementTask(SetComplementConfig(v=4, train_max_len=3))
     items = torch.tensor([[2, 0, 3]])
-    expected = torch.tensor(
-        [[[1 / 3, 1 / 3, 0, 1 / 3], [0, 1 / 2, 0, 1 / 2], [0, 1, 0, 0]]]
-    )
+    expected = torch.tensor([[[1 / 3, 1 / 3, 0, 1 / 3], [0, 1 / 2, 0, 1 / 2], [0, 1, 0, 0]]])
     assert torch.allclose(task.exact_target(items), expected)
 
 

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from interp.set_complement.probes import attention_entropy
-from interp.othello.intervention import intervene
-from interp.othello.board_probe import fit_board_probe, membership_probe, probe_accuracy
-from interp.set_complement.displacement import decompose_logits, displacement_by_length
-from interp.set_complement.interventions import evaluate_interventions
-from interp.set_complement.probes import evaluate_lengths
 from interp.core.patching import patch_swap
 from interp.core.visualize import attention_html
+from interp.othello.board_probe import fit_board_probe, membership_probe, probe_accuracy
+from interp.othello.intervention import intervene
+from interp.set_complement.displacement import decompose_logits, displacement_by_length
+from interp.set_complement.interventions import evaluate_interventions
+from interp.set_complement.probes import attention_entropy, evaluate_lengths
 from training import runs
 from training.models import ModelConfig, build_model
 from training.tasks.othello.engine import random_games
@@ -28,14 +27,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _set_model():
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN",
-                      attn_dropout=0.1, resid_dropout=0.1)
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        attn_only=False,
+        d_mlp=32,
+        normalization="LN",
+        attn_dropout=0.1,
+        resid_dropout=0.1,
+    )
     return build_model(cfg, 9, 8, 8, seed=0), SetComplementTask(SetComplementConfig(v=8, train_max_len=3))
 
 
 def _othello_model():
-    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, attn_only=False, d_mlp=64, normalization="LN",
-                      positional="learned", attn_dropout=0.1)
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=2,
+        d_head=16,
+        attn_only=False,
+        d_mlp=64,
+        normalization="LN",
+        positional="learned",
+        attn_dropout=0.1,
+    )
     return build_model(cfg, 61, 61, 59, seed=0)
 
 
@@ -107,8 +124,11 @@ def test_build_model_forks_every_cuda_generator(monkeypatch):
 
 
 def test_no_plotting_backend_is_chosen_at_import():
-    code = ("import matplotlib; import interp.core.visualize, interp.set_complement.report, interp.othello.report, interp.analysis.sweep, "
-            "interp.othello.intervention, commands.train, commands.interp; print(matplotlib.get_backend())")
+    code = (
+        "import matplotlib; import interp.core.visualize, interp.set_complement.report, interp.othello.report, "
+        "interp.analysis.sweep, "
+        "interp.othello.intervention, commands.train, commands.interp; print(matplotlib.get_backend())"
+    )
     env = {**os.environ, "MPLBACKEND": "svg"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().lower() == "svg"

@@ -16,17 +16,31 @@ from optuna.trial import TrialState
 
 from commands.train import main
 from training.config import preset_path
-from training.experiments.study import (arm_config, arms, compiled_spec, completed_records, draw_configs, load_spec,
-                                       open_study, run_study)
+from training.experiments.study import (
+    arm_config,
+    arms,
+    compiled_spec,
+    completed_records,
+    draw_configs,
+    load_spec,
+    open_study,
+    run_study,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_spec(tmp_path, steps: int = 40, n_configs: int = 2, **changes) -> Path:
     spec = load_spec(preset_path("study_quick"))
-    spec["fixed"] = [f for f in spec["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))]
-    spec["fixed"] += [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}",
-                      "train.final_eval_sets=64"]
+    spec["fixed"] = [
+        f for f in spec["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))
+    ]
+    spec["fixed"] += [
+        f"train.steps={steps}",
+        f"train.eval_every={steps}",
+        f"train.checkpoint_every={steps}",
+        "train.final_eval_sets=64",
+    ]
     spec.update(n_configs=n_configs, measure_sets=32, **changes)
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
@@ -57,7 +71,7 @@ def test_strata_balance_the_draws_in_permuted_blocks():
     # every block of two configs holds each batch size once; the other parameters are the
     # unstratified draws
     for start in range(0, 8, 2):
-        assert sorted(c["train.batch_size"] for c in balanced[start:start + 2]) == [32, 64]
+        assert sorted(c["train.batch_size"] for c in balanced[start : start + 2]) == [32, 64]
     assert [c["train.lr"] for c in balanced] == [c["train.lr"] for c in plain]
     assert draw_configs(spec) == balanced
     assert load_spec(preset_path("study_default"))["strata"] == ["model.n_heads"]
@@ -71,12 +85,16 @@ def test_configs_are_queued_costliest_first(tmp_path):
 
     spec = load_spec(preset_path("study_quick"))
     assert config_cost(spec, {"train.lr": 0.005, "train.batch_size": 32}) == 200 * 32 * (4 * 32 * 16 + 32 * 12)
-    assert config_cost(spec, {"train.lr": 0.001, "train.batch_size": 64}) == 2 * config_cost(spec, {"train.lr": 0.005, "train.batch_size": 32})
+    assert config_cost(spec, {"train.lr": 0.001, "train.batch_size": 64}) == 2 * config_cost(
+        spec, {"train.lr": 0.005, "train.batch_size": 32}
+    )
     out = tmp_path / "st"
     # balanced over batch size, so the draw interleaves 32 and 64 and the queue must reorder it
     run_study(out, tiny_spec(tmp_path, steps=2, n_configs=4, strata=["train.batch_size"]), workers=1, progress=False)
     _, configs, study = open_study(out)
-    order = [configs[t.params["config"]]["train.batch_size"] for t in sorted(study.get_trials(), key=lambda t: t.number)]
+    order = [
+        configs[t.params["config"]]["train.batch_size"] for t in sorted(study.get_trials(), key=lambda t: t.number)
+    ]
     assert order == [64, 64, 32, 32] != [c["train.batch_size"] for c in configs], (order, configs)
 
 
@@ -107,12 +125,30 @@ def test_killed_worker_config_is_retried_and_nothing_is_duplicated(tmp_path):
     env = {**os.environ, "WM_SWEEP_HEARTBEAT_S": "1", "WM_SWEEP_GRACE_S": "3"}
     spec = tiny_spec(tmp_path, steps=4000, n_configs=2)
     # two worker processes: killing the command must also end them (no orphan keeps training)
-    proc = subprocess.Popen([sys.executable, "-m", "training", "study", "--out", str(out), "--spec", str(spec), "--quiet",
-                             "--workers", "2"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "study",
+            "--out",
+            str(out),
+            "--spec",
+            str(spec),
+            "--quiet",
+            "--workers",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 90
     while time.time() < deadline:
-        if (out / "study.json").exists() and any(t.state == TrialState.RUNNING for t in open_study(out)[2].get_trials()):
+        if (out / "study.json").exists() and any(
+            t.state == TrialState.RUNNING for t in open_study(out)[2].get_trials()
+        ):
             break
         time.sleep(0.3)
     time.sleep(1.0)
@@ -122,10 +158,18 @@ def test_killed_worker_config_is_retried_and_nothing_is_duplicated(tmp_path):
     assert killed, "no config was running when the worker was killed"
     # make the retry fast: same design, fewer steps
     meta = json.loads((out / "study.json").read_text())
-    meta["spec"]["fixed"] = [f.replace("train.steps=4000", "train.steps=40").replace("=4000", "=40") for f in meta["spec"]["fixed"]]
+    meta["spec"]["fixed"] = [
+        f.replace("train.steps=4000", "train.steps=40").replace("=4000", "=40") for f in meta["spec"]["fixed"]
+    ]
     (out / "study.json").write_text(json.dumps(meta))
-    done = subprocess.run([sys.executable, "-m", "training", "study", "--resume", str(out), "--quiet"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "study", "--resume", str(out), "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     study = open_study(out)[2]
     trials = study.get_trials()
     states = [(t.number, t.params.get("config"), t.state.name, t.user_attrs.get("error")) for t in trials]
@@ -133,8 +177,12 @@ def test_killed_worker_config_is_retried_and_nothing_is_duplicated(tmp_path):
     assert "completed configs: 2 of 2" in done.stdout, (done.stdout, done.stderr[-1500:], states)
     complete = [t.params["config"] for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(complete) == [0, 1]  # each config completed exactly once
-    assert all(t.state == TrialState.FAIL for t in trials if t.params.get("config") in killed and t.number < min(
-        u.number for u in trials if u.state == TrialState.COMPLETE and u.params["config"] in killed))
+    assert all(
+        t.state == TrialState.FAIL
+        for t in trials
+        if t.params.get("config") in killed
+        and t.number < min(u.number for u in trials if u.state == TrialState.COMPLETE and u.params["config"] in killed)
+    )
     assert len(completed_records(study)) == 16
 
 
@@ -152,7 +200,10 @@ def test_failures_are_counted_per_arm(tmp_path, monkeypatch, capsys):
                     self.params["embed.W_E"][i].fill_(float("nan"))
 
     monkeypatch.setattr(ensemble.EnsembleTrainer, "__init__", poisoned)
-    assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tiny_spec(tmp_path)), "--quiet", "--workers", "1"]) == 0
+    assert (
+        main(["study", "--out", str(tmp_path / "st"), "--spec", str(tiny_spec(tmp_path)), "--quiet", "--workers", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "failed arms with dropout 0.2, sampled: 4" in out and "failed arms with dropout 0.2, exact: 4" in out
     from interp.analysis.study_report import study_report
@@ -171,17 +222,20 @@ def test_failures_are_counted_per_arm(tmp_path, monkeypatch, capsys):
     assert "'train.lr' is not a sampled choice parameter" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"dropouts": [0.1, 0.2]}, "must include 0"),
-    ({"bogus": 1}, "unknown key 'bogus'"),
-    ({"params": {"train.seed": {"type": "int", "low": 0, "high": 3}}}, "set by the study's arms"),
-    ({"targets": ["noisy"]}, "targets must be a non-empty list"),
-    ({"delta": 0}, "delta"),
-    ({"averagers": []}, "averagers is empty"),
-    ({"params": {"train.lr": {"type": "loguniform", "low": -1, "high": 1}}}, "must be positive"),
-    ({"strata": ["train.lr"]}, "'train.lr' is not a sampled choice parameter"),
-    ({"strata": ["train.batch_size"], "n_configs": 5}, "must be a multiple of the 2 strata cells"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"dropouts": [0.1, 0.2]}, "must include 0"),
+        ({"bogus": 1}, "unknown key 'bogus'"),
+        ({"params": {"train.seed": {"type": "int", "low": 0, "high": 3}}}, "set by the study's arms"),
+        ({"targets": ["noisy"]}, "targets must be a non-empty list"),
+        ({"delta": 0}, "delta"),
+        ({"averagers": []}, "averagers is empty"),
+        ({"params": {"train.lr": {"type": "loguniform", "low": -1, "high": 1}}}, "must be positive"),
+        ({"strata": ["train.lr"]}, "'train.lr' is not a sampled choice parameter"),
+        ({"strata": ["train.batch_size"], "n_configs": 5}, "must be a multiple of the 2 strata cells"),
+    ],
+)
 def test_bad_study_files_are_one_line_errors(tmp_path, capsys, change, words):
     spec = load_spec(preset_path("study_quick"))
     spec.update(change)
@@ -219,7 +273,11 @@ def test_study_command_errors(tmp_path, capsys):
 def test_variants_that_change_the_model_train_as_their_own_ensembles(tmp_path):
     from interp.analysis.study_report import analyse
 
-    variants = {"baseline": [], "postnorm": ["model.normalization=LN", "model.norm_position=post"], "ssmax": ["model.ssmax=true"]}
+    variants = {
+        "baseline": [],
+        "postnorm": ["model.normalization=LN", "model.norm_position=post"],
+        "ssmax": ["model.ssmax=true"],
+    }
     spec = tiny_spec(tmp_path, n_configs=1, variants=variants, dropouts=[0.0], seeds=[0])
     s = run_study(tmp_path / "st", spec, workers=1, progress=False)
     assert s["completed"] == 1 and s["arms"] == 3 * 2
@@ -231,7 +289,10 @@ def test_variants_that_change_the_model_train_as_their_own_ensembles(tmp_path):
 
     assert runs.read_run_config(tmp_path / "st" / post["run_dir"]).model.norm_position == "post"
     result = analyse(records, load_spec(spec), 1, n_boot=200)
-    assert {e["contrast"] for e in result["effects"] if e["family"] == "remedy"} == {"postnorm - baseline", "ssmax - baseline"}
+    assert {e["contrast"] for e in result["effects"] if e["family"] == "remedy"} == {
+        "postnorm - baseline",
+        "ssmax - baseline",
+    }
     from interp.analysis.study_report import plot_variant_lengths
 
     fig = plot_variant_lengths(records, load_spec(spec), 0)

@@ -83,9 +83,14 @@ def test_stratified_bootstrap_matches_the_stratified_standard_error():
     assert lone.strata is None and np.std(lone.samples) > 0.1
 
 
-SPEC = {"seeds": [0, 1], "dropouts": [0.0, 0.1], "targets": ["sampled", "exact"],
-        "averagers": [{"name": "ema"}, {"name": "bema"}], "delta": 0.02,
-        "region": {"metric": "tv", "range": "in_range", "max": 0.05}}
+SPEC = {
+    "seeds": [0, 1],
+    "dropouts": [0.0, 0.1],
+    "targets": ["sampled", "exact"],
+    "averagers": [{"name": "ema"}, {"name": "bema"}],
+    "delta": 0.02,
+    "region": {"metric": "tv", "range": "in_range", "max": 0.05},
+}
 
 
 def planted_records(n_configs: int = 12, seed: int = 0, unconverged: int | None = None) -> list[dict]:
@@ -107,27 +112,42 @@ def planted_records(n_configs: int = 12, seed: int = 0, unconverged: int | None 
                     for w, eff in effects.items():
                         tv = base + eff + rng.normal(0, 0.002)
                         in_tv = 0.5 if unconverged == c else 0.01
-                        weights[w] = {"summary": {"in_range": {"tv": in_tv, "cal_tv": in_tv},
-                                                  "beyond": {"tv": tv, "cal_tv": tv + 0.1, "norm_entropy": 0.99}},
-                                      "model": {"sd_cv": 0.1}}
-                    records.append({"config": c, "seed": s, "dropout": p, "target": t, "error": None, "weights": weights})
+                        weights[w] = {
+                            "summary": {
+                                "in_range": {"tv": in_tv, "cal_tv": in_tv},
+                                "beyond": {"tv": tv, "cal_tv": tv + 0.1, "norm_entropy": 0.99},
+                            },
+                            "model": {"sd_cv": 0.1},
+                        }
+                    records.append(
+                        {"config": c, "seed": s, "dropout": p, "target": t, "error": None, "weights": weights}
+                    )
     return records
 
 
 def _effect(result, family, contrast, target, measure="tv", part="beyond"):
-    return next(e for e in result["effects"] if e["family"] == family and e["contrast"] == contrast
-                and e["target"] == target and e["measure"] == measure and e["part"] == part)
+    return next(
+        e
+        for e in result["effects"]
+        if e["family"] == family
+        and e["contrast"] == contrast
+        and e["target"] == target
+        and e["measure"] == measure
+        and e["part"] == part
+    )
 
 
 def test_planted_effects_are_recovered_with_the_right_verdicts():
     result = analyse(planted_records(), SPEC, 12, n_boot=4000)
     for measure in ("tv", "cal_tv"):
-        cases = [("averaging", "bema - raw", "sampled", -0.05, "supported"),
-                 ("averaging", "bema - raw", "exact", -0.01, "supported"),
-                 ("averaging", "ema - raw", "sampled", 0.0, "no practical effect"),
-                 ("dropout", "dropout 0.1 - 0", "sampled", 0.05, "harmful"),
-                 ("noise", "(bema - raw) sampled - exact", "both", -0.04, "supported"),
-                 ("noise", "(ema - raw) sampled - exact", "both", 0.0, "no practical effect")]
+        cases = [
+            ("averaging", "bema - raw", "sampled", -0.05, "supported"),
+            ("averaging", "bema - raw", "exact", -0.01, "supported"),
+            ("averaging", "ema - raw", "sampled", 0.0, "no practical effect"),
+            ("dropout", "dropout 0.1 - 0", "sampled", 0.05, "harmful"),
+            ("noise", "(bema - raw) sampled - exact", "both", -0.04, "supported"),
+            ("noise", "(ema - raw) sampled - exact", "both", 0.0, "no practical effect"),
+        ]
         for family, contrast, target, planted, expected in cases:
             e = _effect(result, family, contrast, target, measure)
             lo, hi = e["ci_holm"]
@@ -165,8 +185,15 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
         if r["dropout"] != 0.0:
             continue
         for variant, shift in (("fix", -0.04), ("same", 0.0)):
-            weights = {w: {"summary": {part: {m: v + (shift if part == "beyond" else 0.0) for m, v in d.items()}
-                                       for part, d in rec["summary"].items()}} for w, rec in r["weights"].items()}
+            weights = {
+                w: {
+                    "summary": {
+                        part: {m: v + (shift if part == "beyond" else 0.0) for m, v in d.items()}
+                        for part, d in rec["summary"].items()
+                    }
+                }
+                for w, rec in r["weights"].items()
+            }
             extra.append({**r, "variant": variant, "weights": weights})
     result = analyse(records + extra, spec, 12, n_boot=4000)
     fix = _effect(result, "remedy", "fix - baseline", "sampled")
@@ -188,7 +215,9 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
     from interp.analysis.study_report import format_report
 
     lines = format_report(result, "x").splitlines()
-    assert any(x.startswith("same - baseline ema [sampled]: TV") and x.endswith("no practical difference") for x in lines)
+    assert any(
+        x.startswith("same - baseline ema [sampled]: TV") and x.endswith("no practical difference") for x in lines
+    )
     assert any(x.startswith("fix - baseline bema [exact]: TV") and x.endswith("variant lower") for x in lines)
 
 

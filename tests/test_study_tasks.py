@@ -17,16 +17,30 @@ from training.ensemble import train_ensemble
 from training.experiments.study import completed_records, load_spec, open_study, run_study
 from training.tasks import registry
 from training.tasks.othello.engine import random_games, squares_to_tokens
+from training.tasks.othello.reference import RefGame
 from training.tasks.othello.task import OthelloBatch, OthelloConfig, OthelloTask, prefix_legal
 from training.trainer import train
 
-from training.tasks.othello.reference import RefGame
 from .test_task_registry import CopyConfig, CopyTask
 
-OTHELLO_TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64",
-                "othello.train_max_moves=12", "othello.val_games=100", "train.batch_size=16", "train.steps=30",
-                "train.warmup_steps=5", "train.lr=3e-3", "train.eval_every=30", "train.checkpoint_every=30",
-                "train.eval_sets=50", "train.final_eval_sets=100", "train.device=cpu"]
+OTHELLO_TINY = [
+    "model.n_layers=1",
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.d_head=16",
+    "model.d_mlp=64",
+    "othello.train_max_moves=12",
+    "othello.val_games=100",
+    "train.batch_size=16",
+    "train.steps=30",
+    "train.warmup_steps=5",
+    "train.lr=3e-3",
+    "train.eval_every=30",
+    "train.checkpoint_every=30",
+    "train.eval_sets=50",
+    "train.final_eval_sets=100",
+    "train.device=cpu",
+]
 
 
 @pytest.fixture
@@ -166,9 +180,14 @@ def test_othello_calibration_minimises_in_range_kl_against_a_grid_search(data):
 
 
 def test_othello_ensemble_members_equal_separate_runs(data, tmp_path):
-    cfgs = [load_config(preset_path("othello_cpu"), OTHELLO_TINY + [f"othello.data={data}", f"train.seed={s}",
-                                                                      f"othello.target={t}"])
-            for s in (0, 1) for t in ("sampled", "exact")]
+    cfgs = [
+        load_config(
+            preset_path("othello_cpu"),
+            OTHELLO_TINY + [f"othello.data={data}", f"train.seed={s}", f"othello.target={t}"],
+        )
+        for s in (0, 1)
+        for t in ("sampled", "exact")
+    ]
     dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
     results = train_ensemble(cfgs, dirs, progress=False)
     assert all(r.error is None for r in results)
@@ -180,8 +199,11 @@ def test_othello_ensemble_members_equal_separate_runs(data, tmp_path):
         # b_K leaves the output unchanged (it adds the same q.b_K to every key of a query), so
         # its exact gradient is 0 and Adam turns rounding noise into lr-sized steps (measured
         # up to 1e-3 apart after 30 steps); every other weight: measured 1.2e-7 apart
-        diff = max(float((mine[k] - theirs[k]).abs().max()) for k in mine
-                   if mine[k].is_floating_point() and mine[k].isfinite().all() and not k.endswith("attn.b_K"))
+        diff = max(
+            float((mine[k] - theirs[k]).abs().max())
+            for k in mine
+            if mine[k].is_floating_point() and mine[k].isfinite().all() and not k.endswith("attn.b_K")
+        )
         assert diff < 1e-5, (i, diff)
         a, b = runs.read_final_metrics(dirs[i]), runs.read_final_metrics(sep)
         assert a["raw"]["values"]["tv"] == pytest.approx(b["raw"]["values"]["tv"], abs=1e-5)
@@ -191,12 +213,23 @@ def test_othello_ensemble_members_equal_separate_runs(data, tmp_path):
 
 
 def _othello_spec(tmp_path, data, n_configs: int = 5) -> str:
-    spec = {"base": "othello_cpu", "fixed": OTHELLO_TINY + [f"othello.data={data}"],
-            "params": {"train.lr": {"type": "loguniform", "low": 0.002, "high": 0.004}},
-            "n_configs": n_configs, "seed": 0, "seeds": [0], "dropouts": [0.0, 0.1], "targets": ["sampled", "exact"],
-            "averagers": [{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": True}, {"name": "bema", "mode": "bema"},
-                          {"name": "extrap", "mode": "extrapolation"}],
-            "region": {"metric": "legal_top1", "range": "in_range", "min": 0.0}, "measure_sets": 40}
+    spec = {
+        "base": "othello_cpu",
+        "fixed": OTHELLO_TINY + [f"othello.data={data}"],
+        "params": {"train.lr": {"type": "loguniform", "low": 0.002, "high": 0.004}},
+        "n_configs": n_configs,
+        "seed": 0,
+        "seeds": [0],
+        "dropouts": [0.0, 0.1],
+        "targets": ["sampled", "exact"],
+        "averagers": [
+            {"name": "ema", "mode": "ema", "decay": 0.9, "warmup": True},
+            {"name": "bema", "mode": "bema"},
+            {"name": "extrap", "mode": "extrapolation"},
+        ],
+        "region": {"metric": "legal_top1", "range": "in_range", "min": 0.0},
+        "measure_sets": 40,
+    }
     path = tmp_path / "othello_study.json"
     path.write_text(json.dumps(spec))
     return str(path)
@@ -221,8 +254,13 @@ def test_a_tiny_othello_study_runs_end_to_end(data, tmp_path):
     # differ only through the target (sampled vs exact) and dropout
     result = study_report(tmp_path / "st", n_boot=200)
     claims = [e for e in result["effects"] if e["claim"]]
-    assert {e["contrast"] for e in claims} >= {"ema - raw", "bema - raw", "extrap - raw", "dropout 0.1 - 0",
-                                               "(ema - raw) sampled - exact"}
+    assert {e["contrast"] for e in claims} >= {
+        "ema - raw",
+        "bema - raw",
+        "extrap - raw",
+        "dropout 0.1 - 0",
+        "(ema - raw) sampled - exact",
+    }
     assert all(e["verdict"] in ("supported", "harmful", "no practical effect", "inconclusive") for e in claims)
     assert any(e["family"] == "dropout" and e["measure"] == "norm_entropy" and e["claim"] for e in result["effects"])
     assert result["kept_configs"] == [0, 1, 2, 3, 4]  # the region's lower bound on legal top-1 keeps all
@@ -240,7 +278,11 @@ def test_a_study_region_bound_excludes_configs_by_its_own_metric(data, tmp_path)
     for c, legal in enumerate([0.9, 0.5]):
         for t in ("sampled", "exact"):
             values[Cell(c, 0, 0.0, t, "raw")] = {("in_range", "legal_top1"): legal}
-    spec = {"seeds": [0], "targets": ["sampled", "exact"], "region": {"metric": "legal_top1", "range": "in_range", "min": 0.8}}
+    spec = {
+        "seeds": [0],
+        "targets": ["sampled", "exact"],
+        "region": {"metric": "legal_top1", "range": "in_range", "min": 0.8},
+    }
     kept, excluded = convergence(values, spec, [0, 1])
     assert kept == [0] and excluded[0]["config"] == 1 and "legal_top1 0.5000 < 0.8" in excluded[0]["reason"]
 
@@ -278,13 +320,27 @@ def test_a_third_task_runs_a_tiny_study(monkeypatch, tmp_path):
     monkeypatch.setitem(registry.TASKS, "copy", registry.TaskEntry("copy", CopyConfig, CopyWithTV))
     base = tmp_path / "copy_base.json"
     base.write_text(json.dumps({"kind": "copy", "copy": {"v": 6}}))
-    spec = {"base": str(base), "fixed": ["model.d_model=16", "model.d_head=8", "model.positional=learned",
-                                      "train.steps=20", "train.eval_every=20", "train.checkpoint_every=20",
-                                      "train.eval_sets=32", "train.final_eval_sets=32", "train.device=cpu"],
-            "params": {"train.lr": {"type": "loguniform", "low": 0.005, "high": 0.01}},
-            "n_configs": 5, "seeds": [0, 1], "dropouts": [0.0, 0.2],
-            "averagers": [{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": True}],
-            "region": {"metric": "tv", "max": 1.0}, "measure_sets": 16}
+    spec = {
+        "base": str(base),
+        "fixed": [
+            "model.d_model=16",
+            "model.d_head=8",
+            "model.positional=learned",
+            "train.steps=20",
+            "train.eval_every=20",
+            "train.checkpoint_every=20",
+            "train.eval_sets=32",
+            "train.final_eval_sets=32",
+            "train.device=cpu",
+        ],
+        "params": {"train.lr": {"type": "loguniform", "low": 0.005, "high": 0.01}},
+        "n_configs": 5,
+        "seeds": [0, 1],
+        "dropouts": [0.0, 0.2],
+        "averagers": [{"name": "ema", "mode": "ema", "decay": 0.9, "warmup": True}],
+        "region": {"metric": "tv", "max": 1.0},
+        "measure_sets": 16,
+    }
     path = tmp_path / "copy_study.json"
     path.write_text(json.dumps(spec))
     assert load_spec(path)["n_configs"] == 5

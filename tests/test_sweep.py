@@ -57,11 +57,28 @@ def test_killed_worker_trial_is_retried(tmp_path):
     env = {**os.environ, "WM_SWEEP_HEARTBEAT_S": "1", "WM_SWEEP_GRACE_S": "3"}
     space = load_space(preset_path("sweep_quick"))
     space["n_trials"] = 3
-    space["fixed"] = [f for f in space["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))]
+    space["fixed"] = [
+        f for f in space["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))
+    ]
     space["fixed"] += ["train.steps=3000", "train.eval_every=3000", "train.checkpoint_every=3000"]
     (tmp_path / "space.json").write_text(json.dumps(space))
-    proc = subprocess.Popen([sys.executable, "-m", "training", "sweep", "--out", str(sweep), "--space", str(tmp_path / "space.json"), "--quiet"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "sweep",
+            "--out",
+            str(sweep),
+            "--space",
+            str(tmp_path / "space.json"),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 90
     while time.time() < deadline:
         if (sweep / "sweep.json").exists() and any(t.state == TrialState.RUNNING for t in _study(sweep).get_trials()):
@@ -73,13 +90,21 @@ def test_killed_worker_trial_is_retried(tmp_path):
     killed = [t.number for t in _study(sweep).get_trials() if t.state == TrialState.RUNNING]
     assert killed, "no trial was running when the worker was killed"
     time.sleep(4)  # past the grace period
-    fast = [f for f in space["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))]
+    fast = [
+        f for f in space["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))
+    ]
     meta = json.loads((sweep / "sweep.json").read_text())
     meta["space"]["fixed"] = fast + ["train.steps=100", "train.eval_every=100", "train.checkpoint_every=100"]
     (sweep / "sweep.json").write_text(json.dumps(meta))
     env_keys = {"WM_SWEEP_HEARTBEAT_S": "1", "WM_SWEEP_GRACE_S": "3"}
-    proc = subprocess.run([sys.executable, "-m", "training", "sweep", "--resume", str(sweep), "--quiet"],
-                          cwd=ROOT, env={**os.environ, **env_keys}, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "sweep", "--resume", str(sweep), "--quiet"],
+        cwd=ROOT,
+        env={**os.environ, **env_keys},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-1500:]
     trials = _study(sweep).get_trials()
     assert all(trials[n].state == TrialState.FAIL for n in killed)
@@ -101,7 +126,9 @@ def postgres_url():
     """A fresh database on a local PostgreSQL server (CI installs one); skip only if none starts."""
     url = os.environ.get("WM_TEST_POSTGRES_URL")
     if not url:
-        proc = subprocess.run(["bash", str(ROOT / "tests" / "start_postgres.sh")], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "tests" / "start_postgres.sh")], capture_output=True, text=True, timeout=120
+        )
         url = proc.stdout.strip()
     if not url:
         pytest.skip("no PostgreSQL server could be started")

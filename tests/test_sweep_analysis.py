@@ -13,12 +13,29 @@ def _rows(n=300, seed=0, dropout_effect=-0.5, bema_effect=-0.05, ema_effect=0.0)
         d = rng.choice([0.0, 0.05, 0.1, 0.2])
         mode = rng.choice(["none", "ema", "bema"])
         lr = float(np.exp(rng.uniform(np.log(1e-3), np.log(1e-2))))
-        value = 0.4 + dropout_effect * d + bema_effect * (mode == "bema") + ema_effect * (mode == "ema") \
-            + 0.02 * np.log(lr / 3e-3) + rng.normal(0, 0.01)
+        value = (
+            0.4
+            + dropout_effect * d
+            + bema_effect * (mode == "bema")
+            + ema_effect * (mode == "ema")
+            + 0.02 * np.log(lr / 3e-3)
+            + rng.normal(0, 0.01)
+        )
         s = {"in_range": {"tv": 0.05, "itr": 0.01, "margin": 3.0}, "beyond": {"tv": value, "itr": value, "margin": 1.0}}
-        rows.append({"number": i, "lr": lr, "d_model": int(rng.choice([32, 64])), "d_head": int(rng.choice([16, 64])),
-                     "dropout": float(d), "mode": str(mode), "target": str(rng.choice(["sampled", "exact"])),
-                     "summary": s, "tv": [0.1, value], "value": float(value)})
+        rows.append(
+            {
+                "number": i,
+                "lr": lr,
+                "d_model": int(rng.choice([32, 64])),
+                "d_head": int(rng.choice([16, 64])),
+                "dropout": float(d),
+                "mode": str(mode),
+                "target": str(rng.choice(["sampled", "exact"])),
+                "summary": s,
+                "tv": [0.1, value],
+                "value": float(value),
+            }
+        )
     return rows
 
 
@@ -51,10 +68,10 @@ def test_variants_and_best_table():
 
 
 def test_sweep_report_command(tmp_path, capsys):
+    import optuna
+
     from training.config import preset_path
     from training.experiments.sweep import run_sweep
-
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.INFO)
     try:

@@ -69,9 +69,20 @@ def copy_task(monkeypatch):
 
 
 def test_a_third_task_trains_through_the_registry(copy_task, tmp_path):
-    over = ["kind=copy", "copy.v=6", "model.d_model=16", "model.d_head=8", "model.positional=learned", "train.steps=60",
-            "train.lr=1e-2", "train.eval_every=30", "train.checkpoint_every=30", "train.eval_sets=64",
-            "train.final_eval_sets=128", "train.device=cpu"]
+    over = [
+        "kind=copy",
+        "copy.v=6",
+        "model.d_model=16",
+        "model.d_head=8",
+        "model.positional=learned",
+        "train.steps=60",
+        "train.lr=1e-2",
+        "train.eval_every=30",
+        "train.checkpoint_every=30",
+        "train.eval_sets=64",
+        "train.final_eval_sets=128",
+        "train.device=cpu",
+    ]
     cfg = load_config(None, over)
     assert cfg.task_config == CopyConfig(v=6) and cfg.n_ctx() == 8 and cfg.vocab() == (6, 6)
     run = runs.create_run_dir(tmp_path / "run", cfg)

@@ -39,8 +39,14 @@ def test_run_writes_everything(tmp_path):
     res = train(cfg, d, progress=False)
     assert res.finished and res.step == 30
     names = {p.name for p in d.iterdir()}
-    assert {"config.json", "metrics.jsonl", "final_metrics.json", "trainer_state.pt",
-            "weights_raw.safetensors", "weights_averaged.safetensors"} <= names
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "final_metrics.json",
+        "trainer_state.pt",
+        "weights_raw.safetensors",
+        "weights_averaged.safetensors",
+    } <= names
     assert not [n for n in names if n.endswith(".tmp")]
     records = runs.read_metrics(d)
     assert [r["step"] for r in records] == [10, 20, 30]
@@ -83,15 +89,22 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
 
 
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
-    over = ["train.steps=3000", "train.checkpoint_every=100", "train.eval_every=1000",
-            "averaging.mode=bema", "model.attn_dropout=0.1"]
+    over = [
+        "train.steps=3000",
+        "train.checkpoint_every=100",
+        "train.eval_every=1000",
+        "averaging.mode=bema",
+        "model.attn_dropout=0.1",
+    ]
     cfg = tiny_config(*over)
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps(cfg.to_dict()))
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "training", "train", "--config", str(cfg_file), "--out", str(killed), "--quiet"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.time() + 60
     while not (killed / runs.STATE).exists() and time.time() < deadline and proc.poll() is None:
@@ -245,8 +258,17 @@ def test_demo_sized_runs_are_bit_reproducible(tmp_path, monkeypatch):
     then end with identical weights."""
     from training.trainer import Trainer
 
-    over = ["model.d_model=64", "model.d_head=64", "model.n_heads=1", "task.v=32", "task.train_max_len=8",
-            "train.batch_size=64", "train.steps=60", "train.eval_every=60", "train.checkpoint_every=60"]
+    over = [
+        "model.d_model=64",
+        "model.d_head=64",
+        "model.n_heads=1",
+        "task.v=32",
+        "task.train_max_len=8",
+        "train.batch_size=64",
+        "train.steps=60",
+        "train.eval_every=60",
+        "train.checkpoint_every=60",
+    ]
     seen = []
     step = Trainer.train_step
 

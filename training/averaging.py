@@ -111,8 +111,9 @@ class NamedAveraging(AveragingConfig):
 class WeightAverager:
     """Tracks an average of a model's trainable parameters; call ``update(step)`` after each step."""
 
-    def __init__(self, model: torch.nn.Module | None, cfg: AveragingConfig,
-                 params: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self, model: torch.nn.Module | None, cfg: AveragingConfig, params: dict[str, torch.Tensor] | None = None
+    ):
         """Average ``model``'s trainable parameters, or the tensors ``params`` when given (the
         batched ensemble passes its stacked [member, ...] parameters: every update is
         elementwise, so each member's slice is that member's own average)."""

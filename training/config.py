@@ -85,7 +85,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
         if self.compile_mode not in COMPILE_MODES:
-            raise ConfigError(f"train.compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
+            raise ConfigError(
+                f"train.compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}"
+            )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -153,7 +155,9 @@ class RunConfig:
         self.task_config.validate()
         shape = self.shape
         if self.model.n_ctx is not None and self.model.n_ctx < shape.n_ctx:
-            raise ConfigError(f"{shape.context_reason} needs a context of {shape.n_ctx}, but model.n_ctx is {self.model.n_ctx}")
+            raise ConfigError(
+                f"{shape.context_reason} needs a context of {shape.n_ctx}, but model.n_ctx is {self.model.n_ctx}"
+            )
         check_hooked_config(self.model, shape.d_vocab, shape.d_vocab_out, self.n_ctx())
         return self
 
@@ -201,7 +205,9 @@ class RunConfig:
             raise ConfigError(f"kind must be a string, got {kind!r}")
         registry.entry(kind)
         core = {name: _section(c, data[name], name) for name, c in CORE_SECTIONS.items()}
-        averagers = check_type(data["averagers"] if data["averagers"] is not None else [], list[NamedAveraging], "averagers")
+        averagers = check_type(
+            data["averagers"] if data["averagers"] is not None else [], list[NamedAveraging], "averagers"
+        )
         return cls(kind=kind, sections=_parse_sections(data), averagers=averagers, **core).validate()
 
 
@@ -248,4 +254,3 @@ def load_config(path: str | Path | None, overrides: Optional[list[str]] = None) 
 def preset_path(name: str) -> Path:
     """Path of a config shipped in training/configs/ (e.g. 'demo_baseline')."""
     return Path(__file__).parent / "configs" / f"{name}.json"
-

@@ -92,8 +92,10 @@ def check_members(cfgs: list[RunConfig]) -> None:
         mine = ensemble_key(cfg)
         if mine != ref:
             section = next(k for k in ref if ref.get(k) != mine.get(k))
-            raise ConfigError(f"ensemble member {i} differs from member 0 in '{section}': members may differ only "
-                              "in train.seed, dropout rates and the task's loss-only fields")
+            raise ConfigError(
+                f"ensemble member {i} differs from member 0 in '{section}': members may differ only "
+                "in train.seed, dropout rates and the task's loss-only fields"
+            )
 
 
 RATES = "ensemble_rates"
@@ -138,15 +140,18 @@ class EnsembleTrainer:
         self.tcfg = cfg.train
         self.device = resolve_device(cfg.train.device)
         d_vocab, d_vocab_out = cfg.vocab()
-        members = [build_model(c.model, d_vocab, d_vocab_out, c.n_ctx(), c.train.seed, self.device, check_inputs=False)
-                   for c in cfgs]
+        members = [
+            build_model(c.model, d_vocab, d_vocab_out, c.n_ctx(), c.train.seed, self.device, check_inputs=False)
+            for c in cfgs
+        ]
         stacked, _ = stack_module_state(members)
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in stacked.items() if v.requires_grad}
         # the dropout-free template the mapped forward runs; frozen tensors (W_pos at zero) and
         # buffers are the same for every member, so they are passed once, unstacked
         no_dropout = dataclasses.replace(cfg.model, **{s: 0.0 for s in DROPOUT_SITES})
-        self.template = build_model(no_dropout, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device,
-                                    check_inputs=False).train()
+        self.template = build_model(
+            no_dropout, d_vocab, d_vocab_out, cfg.n_ctx(), cfg.train.seed, self.device, check_inputs=False
+        ).train()
         self.fixed = {k: v for k, v in self.template.state_dict().items() if k not in self.params}
         _add_ensemble_dropout(self.template, cfgs)
         self.rates = torch.tensor([[getattr(c.model, s) for s in DROPOUT_SITES] for c in cfgs], device=self.device)
@@ -168,7 +173,10 @@ class EnsembleTrainer:
         no_decay = [p for p in self.params.values() if p.ndim < 3]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.tcfg.lr, betas=tuple(self.tcfg.betas), fused=True)
+            lr=self.tcfg.lr,
+            betas=tuple(self.tcfg.betas),
+            fused=True,
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.tcfg))
         live = {k: v.detach() for k, v in self.params.items()}
         self.averagers = {name: WeightAverager(None, c, params=live) for name, c in cfg.averaging_configs().items()}
@@ -189,11 +197,17 @@ class EnsembleTrainer:
     def _batches(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Each member's batch fields, stacked [member, ...] (one draw per distinct seed), and
         each member's loss target (or, for a task without one, its one-hot pick of the tasks)."""
-        drawn = [self.tasks[0].sample_batch(self.tcfg.batch_size, generator=g, device=self.device) for g in self.data_gens]
+        drawn = [
+            self.tasks[0].sample_batch(self.tcfg.batch_size, generator=g, device=self.device) for g in self.data_gens
+        ]
         self._batch_type = type(drawn[0])
         fields = {f.name: [getattr(b, f.name) for b in drawn] for f in dataclasses.fields(drawn[0])}
         self._batch_static = {k: v[0] for k, v in fields.items() if not isinstance(v[0], torch.Tensor)}
-        stacked = {k: torch.stack(v).index_select(0, self.seed_index) for k, v in fields.items() if isinstance(v[0], torch.Tensor)}
+        stacked = {
+            k: torch.stack(v).index_select(0, self.seed_index)
+            for k, v in fields.items()
+            if isinstance(v[0], torch.Tensor)
+        }
         targets = [[task.loss_target(b) for task in self.tasks] for b in drawn]
         self.by_target = targets[0][0] is not None
         if not self.by_target:
@@ -217,8 +231,10 @@ class EnsembleTrainer:
         except Exception as e:  # noqa: BLE001 - only the compiled step; the eager one raises as is
             if self.step_fn is self.eager_step_fn:
                 raise
-            print(f"warning: torch.compile of the ensemble step failed ({type(e).__name__}); training eagerly",
-                  file=sys.stderr)
+            print(
+                f"warning: torch.compile of the ensemble step failed ({type(e).__name__}); training eagerly",
+                file=sys.stderr,
+            )
             self.step_fn = self.eager_step_fn
             grads, losses = self.step_fn(*inputs)
         # contiguous: vmap may return gradients with permuted strides, which the fused AdamW
@@ -259,15 +275,18 @@ class EnsembleTrainer:
     def check_finite(self, window: torch.Tensor) -> None:
         """Mark members whose loss window or weights are no longer finite as failed."""
         bad_loss = (~torch.isfinite(window)).tolist()
-        bad_weights = torch.stack([(~torch.isfinite(p.detach())).flatten(1).any(1) for p in self.params.values()]).any(0).tolist()
+        bad_weights = (
+            torch.stack([(~torch.isfinite(p.detach())).flatten(1).any(1) for p in self.params.values()]).any(0).tolist()
+        )
         for i, (loss_bad, weights_bad) in enumerate(zip(bad_loss, bad_weights)):
             if i not in self.errors and (loss_bad or weights_bad):
                 what = "loss" if loss_bad else "weights"
                 self.errors[i] = f"TrainingDiverged: {what} became non-finite at or before step {self.step}"
 
 
-def train_ensemble(cfgs: list[RunConfig], run_dirs: list[str | Path], progress: bool = True,
-                   desc: str = "ensemble") -> list[MemberResult]:
+def train_ensemble(
+    cfgs: list[RunConfig], run_dirs: list[str | Path], progress: bool = True, desc: str = "ensemble"
+) -> list[MemberResult]:
     """Train every member from scratch into its run directory (each must already hold its
     ``config.json``, e.g. from ``runs.prepare_run``). The caller's deterministic-algorithms
     setting and global RNG states are restored on return."""
@@ -288,8 +307,13 @@ def _train(cfgs, run_dirs, progress, desc) -> list[MemberResult]:
     loss_sum = torch.zeros(M, device=tr.device)
     window = torch.zeros(M, device=tr.device)
     count = 0
-    bar = tqdm(total=tcfg.steps, desc=f"{desc} ({M} runs)", disable=not progress, dynamic_ncols=True,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    bar = tqdm(
+        total=tcfg.steps,
+        desc=f"{desc} ({M} runs)",
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+    )
     try:
         while tr.step < tcfg.steps and len(tr.errors) < M:
             losses = tr.train_step()
@@ -306,8 +330,12 @@ def _train(cfgs, run_dirs, progress, desc) -> list[MemberResult]:
                 for i in range(M):
                     if i in tr.errors:
                         continue
-                    record = {"step": tr.step, "loss": means[i], "lr": tr.scheduler.get_last_lr()[0],
-                              "elapsed_s": round(time.time() - t0, 3)}
+                    record = {
+                        "step": tr.step,
+                        "loss": means[i],
+                        "lr": tr.scheduler.get_last_lr()[0],
+                        "elapsed_s": round(time.time() - t0, 3),
+                    }
                     record.update({k: m.to_dict() for k, m in tr.evaluate(i, tcfg.eval_sets).items()})
                     runs.append_jsonl(tr.run_dirs[i] / runs.METRICS, record)
                 loss_sum.zero_()
@@ -324,4 +352,3 @@ def _train(cfgs, run_dirs, progress, desc) -> list[MemberResult]:
         atomic.write_json(tr.run_dirs[i] / runs.FINAL, {"step": tr.step, **{k: m.to_dict() for k, m in final.items()}})
         results.append(MemberResult(tr.run_dirs[i], final))
     return results
-

@@ -68,8 +68,9 @@ def table_lengths(lo: int, hi: int, max_len: int, beyond_points: int = 7) -> lis
     return sorted(s for s in chosen if 1 <= s <= max_len)
 
 
-def metric_table(results: dict[str, LengthMetrics], metric: str, lengths: list[int] | None = None,
-                 index_label: str = "len") -> str:
+def metric_table(
+    results: dict[str, LengthMetrics], metric: str, lengths: list[int] | None = None, index_label: str = "len"
+) -> str:
     """One metric: rows are lengths (then the in-range and beyond means), one column per result.
 
     ``lengths=None`` shows a readable subset (``table_lengths``); training lengths are starred."""
@@ -80,14 +81,17 @@ def metric_table(results: dict[str, LengthMetrics], metric: str, lengths: list[i
     lines = [f"{metric.upper():<8}" + "".join(f"{n:>{width}}" for n in results)]
     for s in lengths:
         mark = "*" if lo <= s <= hi else " "
-        lines.append(f"{index_label} {s:>3}{mark}" + "".join(f"{fmt(r.at(s)[metric]):>{width}}" for r in results.values()))
+        lines.append(
+            f"{index_label} {s:>3}{mark}" + "".join(f"{fmt(r.at(s)[metric]):>{width}}" for r in results.values())
+        )
     for key, label in (("in_range", "in-range"), ("beyond", "beyond")):
         cells = [r.summary().get(key, {}).get(metric) for r in results.values()]
         lines.append(f"{label:<8}" + "".join(f"{fmt(c) if c is not None else '-':>{width}}" for c in cells))
     return "\n".join(lines)
 
 
-def metric_tables(results: dict[str, LengthMetrics], metrics, lengths: list[int] | None = None,
-                  index_label: str = "len") -> str:
+def metric_tables(
+    results: dict[str, LengthMetrics], metrics, lengths: list[int] | None = None, index_label: str = "len"
+) -> str:
     """``metric_table`` for each metric, separated by blank lines."""
     return "\n\n".join(metric_table(results, m, lengths, index_label) for m in metrics)

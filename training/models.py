@@ -88,23 +88,31 @@ class ModelConfig:
             if not 0.0 <= p < 1.0:
                 raise ConfigError(f"model.{name} must be in [0, 1), got {p}")
         if self.out_rescale_len is not None and self.out_rescale_len < 1:
-            raise ConfigError(f"model.out_rescale_len must be a positive number of positions, got {self.out_rescale_len}")
+            raise ConfigError(
+                f"model.out_rescale_len must be a positive number of positions, got {self.out_rescale_len}"
+            )
         if self.norm_position not in ("pre", "post"):
             raise ConfigError(f"model.norm_position must be 'pre' or 'post', got {self.norm_position!r}")
         if self.norm_position == "post" and self.normalization == "none":
             raise ConfigError("model.norm_position 'post' needs model.normalization LN or LNPre")
         if not self.final_norm and (self.normalization == "none" or self.norm_position == "post"):
-            raise ConfigError("model.final_norm=false drops the final LayerNorm of a pre-norm model; this model has none "
-                              "(normalization none, or Post-Norm)")
+            raise ConfigError(
+                "model.final_norm=false drops the final LayerNorm of a pre-norm model; this model has none "
+                "(normalization none, or Post-Norm)"
+            )
         if self.tie_positions_from is not None and (self.positional != "learned" or self.tie_positions_from < 2):
-            raise ConfigError("model.tie_positions_from needs learned positions and at least 2 trained positions, "
-                              f"got positional {self.positional!r}, {self.tie_positions_from}")
+            raise ConfigError(
+                "model.tie_positions_from needs learned positions and at least 2 trained positions, "
+                f"got positional {self.positional!r}, {self.tie_positions_from}"
+            )
         if self.positional == "rotary" and self.d_head % 2:
             raise ConfigError(f"model.d_head must be even for rotary positions, got {self.d_head}")
         from transformer_lens.utilities import SUPPORTED_ACTIVATIONS
 
         if self.act_fn not in SUPPORTED_ACTIVATIONS:
-            raise ConfigError(f"model.act_fn must be one of {', '.join(sorted(SUPPORTED_ACTIVATIONS))}, got {self.act_fn!r}")
+            raise ConfigError(
+                f"model.act_fn must be one of {', '.join(sorted(SUPPORTED_ACTIVATIONS))}, got {self.act_fn!r}"
+            )
 
 
 def check_hooked_config(cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int) -> None:
@@ -273,7 +281,9 @@ def check_tokens(embed: torch.nn.Module, args: tuple) -> None:
     bad = (tokens < 0) | (tokens >= d_vocab)
     if bool(bad.any()):
         where = [int(i) for i in bad.nonzero()[0]]
-        raise InputError(f"token {int(tokens[tuple(where)])} at index {where} is outside the vocabulary 0..{d_vocab - 1}")
+        raise InputError(
+            f"token {int(tokens[tuple(where)])} at index {where} is outside the vocabulary 0..{d_vocab - 1}"
+        )
 
 
 def build_hooked(kwargs: dict, device: torch.device | str = "cpu", check_inputs: bool = True) -> HookedTransformer:
@@ -312,9 +322,13 @@ def build_model(
         model.ln_final = torch.nn.Identity()
         model.setup()  # drop ln_final's hook points from the hook dict
     # what hooks do to the forward pass, for probes whose exact decompositions assume plain TL
-    model.workbench_options = {"norm_position": cfg.norm_position, "ssmax": cfg.ssmax,
-                               "out_rescale_len": cfg.out_rescale_len, "final_norm": cfg.final_norm,
-                               "tie_positions_from": cfg.tie_positions_from}
+    model.workbench_options = {
+        "norm_position": cfg.norm_position,
+        "ssmax": cfg.ssmax,
+        "out_rescale_len": cfg.out_rescale_len,
+        "final_norm": cfg.final_norm,
+        "tie_positions_from": cfg.tie_positions_from,
+    }
     if cfg.norm_position == "post":
         with forked_rng():  # (LayerNorm starts at w = 1, b = 0; nothing random, but keep it so)
             add_post_norm(model, cfg)

@@ -156,8 +156,9 @@ def weights_step(path: Path) -> int | None:
     return int(step) if step is not None and step.isdigit() else None
 
 
-def check_state(model: torch.nn.Module, state: dict, source, what: str = "the run's model",
-                required: set[str] | None = None) -> None:
+def check_state(
+    model: torch.nn.Module, state: dict, source, what: str = "the run's model", required: set[str] | None = None
+) -> None:
     """A one-line CheckpointError unless ``state`` fits ``model``: no unexpected key, every key of
     ``required`` (default: the whole state dict) present, and every shape equal."""
     own = model.state_dict()
@@ -180,9 +181,7 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     model.load_state_dict(state)
 
 
-def load_run(
-    path: str | Path, weights: str = "averaged", device: torch.device | str = "cpu"
-) -> HookedTransformer:
+def load_run(path: str | Path, weights: str = "averaged", device: torch.device | str = "cpu") -> HookedTransformer:
     """A trained run's model, in eval mode, with the run's dropout hooks (inactive in eval).
 
     ``weights`` is 'raw', 'averaged' (the ``averaging`` section's EMA/BEMA weights; for a run

@@ -111,8 +111,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.train))
         self.averager = WeightAverager(self.model, cfg.averaging)  # the 'averaging' section (legacy name)
         # every average by the name it is saved under; all of them read the same raw trajectory
-        self.averagers = {name: self.averager if name == "averaged" else WeightAverager(self.model, c)
-                          for name, c in averaging.items()}
+        self.averagers = {
+            name: self.averager if name == "averaged" else WeightAverager(self.model, c)
+            for name, c in averaging.items()
+        }
         self.data_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
         torch.manual_seed(cfg.train.seed)  # dropout masks come from the global RNG
         self.step = 0
@@ -277,7 +279,11 @@ def _check_weights(tr: Trainer, last_good: int) -> None:
 def _eval_postfix(results: dict[str, LengthMetrics]) -> str:
     """In-range and beyond TV of the averaged (else raw) weights, for the progress bar."""
     shown = results.get("averaged", results["raw"]).summary()
-    return "".join(f" tv_{k}={v['tv']:.3f}" for k, v in (("in", shown.get("in_range")), ("out", shown.get("beyond"))) if v and "tv" in v)
+    return "".join(
+        f" tv_{k}={v['tv']:.3f}"
+        for k, v in (("in", shown.get("in_range")), ("out", shown.get("beyond")))
+        if v and "tv" in v
+    )
 
 
 def train(
@@ -305,7 +311,11 @@ def _train(cfg: RunConfig, run_dir, stop_after, progress, desc) -> TrainResult:
     last_good_ckpt = tr.step
     end = tcfg.steps if stop_after is None else min(tcfg.steps, stop_after)
     bar = tqdm(
-        total=tcfg.steps, initial=tr.step, desc=desc or tr.run_dir.name, disable=not progress, dynamic_ncols=True,
+        total=tcfg.steps,
+        initial=tr.step,
+        desc=desc or tr.run_dir.name,
+        disable=not progress,
+        dynamic_ncols=True,
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
     )
     loss_sum = torch.zeros((), device=tr.device)
@@ -327,7 +337,9 @@ def _train(cfg: RunConfig, run_dir, stop_after, progress, desc) -> TrainResult:
             bar.update(1)
             if at_eval:
                 results = tr.evaluate(tcfg.eval_sets)
-                runs.append_jsonl(tr.run_dir / runs.METRICS, tr.eval_record(results, loss_sum.item() / max(1, loss_count), t0))
+                runs.append_jsonl(
+                    tr.run_dir / runs.METRICS, tr.eval_record(results, loss_sum.item() / max(1, loss_count), t0)
+                )
                 loss_sum.zero_()
                 loss_count = 0
                 latest_eval = _eval_postfix(results)

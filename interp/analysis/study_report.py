@@ -41,11 +41,10 @@ from typing import Callable
 
 import numpy as np
 
+from interp.analysis.study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict, z_of
 from training import atomic
 from training.experiments.study import DEFAULT_REGION, REFERENCE, arm_label, stratum, targets
 from training.tasks.base import NOISE_FREE, NOISY
-
-from interp.analysis.study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict, z_of
 
 PARTS = ("in_range", "beyond")
 CLAIM_MEASURES = ("tv", "cal_tv")
@@ -82,7 +81,9 @@ def arm_values(records: list[dict]) -> dict[Cell, dict[tuple[str, str], float]]:
         for w, rec in r["weights"].items():
             vals = {(part, m): float(v) for part, d in rec["summary"].items() for m, v in d.items()}
             vals.update({("model", m): float(v) for m, v in rec.get("model", {}).items()})
-            out[Cell(r["config"], r["seed"], float(r["dropout"]), r.get("target"), w, r.get("variant", REFERENCE))] = vals
+            out[Cell(r["config"], r["seed"], float(r["dropout"]), r.get("target"), w, r.get("variant", REFERENCE))] = (
+                vals
+            )
     return out
 
 
@@ -126,12 +127,15 @@ def convergence(values: dict, spec: dict, configs: list[int]) -> tuple[list[int]
             kept.append(c)
         else:
             which = f" ({worst[0]} target)" if worst[0] is not None else ""
-            excluded.append({"config": c, "reason": f"baseline {region['range']} {region['metric']} {worst[1]:.4f} "
-                                                    f"{bound}{which}"})
+            excluded.append(
+                {"config": c, "reason": f"baseline {region['range']} {region['metric']} {worst[1]:.4f} {bound}{which}"}
+            )
     return kept, excluded
 
 
-def _per_config(configs: list[int], cells: Callable[[int], list[tuple]], diff: Callable[..., float | None]) -> np.ndarray:
+def _per_config(
+    configs: list[int], cells: Callable[[int], list[tuple]], diff: Callable[..., float | None]
+) -> np.ndarray:
     """Mean of ``diff(*cell)`` over each config's cells (None where a side failed)."""
     out = []
     for c in configs:
@@ -173,50 +177,72 @@ class _Effects:
 def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
     """Every effect's per-config values, with its description (not yet bootstrapped).
 
-    For each measure and target: each averager minus the raw weights of the same arm; each
-    dropout rate minus rate 0; each variant's raw weights minus the reference's, and minus each of
-    the reference's averagers. Then, with both a noisy and a noise-free target, the noise
-    interactions: an effect with sampled targets minus the same with exact ones."""
+    An effect is cell ``a`` minus cell ``b`` of the same config, seed, dropout and target, where
+    ``a`` and ``b`` name what differs (``{"w": "ema"}``: the EMA weights instead of the raw ones;
+    ``{"p": 0.1}``: dropout 0.1 instead of 0; ``{"variant": "anneal"}``), averaged over the cells
+    of each config. For each measure and target: each averager minus raw (over every seed and
+    dropout rate); each dropout rate minus 0, each variant minus the reference, and each variant
+    minus each of the reference's averagers (over seeds, at dropout 0). With a noisy and a
+    noise-free target, the noise interactions: an effect with sampled targets minus the same with
+    exact ones."""
     averagers = [a["name"] for a in spec["averagers"]]
     rates = [float(p) for p in spec["dropouts"] if p != 0]
     variants = [v for v in spec.get("variants", {}) if v != REFERENCE]
-    ts = targets(spec)
     fx = _Effects(values, spec, configs)
     out = []
 
-    def effect(family, contrast, target, key, per_config):
-        out.append({"family": family, "contrast": contrast, "target": target, "part": key[0], "measure": key[1],
-                    "per_config": per_config})
+    def paired(family, contrast, target, key, a, b, cells):
+        per_config = fx.series(cells, lambda c, s, p: fx.diff(key, a, b, c, s, p, target))
+        out.append(
+            {
+                "family": family,
+                "contrast": contrast,
+                "target": target,
+                "part": key[0],
+                "measure": key[1],
+                "per_config": per_config,
+            }
+        )
+
+    def noise(family, contrast, key, a, b, cells):
+        def sampled_minus_exact(c, s, p):
+            g = [fx.diff(key, a, b, c, s, p, t) for t in (NOISY, NOISE_FREE)]
+            return None if None in g else g[0] - g[1]
+
+        out.append(
+            {
+                "family": family,
+                "contrast": contrast,
+                "target": "both",
+                "part": key[0],
+                "measure": key[1],
+                "per_config": fx.series(cells, sampled_minus_exact),
+            }
+        )
 
     for key in measure_keys(values):
-        for t in ts:
-            for a in averagers:
-                effect("averaging", f"{a} - raw", t, key, fx.series(
-                    fx.every_arm, lambda c, s, p, t=t, a=a: fx.diff(key, {"w": a}, {}, c, s, p, t)))
+        for t in targets(spec):
+            for avg in averagers:
+                paired("averaging", f"{avg} - raw", t, key, {"w": avg}, {}, fx.every_arm)
             for rate in rates:
-                effect("dropout", f"dropout {rate:g} - 0", t, key, fx.series(
-                    fx.at_dropout_0, lambda c, s, _, t=t, rate=rate: fx.diff(key, {"p": rate}, {}, c, s, 0.0, t)))
+                paired("dropout", f"dropout {rate:g} - 0", t, key, {"p": rate}, {}, fx.at_dropout_0)
             for v in variants:
-                effect("remedy", f"{v} - {REFERENCE}", t, key, fx.series(
-                    fx.at_dropout_0, lambda c, s, p, t=t, v=v: fx.diff(key, {"variant": v}, {}, c, s, p, t)))
-                for a in averagers:
-                    effect("versus", f"{v} - {REFERENCE} {a}", t, key, fx.series(
-                        fx.at_dropout_0, lambda c, s, p, t=t, v=v, a=a: fx.diff(key, {"variant": v}, {"w": a}, c, s, p, t)))
-        if {NOISY, NOISE_FREE} <= set(ts):
-            def sampled_minus_exact(gain):
-                """gain(target) with the noisy target minus the same with the noise-free one."""
-                g = [gain(t) for t in (NOISY, NOISE_FREE)]
-                return None if None in g else g[0] - g[1]
-
-            for a in averagers:
-                effect("noise", f"({a} - raw) {NOISY} - {NOISE_FREE}", "both", key, fx.series(
-                    fx.every_arm, lambda c, s, p, a=a: sampled_minus_exact(
-                        lambda t: fx.diff(key, {"w": a}, {}, c, s, p, t))))
+                paired("remedy", f"{v} - {REFERENCE}", t, key, {"variant": v}, {}, fx.at_dropout_0)
+                for avg in averagers:
+                    paired("versus", f"{v} - {REFERENCE} {avg}", t, key, {"variant": v}, {"w": avg}, fx.at_dropout_0)
+        if {NOISY, NOISE_FREE} <= set(targets(spec)):
+            for avg in averagers:
+                noise("noise", f"({avg} - raw) {NOISY} - {NOISE_FREE}", key, {"w": avg}, {}, fx.every_arm)
                 for v in variants:
                     # does the average's edge over the variant grow with the target noise?
-                    effect("versus", f"({v} - {REFERENCE} {a}) {NOISY} - {NOISE_FREE}", "both", key, fx.series(
-                        fx.at_dropout_0, lambda c, s, p, a=a, v=v: sampled_minus_exact(
-                            lambda t: fx.diff(key, {"variant": v}, {"w": a}, c, s, p, t))))
+                    noise(
+                        "versus",
+                        f"({v} - {REFERENCE} {avg}) {NOISY} - {NOISE_FREE}",
+                        key,
+                        {"variant": v},
+                        {"w": avg},
+                        fx.at_dropout_0,
+                    )
     for e in out:
         if e["family"] == "dropout" and e["measure"] == "norm_entropy":
             e["family_label"] = "dispersion"
@@ -231,8 +257,14 @@ def is_claim(e: dict) -> bool:
     return e["family"] == "dropout" and e["measure"] == "norm_entropy"  # the dispersion mechanism
 
 
-def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000, seed: int = 0,
-            configs: list[dict] | None = None) -> dict:
+def analyse(
+    records: list[dict],
+    spec: dict,
+    n_configs: int,
+    n_boot: int = 10000,
+    seed: int = 0,
+    configs: list[dict] | None = None,
+) -> dict:
     """Effects, intervals and verdicts of a study's arm records (see the module docstring).
 
     When ``spec`` names ``strata``, ``configs`` (the drawn values, by index) label each config's
@@ -244,18 +276,32 @@ def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000
     strata = spec.get("strata") or None
     if strata and configs is None:
         raise ValueError("a stratified study needs its configs to label the strata")
-    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(strata, stratum(spec, configs[c]))) for c in kept] if strata else None
+    labels = (
+        [" ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(strata, stratum(spec, configs[c]))) for c in kept]
+        if strata
+        else None
+    )
     effects = []
     for e in effect_series(values, spec, kept):
         per_config = e.pop("per_config")
         boot = cluster_bootstrap(per_config, n_boot=n_boot, seed=seed, strata=labels)
         lo, hi = boot.interval()
-        e.update(estimate=boot.estimate, ci95=[lo, hi], n_configs=len(boot.per_config), sd=boot.sd,
-                 per_config=[float(x) for x in boot.per_config], p=boot.p_value(), claim=is_claim(e))
+        e.update(
+            estimate=boot.estimate,
+            ci95=[lo, hi],
+            n_configs=len(boot.per_config),
+            sd=boot.sd,
+            per_config=[float(x) for x in boot.per_config],
+            p=boot.p_value(),
+            claim=is_claim(e),
+        )
         if labels:
-            e["by_stratum"] = {g: float(np.nanmean([x for x, l in zip(per_config, labels) if l == g]))
-                               if any(l == g and math.isfinite(x) for x, l in zip(per_config, labels)) else float("nan")
-                               for g in dict.fromkeys(labels)}
+            e["by_stratum"] = {
+                g: float(np.nanmean([x for x, lab in zip(per_config, labels) if lab == g]))
+                if any(lab == g and math.isfinite(x) for x, lab in zip(per_config, labels))
+                else float("nan")
+                for g in dict.fromkeys(labels)
+            }
         e["_boot"] = boot
         effects.append(e)
     claims = [e for e in effects if e["claim"] and math.isfinite(e["estimate"])]
@@ -263,21 +309,46 @@ def analyse(records: list[dict], spec: dict, n_configs: int, n_boot: int = 10000
     adjusted = holm_adjusted([e["p"] for e in claims])
     for e, level, p_holm in zip(claims, levels, adjusted):
         lo, hi = e["_boot"].interval(level)
-        e.update(holm_alpha=level, ci_holm=[lo, hi], p_holm=p_holm, within_delta=bool(-delta < lo and hi < delta),
-                 verdict=verdict(lo, hi, delta) if e["n_configs"] >= MIN_CONFIGS else "inconclusive",
-                 half_width=(hi - lo) / 2, needed_configs=configs_needed(e["sd"], delta / 2, z_of(level)))
+        e.update(
+            holm_alpha=level,
+            ci_holm=[lo, hi],
+            p_holm=p_holm,
+            within_delta=bool(-delta < lo and hi < delta),
+            verdict=verdict(lo, hi, delta) if e["n_configs"] >= MIN_CONFIGS else "inconclusive",
+            half_width=(hi - lo) / 2,
+            needed_configs=configs_needed(e["sd"], delta / 2, z_of(level)),
+        )
     for e in effects:
         del e["_boot"]
     budget = {}
     for family, target_hw in BUDGET.items():
-        widths = [(e["ci95"][1] - e["ci95"][0]) / 2 for e in effects
-                  if e["family"] == family and e["part"] == "beyond" and e["measure"] in CLAIM_MEASURES and math.isfinite(e["estimate"])]
-        budget[family] = {"max_half_width": max(widths) if widths else None, "target": target_hw,
-                          "met": bool(widths) and max(widths) <= target_hw}
-    return {"delta": delta, "n_configs": n_configs, "configs_with_results": present, "kept_configs": kept,
-            "excluded_configs": excluded, "failures": failures(records, spec), "effects": effects, "budget": budget,
-            "n_claims": len(claims), "region": spec.get("region", {}), "strata": strata or [],
-            "post_hoc_strata": bool(spec.get("_post_hoc_strata"))}
+        widths = [
+            (e["ci95"][1] - e["ci95"][0]) / 2
+            for e in effects
+            if e["family"] == family
+            and e["part"] == "beyond"
+            and e["measure"] in CLAIM_MEASURES
+            and math.isfinite(e["estimate"])
+        ]
+        budget[family] = {
+            "max_half_width": max(widths) if widths else None,
+            "target": target_hw,
+            "met": bool(widths) and max(widths) <= target_hw,
+        }
+    return {
+        "delta": delta,
+        "n_configs": n_configs,
+        "configs_with_results": present,
+        "kept_configs": kept,
+        "excluded_configs": excluded,
+        "failures": failures(records, spec),
+        "effects": effects,
+        "budget": budget,
+        "n_claims": len(claims),
+        "region": spec.get("region", {}),
+        "strata": strata or [],
+        "post_hoc_strata": bool(spec.get("_post_hoc_strata")),
+    }
 
 
 def failures(records: list[dict], spec: dict) -> dict:
@@ -309,58 +380,88 @@ def label(e: dict) -> str:
 
 
 def format_report(result: dict, study_dir: str | Path) -> str:
-    lines = [f"paired study {study_dir}: {len(result['configs_with_results'])} of {result['n_configs']} configs trained, "
-             f"{len(result['kept_configs'])} kept (baseline converged)"]
+    lines = [
+        f"paired study {study_dir}: {len(result['configs_with_results'])} of {result['n_configs']} configs trained, "
+        f"{len(result['kept_configs'])} kept (baseline converged)"
+    ]
     for x in result["excluded_configs"]:
         lines.append(f"  left out config {x['config']}: {x['reason']}")
     if result.get("strata"):
-        how = ("POST HOC: the study did not balance its configs over these; read the intervals as exploratory"
-                if result.get("post_hoc_strata") else "the design balanced its configs over these")
+        how = (
+            "POST HOC: the study did not balance its configs over these; read the intervals as exploratory"
+            if result.get("post_hoc_strata")
+            else "the design balanced its configs over these"
+        )
         lines.append(f"intervals resample configs within strata of {', '.join(result['strata'])} ({how})")
     failed = {k: v for k, v in result["failures"].items() if v["failed"]}
     lines.append("failed arms: " + (", ".join(f"{k}: {v['failed']} of {v['of']}" for k, v in failed.items()) or "none"))
     few = len(result["kept_configs"]) < MIN_CONFIGS
-    lines += ["", f"claims (beyond the training lengths; Holm-corrected intervals over {result['n_claims']} claims; "
-                  f"smallest effect of interest delta = {result['delta']}):"
-              + (f"\n  (fewer than {MIN_CONFIGS} configs kept: every verdict is inconclusive)" if few else ""),
-              f"{'effect':<50}{'estimate':>10}  {'interval':<22}{'verdict':<22}{'sd':>8}  configs for +-delta/2"]
+    lines += [
+        "",
+        f"claims (beyond the training lengths; Holm-corrected intervals over {result['n_claims']} claims; "
+        f"smallest effect of interest delta = {result['delta']}):"
+        + (f"\n  (fewer than {MIN_CONFIGS} configs kept: every verdict is inconclusive)" if few else ""),
+        f"{'effect':<50}{'estimate':>10}  {'interval':<22}{'verdict':<22}{'sd':>8}  configs for +-delta/2",
+    ]
     for e in result["effects"]:
         if not e["claim"] or not math.isfinite(e["estimate"]):
             continue
         lo, hi = e["ci_holm"]
         need = e["needed_configs"]
         mark = "*" if e["within_delta"] and e["verdict"] in ("supported", "harmful") else " "
-        lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {mark} {e['verdict']:<22}{e['sd']:>8.4f}  "
-                     f"{need if need is not None else 'n/a'} (have {e['n_configs']})")
-    lines += ["* the whole interval lies inside +-delta: a real effect, smaller than the smallest effect of interest",
-              "", "mechanism measures (95% intervals, no verdict): dropout and averaging on dispersion, beyond",
-              f"{'effect':<50}{'estimate':>10}  interval"]
+        lines.append(
+            f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {mark} {e['verdict']:<22}{e['sd']:>8.4f}  "
+            f"{need if need is not None else 'n/a'} (have {e['n_configs']})"
+        )
+    lines += [
+        "* the whole interval lies inside +-delta: a real effect, smaller than the smallest effect of interest",
+        "",
+        "mechanism measures (95% intervals, no verdict): dropout and averaging on dispersion, beyond",
+        f"{'effect':<50}{'estimate':>10}  interval",
+    ]
     for e in result["effects"]:
         if e["claim"] or e["part"] not in ("beyond", "model") or e["measure"] not in MECHANISM_MEASURES:
             continue
         if e["target"] not in (NOISY, "both", None) or not math.isfinite(e["estimate"]):
             continue
         lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]")
-    versus = [e for e in result["effects"] if e["family"] == "versus" and e["part"] == "beyond"
-              and e["measure"] in CLAIM_MEASURES and math.isfinite(e["estimate"])]
+    versus = [
+        e
+        for e in result["effects"]
+        if e["family"] == "versus"
+        and e["part"] == "beyond"
+        and e["measure"] in CLAIM_MEASURES
+        and math.isfinite(e["estimate"])
+    ]
     if versus:
-        lines += ["", "variants against the reference's averagers, beyond (95% intervals, outside the Holm family; "
-                      "negative: the variant's raw weights beat the average)", f"{'effect':<50}{'estimate':>10}  {'interval':<22}comparison"]
+        lines += [
+            "",
+            "variants against the reference's averagers, beyond (95% intervals, outside the Holm family; "
+            "negative: the variant's raw weights beat the average)",
+            f"{'effect':<50}{'estimate':>10}  {'interval':<22}comparison",
+        ]
         for e in versus:
             lo, hi = e["ci95"]
-            lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {comparison(lo, hi, result['delta'])}")
+            lines.append(
+                f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {comparison(lo, hi, result['delta'])}"
+            )
     if result.get("strata"):
         groups = list(next((e["by_stratum"] for e in result["effects"] if e.get("by_stratum")), {}))
-        lines += ["", "claims by stratum (mean of per-config differences; no intervals)",
-                  f"{'effect':<50}" + "".join(f"{g:>14}" for g in groups)]
+        lines += [
+            "",
+            "claims by stratum (mean of per-config differences; no intervals)",
+            f"{'effect':<50}" + "".join(f"{g:>14}" for g in groups),
+        ]
         for e in result["effects"]:
             if e["claim"] and math.isfinite(e["estimate"]):
                 lines.append(f"{label(e):<50}" + "".join(f"{e['by_stratum'][g]:>+14.4f}" for g in groups))
     lines.append("")
     for family, b in result["budget"].items():
         hw = "n/a" if b["max_half_width"] is None else f"{b['max_half_width']:.4f}"
-        lines.append(f"budget: widest 95% half-width of {family} effects on beyond TV and calibrated TV {hw} "
-                     f"(target <= {b['target']}): {'met' if b['met'] else 'NOT met'}")
+        lines.append(
+            f"budget: widest 95% half-width of {family} effects on beyond TV and calibrated TV {hw} "
+            f"(target <= {b['target']}): {'met' if b['met'] else 'NOT met'}"
+        )
     return "\n".join(lines)
 
 
@@ -390,8 +491,10 @@ def plot_forest(result: dict, stem=None):
     for v, c in VERDICT_COLORS.items():
         ax.plot([], [], color=c, lw=2.2, label=v)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set(xlabel="paired difference (beyond the training lengths; below 0 = as the study predicts)",
-           title=f"claims, Holm-corrected intervals; dashed: +-delta = {d}; grey: configs")
+    ax.set(
+        xlabel="paired difference (beyond the training lengths; below 0 = as the study predicts)",
+        title=f"claims, Holm-corrected intervals; dashed: +-delta = {d}; grey: configs",
+    )
     ax.grid(alpha=0.3, axis="x")
     return finish(fig, stem)
 
@@ -407,8 +510,11 @@ def plot_per_config(result: dict, measure: str = "cal_tv", target: str | None = 
     if not any(e["measure"] == measure for e in result["effects"]):  # a task without calibration
         measure = "tv"
 
-    families = [(f, t) for f, t in (("averaging", target), ("dropout", target), ("noise", "both"), ("remedy", target))
-                if any(e["family"] == f and e["target"] == t for e in result["effects"])]  # only those the study has
+    families = [
+        (f, t)
+        for f, t in (("averaging", target), ("dropout", target), ("noise", "both"), ("remedy", target))
+        if any(e["family"] == f and e["target"] == t for e in result["effects"])
+    ]  # only those the study has
     fig, axes = new_figure(1, len(families), figsize=(5 * len(families), 3.8), squeeze=False)
     axes = axes[0]
     configs = result["kept_configs"]
@@ -417,15 +523,26 @@ def plot_per_config(result: dict, measure: str = "cal_tv", target: str | None = 
             if e["family"] == family and e["target"] == t and e["part"] == "beyond" and e["measure"] == measure:
                 ax.plot(configs[: len(e["per_config"])], e["per_config"], marker="o", lw=0.8, label=e["contrast"])
         ax.axhline(0, color="k", lw=0.8)
-        ax.set(xlabel="config", ylabel=f"difference in beyond-range {measure}",
-               title=family if t is None else f"{family} ({t})")
+        ax.set(
+            xlabel="config",
+            ylabel=f"difference in beyond-range {measure}",
+            title=family if t is None else f"{family} ({t})",
+        )
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     return finish(fig, stem)
 
 
-def _length_panel(ax, curves: list[tuple[str, list[float]]], key: str, title: str, train_range, axis: str,
-                  legend_size: int = 6, **style) -> None:
+def _length_panel(
+    ax,
+    curves: list[tuple[str, list[float]]],
+    key: str,
+    title: str,
+    train_range,
+    axis: str,
+    legend_size: int = 6,
+    **style,
+) -> None:
     """One panel of TV (``key`` 'tv') or calibrated TV ('cal_tv') against the length ``axis``
     (set length, move index), log scale, training lengths shaded."""
     from interp.core.visualize import shade_training
@@ -445,15 +562,25 @@ def plot_config_lengths(records: list[dict], spec: dict, config: int, stem=None)
     from interp.core.visualize import finish, new_figure
 
     seed = spec["seeds"][0]
-    arms = [r for r in records if r["config"] == config and r["seed"] == seed and r.get("error") is None
-            and r.get("variant", REFERENCE) == REFERENCE]
+    arms = [
+        r
+        for r in records
+        if r["config"] == config
+        and r["seed"] == seed
+        and r.get("error") is None
+        and r.get("variant", REFERENCE) == REFERENCE
+    ]
     ts = [t for t in targets(spec) if any(r.get("target") == t for r in arms)]
     keys = [k for k in ("tv", "cal_tv") if any(k in r["weights"]["raw"] for r in arms)]
     fig, axes = new_figure(len(ts), len(keys), figsize=(6.5 * len(keys), 3.8 * len(ts)), squeeze=False)
     for row, t in enumerate(ts):
         for col, key in enumerate(keys):
-            curves = [(f"dropout {r['dropout']:g}, {w}", r["weights"][w][key]) for r in arms if r.get("target") == t
-                      for w in (["raw"] if r["dropout"] else list(r["weights"]))]
+            curves = [
+                (f"dropout {r['dropout']:g}, {w}", r["weights"][w][key])
+                for r in arms
+                if r.get("target") == t
+                for w in (["raw"] if r["dropout"] else list(r["weights"]))
+            ]
             title = f"config {config}, seed {seed}" + (f", {t} target" if t is not None else "")
             _length_panel(axes[row][col], curves, key, title, _train_range(records), axis_name(records), lw=1)
     return finish(fig, stem)
@@ -465,15 +592,31 @@ def plot_variant_lengths(records: list[dict], spec: dict, config: int, stem=None
     from interp.core.visualize import finish, new_figure
 
     seed, target = spec["seeds"][0], targets(spec)[0]
-    arms = [r for r in records if r["config"] == config and r["seed"] == seed and r["dropout"] == 0.0
-            and r.get("target") == target and r.get("error") is None]
+    arms = [
+        r
+        for r in records
+        if r["config"] == config
+        and r["seed"] == seed
+        and r["dropout"] == 0.0
+        and r.get("target") == target
+        and r.get("error") is None
+    ]
     keys = [k for k in ("tv", "cal_tv") if any(k in r["weights"]["raw"] for r in arms)]
     fig, axes = new_figure(1, len(keys), figsize=(6.5 * len(keys), 4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         curves = [(r.get("variant", REFERENCE), r["weights"]["raw"][key]) for r in arms]
         which = f", {target} target" if target is not None else ""
-        _length_panel(ax, curves, key, f"config {config}, seed {seed}{which}, raw weights",
-                      _train_range(records), axis_name(records), legend_size=7, lw=1.2, marker=".")
+        _length_panel(
+            ax,
+            curves,
+            key,
+            f"config {config}, seed {seed}{which}, raw weights",
+            _train_range(records),
+            axis_name(records),
+            legend_size=7,
+            lw=1.2,
+            marker=".",
+        )
     return finish(fig, stem)
 
 
@@ -481,16 +624,20 @@ def _train_range(records: list[dict]):
     return next((r["train_range"] for r in records if r.get("train_range")), None)
 
 
-def study_report(study_dir: str | Path, out: str | Path | None = None, json_path: str | Path | None = None,
-                 n_boot: int = 10000, strata: list[str] | None = None) -> dict:
+def study_report(
+    study_dir: str | Path,
+    out: str | Path | None = None,
+    json_path: str | Path | None = None,
+    n_boot: int = 10000,
+    strata: list[str] | None = None,
+) -> dict:
     """Analyse the study in ``study_dir``; write the figures (and ``--json``) under ``out``
     (default ``study_dir/report``); returns the result.
 
     ``strata`` re-analyses a study with intervals stratified by sampled choice parameters it did
     not balance over: post hoc, and marked so in the report."""
-    from training.experiments.study import check_strata, completed_records, open_study
-
     from interp.core.visualize import save_figure
+    from training.experiments.study import check_strata, completed_records, open_study
 
     study_dir = Path(study_dir)
     spec, configs, study = open_study(study_dir)
@@ -510,7 +657,9 @@ def study_report(study_dir: str | Path, out: str | Path | None = None, json_path
     if result["kept_configs"]:
         files += save_figure(plot_config_lengths(records, spec, result["kept_configs"][0]), out / "config_lengths")
         if len(spec.get("variants", {})) > 1:
-            files += save_figure(plot_variant_lengths(records, spec, result["kept_configs"][0]), out / "variant_lengths")
+            files += save_figure(
+                plot_variant_lengths(records, spec, result["kept_configs"][0]), out / "variant_lengths"
+            )
     result["files"] = [str(p) for p in files]
     text = format_report(result, study_dir)
     atomic.write_text(out / "study_report.txt", text + "\n")

@@ -52,18 +52,21 @@ def load_trials(sweep_dir: str | Path) -> list[dict]:
         cfg = trial_run_config(t)
         model = cfg["model"]
         weights = "averaged" if "averaged_summary" in t.user_attrs else "raw"
-        rows.append({
-            "number": t.number,
-            "lr": cfg["train"]["lr"],
-            "d_model": model["d_model"], "d_head": model["d_head"],
-            "dropout": model["attn_dropout"] + model["resid_dropout"],
-            "mode": cfg["averaging"]["mode"],
-            "target": cfg["task"]["target"],
-            "summary": t.user_attrs[f"{weights}_summary"],
-            "tv": t.user_attrs[f"{weights}_tv"],
-            "train_range": t.user_attrs.get("train_range"),
-            "value": t.value,
-        })
+        rows.append(
+            {
+                "number": t.number,
+                "lr": cfg["train"]["lr"],
+                "d_model": model["d_model"],
+                "d_head": model["d_head"],
+                "dropout": model["attn_dropout"] + model["resid_dropout"],
+                "mode": cfg["averaging"]["mode"],
+                "target": cfg["task"]["target"],
+                "summary": t.user_attrs[f"{weights}_summary"],
+                "tv": t.user_attrs[f"{weights}_tv"],
+                "train_range": t.user_attrs.get("train_range"),
+                "value": t.value,
+            }
+        )
     return rows
 
 
@@ -82,14 +85,30 @@ def best_table(rows: list[dict]) -> dict:
         rs = [r for r in rows if variant(r) == v and "beyond" in r["summary"]]
         if rs:
             b = min(rs, key=lambda r: r["summary"]["beyond"]["tv"])
-            out[v] = {"trial": b["number"], "n": len(rs),
-                      **{f"{m}_{k}": b["summary"][k][m] for k in ("in_range", "beyond") for m in ("tv", "itr", "margin")}}
+            out[v] = {
+                "trial": b["number"],
+                "n": len(rs),
+                **{f"{m}_{k}": b["summary"][k][m] for k in ("in_range", "beyond") for m in ("tv", "itr", "margin")},
+            }
     return out
 
 
 def _design(rows):
-    X = np.array([[1.0, r["dropout"], r["mode"] == "ema", r["mode"] == "bema", np.log(r["lr"] or 1e-3),
-                   np.log(r["d_model"]), np.log(r["d_head"])] for r in rows], dtype=float)
+    X = np.array(
+        [
+            [
+                1.0,
+                r["dropout"],
+                r["mode"] == "ema",
+                r["mode"] == "bema",
+                np.log(r["lr"] or 1e-3),
+                np.log(r["d_model"]),
+                np.log(r["d_head"]),
+            ]
+            for r in rows
+        ],
+        dtype=float,
+    )
     y = np.array([r["value"] for r in rows], dtype=float)
     return X, y
 
@@ -134,9 +153,15 @@ def analyse(rows: list[dict]) -> dict:
     for target in sorted({r["target"] for r in rows}):
         sub = [r for r in rows if r["target"] == target]
         eff = effects(sub)
-        by_target[target] = {"n_trials": len(sub), "effects": eff,
-                             "verdicts": {"dropout counteracts dispersion": verdict(eff["dropout"]),
-                                          "EMA helps": verdict(eff["ema"]), "BEMA helps": verdict(eff["bema"])}}
+        by_target[target] = {
+            "n_trials": len(sub),
+            "effects": eff,
+            "verdicts": {
+                "dropout counteracts dispersion": verdict(eff["dropout"]),
+                "EMA helps": verdict(eff["ema"]),
+                "BEMA helps": verdict(eff["bema"]),
+            },
+        }
     return {"n_trials": len(rows), "best_per_variant": best_table(rows), "by_target": by_target}
 
 
@@ -162,7 +187,9 @@ def plot_sweep(rows: list[dict], result: dict):
     colors = {"none": "C0", "ema": "C1", "bema": "C2"}
     fig, axes = new_figure(1, 3, figsize=(16, 4.2))
     for r in rows:
-        axes[0].scatter(r["dropout"], r["value"], color=colors[r["mode"]], marker="o" if r["target"] == "sampled" else "x")
+        axes[0].scatter(
+            r["dropout"], r["value"], color=colors[r["mode"]], marker="o" if r["target"] == "sampled" else "x"
+        )
         axes[2].scatter(r["lr"], r["value"], color=colors[r["mode"]], marker="o" if r["target"] == "sampled" else "x")
     for m, c in colors.items():
         axes[0].scatter([], [], color=c, label=m)
@@ -180,15 +207,25 @@ def plot_sweep(rows: list[dict], result: dict):
 
 
 def format_report(result: dict) -> str:
-    lines = [f"{result['n_trials']} completed trials", "", "best metrics per model variant (by beyond-range TV):",
-             f"{'variant':<14}{'n':>4}{'TV in':>9}{'TV beyond':>11}{'ITR in':>10}{'ITR beyond':>12}{'margin beyond':>15}"]
+    lines = [
+        f"{result['n_trials']} completed trials",
+        "",
+        "best metrics per model variant (by beyond-range TV):",
+        f"{'variant':<14}{'n':>4}{'TV in':>9}{'TV beyond':>11}{'ITR in':>10}{'ITR beyond':>12}{'margin beyond':>15}",
+    ]
     for v, b in result["best_per_variant"].items():
-        lines.append(f"{v:<14}{b['n']:>4}{b['tv_in_range']:>9.4f}{b['tv_beyond']:>11.4f}{b['itr_in_range']:>10.2e}"
-                     f"{b['itr_beyond']:>12.2e}{b['margin_beyond']:>15.3f}")
+        lines.append(
+            f"{v:<14}{b['n']:>4}{b['tv_in_range']:>9.4f}{b['tv_beyond']:>11.4f}{b['itr_in_range']:>10.2e}"
+            f"{b['itr_beyond']:>12.2e}{b['margin_beyond']:>15.3f}"
+        )
     for target, t in result["by_target"].items():
         lines += ["", f"target={target} ({t['n_trials']} trials): effect on beyond-range TV, 95% bootstrap CI"]
         for e, eff in t["effects"].items():
-            est = "n/a" if eff["estimate"] is None else f"{eff['estimate']:+.4f} [{eff['ci'][0]:+.4f}, {eff['ci'][1]:+.4f}]"
+            est = (
+                "n/a"
+                if eff["estimate"] is None
+                else f"{eff['estimate']:+.4f} [{eff['ci'][0]:+.4f}, {eff['ci'][1]:+.4f}]"
+            )
             lines.append(f"  {e:<8} {est}")
         lines += [f"  verdict: {k}: {v}" for k, v in t["verdicts"].items()]
     return "\n".join(lines)

@@ -38,8 +38,13 @@ class AttentionByIndex:
     """Entropy over log of the number of attended positions (1 = uniform; 1 where only one is)."""
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "index_name": self.index_name, "train_range": list(self.train_range),
-                "entropy": self.entropy.tolist(), "norm_entropy": self.norm_entropy.tolist()}
+        return {
+            "index": self.index,
+            "index_name": self.index_name,
+            "train_range": list(self.train_range),
+            "entropy": self.entropy.tolist(),
+            "norm_entropy": self.norm_entropy.tolist(),
+        }
 
 
 @torch.no_grad()
@@ -65,12 +70,15 @@ def attention_by_index(model, task, n: int = 512, seed: int = 0) -> AttentionByI
                 norm = normalised_entropy(ent, n_attended)
                 for total, x in ((ent_sum, ent), (norm_sum, norm)):
                     # scatter each position's weighted values into its index's bin
-                    total[layer].index_add_(1, idx.reshape(-1), (x * w[:, None]).permute(1, 0, 2).reshape(cfg.n_heads, -1))
+                    total[layer].index_add_(
+                        1, idx.reshape(-1), (x * w[:, None]).permute(1, 0, 2).reshape(cfg.n_heads, -1)
+                    )
             count.index_add_(0, idx.reshape(-1), w.reshape(-1))
     c = count[1:].clamp(min=1)
     lo_hi = task.shape(task.cfg).train_range
-    return AttentionByIndex(list(range(1, len(c) + 1)), task.index_name, lo_hi, (ent_sum[..., 1:] / c).cpu(),
-                            (norm_sum[..., 1:] / c).cpu())
+    return AttentionByIndex(
+        list(range(1, len(c) + 1)), task.index_name, lo_hi, (ent_sum[..., 1:] / c).cpu(), (norm_sum[..., 1:] / c).cpu()
+    )
 
 
 def pattern_entropy(pattern: Float[Tensor, "... key"]) -> Float[Tensor, "..."]:
@@ -78,6 +86,8 @@ def pattern_entropy(pattern: Float[Tensor, "... key"]) -> Float[Tensor, "..."]:
     return -torch.xlogy(pattern, pattern).sum(-1)
 
 
-def normalised_entropy(entropy: Float[Tensor, "... pos"], n_attended: Float[Tensor, " pos"]) -> Float[Tensor, "... pos"]:
+def normalised_entropy(
+    entropy: Float[Tensor, "... pos"], n_attended: Float[Tensor, " pos"]
+) -> Float[Tensor, "... pos"]:
     """Entropy over log n, n the positions each query attends to: 1 is uniform, and 1 where n = 1."""
     return torch.where(n_attended > 1, entropy / torch.log(n_attended).clamp(min=1e-12), torch.ones_like(entropy))

@@ -31,7 +31,9 @@ from training.scoped import eval_mode
 
 
 @torch.no_grad()
-def component_logits(model, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "component batch pos vocab"], list[str]]:
+def component_logits(
+    model, tokens: Int[Tensor, "batch pos"]
+) -> tuple[Float[Tensor, "component batch pos vocab"], list[str]]:
     """Each component's direct contribution to the logits, and the components' labels
     (``L{l}H{h}``, ``{l}_mlp_out``, ``embed``, ``pos_embed``, ``bias``); they sum to the logits."""
     from training.models import additive_readout_problem
@@ -42,7 +44,9 @@ def component_logits(model, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Ten
     norm = model.cfg.normalization_type
     if norm not in (None, "LN", "LNPre"):
         raise ValueError(f"direct logit attribution supports LN, LNPre or no final norm, not {norm}")
-    stack, labels = cache.get_full_resid_decomposition(expand_neurons=False, apply_ln=norm is not None, return_labels=True)
+    stack, labels = cache.get_full_resid_decomposition(
+        expand_neurons=False, apply_ln=norm is not None, return_labels=True
+    )
     W_U, const = model.W_U, model.b_U
     if norm == "LN":
         W_U = model.ln_final.w[:, None] * model.W_U
@@ -55,7 +59,9 @@ def component_logits(model, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Ten
     return logits, labels
 
 
-def _readout_components(model, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "component batch pos vocab"], list[str]]:
+def _readout_components(
+    model, tokens: Int[Tensor, "batch pos"]
+) -> tuple[Float[Tensor, "component batch pos vocab"], list[str]]:
     """``component_logits`` through the frozen-scale readout, in TransformerLens's label order."""
     from interp.core.readout import EMBED, Readout, attn_point, mlp_point
 
@@ -112,8 +118,14 @@ class Attribution:
         return self.values[self.labels.index(label)]
 
     def to_dict(self) -> dict:
-        return {"labels": self.labels, "index": self.index, "index_name": self.index_name,
-                "train_range": list(self.train_range), "metric": self.metric, "values": self.values.tolist()}
+        return {
+            "labels": self.labels,
+            "index": self.index,
+            "index_name": self.index_name,
+            "train_range": list(self.train_range),
+            "metric": self.metric,
+            "values": self.values.tolist(),
+        }
 
 
 def labels_of(model) -> list[str]:
@@ -146,8 +158,11 @@ def plot_attribution(result: Attribution, stem=None, top: int = 8, title: str | 
         ax.plot(result.index, result.values[c].tolist(), marker=".", lw=1, label=result.labels[c])
     shade_training(ax, result.train_range)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set(xlabel=result.index_name, ylabel=f"direct contribution to {result.metric}",
-           title=title or f"direct logit attribution per component ({result.metric})")
+    ax.set(
+        xlabel=result.index_name,
+        ylabel=f"direct contribution to {result.metric}",
+        title=title or f"direct logit attribution per component ({result.metric})",
+    )
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return finish(fig, stem)

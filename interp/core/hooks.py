@@ -21,5 +21,7 @@ def require_hooks(model, names: list[str] | tuple[str, ...]) -> None:
         if not isinstance(name, str) or name not in hook_dict:
             n = model.cfg.n_layers
             layers = "layer 0" if n == 1 else f"layers 0..{n - 1}"
-            raise WorkbenchError(f"{name!r} is not a hook of this model ({n} layer{'s' if n != 1 else ''}: {layers}; "
-                                 f"for example 'blocks.{n - 1}.hook_resid_post')")
+            raise WorkbenchError(
+                f"{name!r} is not a hook of this model ({n} layer{'s' if n != 1 else ''}: {layers}; "
+                f"for example 'blocks.{n - 1}.hook_resid_post')"
+            )

@@ -22,10 +22,16 @@ from training.models import has_final_norm
 
 
 @torch.no_grad()
-def lens_logits(model, tokens: Int[Tensor, "batch pos"], boundary: int | None = None) -> Float[Tensor, "*boundary batch pos vocab"]:
+def lens_logits(
+    model, tokens: Int[Tensor, "batch pos"], boundary: int | None = None
+) -> Float[Tensor, "*boundary batch pos vocab"]:
     """Logits read off the residual stream at every layer boundary (0 = embeddings), or at one."""
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith(("hook_resid_pre", "hook_resid_post",
-                                                                                "hook_scale", "hook_embed", "hook_pos_embed")))
+    _, cache = model.run_with_cache(
+        tokens,
+        names_filter=lambda n: n.endswith(
+            ("hook_resid_pre", "hook_resid_post", "hook_scale", "hook_embed", "hook_pos_embed")
+        ),
+    )
     # a pre-norm model without its final LayerNorm (model.final_norm=false) reads the stream as is
     resid = cache.accumulated_resid(apply_ln=has_final_norm(model), incl_mid=False)  # [boundary, batch, pos, d_model]
     if boundary is not None:

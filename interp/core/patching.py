@@ -44,7 +44,9 @@ class SwapPairs:
     swap_position: int  # sequence position of the swap
 
 
-def make_swap_pairs(task: SetComplementTask, n: int, length: int, swap_position: int = 0, seed: int = 0, device="cpu") -> SwapPairs:
+def make_swap_pairs(
+    task: SetComplementTask, n: int, length: int, swap_position: int = 0, seed: int = 0, device="cpu"
+) -> SwapPairs:
     """``n`` clean sets of ``length`` items and their one-token corruptions at item ``swap_position``."""
     if not 0 <= swap_position < length:
         raise ValueError(f"swap_position must be in 0..{length - 1}, got {swap_position}")
@@ -59,11 +61,6 @@ def make_swap_pairs(task: SetComplementTask, n: int, length: int, swap_position:
     return SwapPairs(batch.tokens, corrupted, old, new, swap_position + task.offset)
 
 
-def logit_diff(logits: torch.Tensor, pairs: SwapPairs) -> torch.Tensor:
-    """The swap's logit difference, ``logit[new] - logit[old]`` at the last position."""
-    return logit_diff_metric(pairs.new, pairs.old)(logits)
-
-
 @dataclass
 class PatchingResult:
     head_out: torch.Tensor  # [layer, pos, head] recovery
@@ -74,8 +71,14 @@ class PatchingResult:
     length: int
 
     def to_dict(self) -> dict:
-        return {"head_out": self.head_out.tolist(), "resid_pre": self.resid_pre.tolist(), "clean_ld": self.clean_ld,
-                "corrupted_ld": self.corrupted_ld, "swap_position": self.swap_position, "length": self.length}
+        return {
+            "head_out": self.head_out.tolist(),
+            "resid_pre": self.resid_pre.tolist(),
+            "clean_ld": self.clean_ld,
+            "corrupted_ld": self.corrupted_ld,
+            "swap_position": self.swap_position,
+            "length": self.length,
+        }
 
 
 @contextlib.contextmanager
@@ -115,8 +118,14 @@ PATCHERS = {
 
 
 @torch.no_grad()
-def activation_patch(model, corrupted: Int[Tensor, "batch pos"], clean_cache, metric,
-                     kinds: tuple[str, ...] = ("resid_pre", "head_out"), progress: bool = False) -> dict[str, Tensor]:
+def activation_patch(
+    model,
+    corrupted: Int[Tensor, "batch pos"],
+    clean_cache,
+    metric,
+    kinds: tuple[str, ...] = ("resid_pre", "head_out"),
+    progress: bool = False,
+) -> dict[str, Tensor]:
     """Each sweep of ``kinds`` (keys of ``PATCHERS``): the metric of the corrupted run with each
     activation patched in from ``clean_cache``. The model's train/eval mode is restored."""
     unknown = [k for k in kinds if k not in PATCHERS]
@@ -138,6 +147,7 @@ def normalised(metric, clean_value: float, corrupted_value: float):
 
 def logit_diff_metric(good: Int[Tensor, " batch"], bad: Int[Tensor, " batch"], position: int = -1):
     """Mean over examples of ``logit[good] - logit[bad]`` at ``position`` (output indices)."""
+
     def metric(logits: Float[Tensor, "batch pos vocab"]) -> Tensor:
         last = logits[:, position]
         return (last.gather(1, good[:, None].to(last.device)) - last.gather(1, bad[:, None].to(last.device))).mean()
@@ -210,15 +220,28 @@ def othello_move_pairs(games, move_index: int, seed: int = 0) -> MovePairs:
         out[:, SQUARE_TO_TOKEN[playable]] = sq[:, playable]
         return torch.from_numpy(out)
 
-    return MovePairs(torch.from_numpy(squares_to_tokens(prefix)), torch.from_numpy(squares_to_tokens(corrupted)),
-                     legal_tokens(prefix), legal_tokens(corrupted), torch.from_numpy(index))
+    return MovePairs(
+        torch.from_numpy(squares_to_tokens(prefix)),
+        torch.from_numpy(squares_to_tokens(corrupted)),
+        legal_tokens(prefix),
+        legal_tokens(corrupted),
+        torch.from_numpy(index),
+    )
 
 
 # -- the set swap, a specialisation --------------------------------------------------------------
 
+
 @torch.no_grad()
-def patch_swap(model, task: SetComplementTask, length: int, n: int = 256, swap_position: int = 0, seed: int = 0,
-               progress: bool = True) -> PatchingResult:
+def patch_swap(
+    model,
+    task: SetComplementTask,
+    length: int,
+    n: int = 256,
+    swap_position: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> PatchingResult:
     """Recovery of the swapped tokens' logit difference when patching each head output at each
     position, and each residual stream (``resid_pre``) at each position, from clean into corrupted."""
     with eval_mode(model), _patching_bars(progress):
@@ -230,5 +253,7 @@ def _patch_swap(model, task, length, n, swap_position, seed) -> PatchingResult:
     ld = logit_diff_metric(pairs.new, pairs.old)
     clean_logits, clean_cache = model.run_with_cache(pairs.clean)
     clean_ld, corrupted_ld = ld(clean_logits).item(), ld(model(pairs.corrupted)).item()
-    out = activation_patch(model, pairs.corrupted, clean_cache, normalised(ld, clean_ld, corrupted_ld), ("head_out", "resid_pre"))
+    out = activation_patch(
+        model, pairs.corrupted, clean_cache, normalised(ld, clean_ld, corrupted_ld), ("head_out", "resid_pre")
+    )
     return PatchingResult(out["head_out"], out["resid_pre"], clean_ld, corrupted_ld, pairs.swap_position, length)

@@ -84,7 +84,9 @@ def _split_qkv(model):
 
 
 @torch.no_grad()
-def path_patch_positions(model, tokens: Int[Tensor, "batch pos"], metric, shift: int = 1) -> Float[Tensor, "layer head 2"]:
+def path_patch_positions(
+    model, tokens: Int[Tensor, "batch pos"], metric, shift: int = 1
+) -> Float[Tensor, "layer head 2"]:
     """``metric(patched logits) - metric(logits)`` for every head's query (``[..., 0]``) and key
     (``[..., 1]``), when that input alone sees position p's embedding replaced by position
     p + shift's (the last positions wrap to p - shift). ``shift`` 1 flips parity."""
@@ -99,6 +101,7 @@ def path_patch_positions(model, tokens: Int[Tensor, "batch pos"], metric, shift:
         for layer in range(model.cfg.n_layers):
             for head in range(model.cfg.n_heads):
                 for i, which in enumerate(("q", "k")):
+
                     def hook(x, hook, head=head):  # x: [batch, pos, head, d_model]
                         x = x.clone()
                         x[:, :, head] += delta

@@ -103,7 +103,9 @@ class Readout:
     def _after(self, point: int, strict: bool) -> list[_Norm]:
         return [n for n in self.norms if (n.point > point if strict else n.point >= point)]
 
-    def unembed(self, x: Float[Tensor, "... d_model"], point: int, strict: bool = False) -> Float[Tensor, "... d_vocab_out"]:
+    def unembed(
+        self, x: Float[Tensor, "... d_model"], point: int, strict: bool = False
+    ) -> Float[Tensor, "... d_vocab_out"]:
         """The query-independent part: centering and ``w`` of every later norm, then ``W_U``."""
         for norm in self._after(point, strict):
             x = x - x.mean(-1, keepdim=True)
@@ -111,7 +113,7 @@ class Readout:
                 x = x * norm.w
         return x @ self.model.W_U
 
-    def scale(self, point: int, strict: bool = False) -> Float[Tensor, "batch *query"]:
+    def scale(self, point: int, strict: bool = False) -> Float[Tensor, " batch *query"]:
         """The per-query scalar: 1/s of every later norm, times the rescale factor for attention."""
         shape = (self.batch,) + tuple(self.attended.shape)
         out = torch.ones(shape, device=self.attended.device, dtype=self.attended.dtype)
@@ -121,7 +123,7 @@ class Readout:
             out = out * (self.attended / self.rescale_len).clamp(min=1.0)
         return out
 
-    def scaled(self, x: Float[Tensor, "batch *rest"], point: int, strict: bool = False) -> Tensor:
+    def scaled(self, x: Float[Tensor, " batch *rest"], point: int, strict: bool = False) -> Tensor:
         """``x`` (batch first, then the query axis when ``q`` is a slice) times ``scale(point)``."""
         s = self.scale(point, strict)
         return x * s.reshape(s.shape + (1,) * (x.ndim - s.ndim))
@@ -140,5 +142,7 @@ class Readout:
             out = out + self.logits(model.b_O[layer].expand(shape), attn_point(layer))
         for norm in self.norms:
             if norm.b is not None:
-                out = out + self.scaled(self.unembed(norm.b.expand(shape), norm.point, strict=True), norm.point, strict=True)
+                out = out + self.scaled(
+                    self.unembed(norm.b.expand(shape), norm.point, strict=True), norm.point, strict=True
+                )
         return out

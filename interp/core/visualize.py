@@ -75,8 +75,16 @@ def _write_html(view, path: str | Path, title: str) -> Path:
 
 
 @torch.no_grad()
-def attention_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = False, title: str | None = None, *,
-                   cache=None, pattern: torch.Tensor | None = None) -> Path:
+def attention_html(
+    model,
+    tokens: torch.Tensor,
+    path: str | Path,
+    bos: bool = False,
+    title: str | None = None,
+    *,
+    cache=None,
+    pattern: torch.Tensor | None = None,
+) -> Path:
     """Standalone, offline HTML of every head's attention pattern for one token sequence.
 
     The patterns come from ``pattern`` (``[layer, head, dest, src]`` or ``[head, dest, src]``), else
@@ -102,13 +110,18 @@ def attention_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = Fa
     if pattern.shape[-1] != len(tokens):
         raise ValueError(f"the pattern covers {pattern.shape[-1]} positions but there are {len(tokens)} tokens")
     head_names = [f"L{layer}H{h}" for layer in range(n_layers) for h in range(n_heads)]
-    view = cv.attention.attention_heads(attention=pattern.reshape(n_layers * n_heads, *pattern.shape[2:]),
-                                        tokens=token_labels(tokens, bos), attention_head_names=head_names)
+    view = cv.attention.attention_heads(
+        attention=pattern.reshape(n_layers * n_heads, *pattern.shape[2:]),
+        tokens=token_labels(tokens, bos),
+        attention_head_names=head_names,
+    )
     return _write_html(view, path, title or "attention patterns")
 
 
 @torch.no_grad()
-def displacement_html(model, tokens: torch.Tensor, path: str | Path, bos: bool = False, title: str | None = None) -> Path:
+def displacement_html(
+    model, tokens: torch.Tensor, path: str | Path, bos: bool = False, title: str | None = None
+) -> Path:
     """Standalone, offline HTML of one set as coloured tokens: each source token's own logit
     displacement at the last position, summed over heads (``decompose_logits``; negative = the
     model pushes that member down, as it should)."""
@@ -133,8 +146,13 @@ def shade_training(ax, train_range, label: str = "training lengths"):
     ax.axvspan(lo - 0.5, hi + 0.5, color="0.9", zorder=0, label=label)
 
 
-def plot_metrics(results: dict, stem=None, metrics=("tv", "itr", "margin"), title: str = "metrics against length",
-                 xlabel: str = "set length s"):
+def plot_metrics(
+    results: dict,
+    stem=None,
+    metrics=("tv", "itr", "margin"),
+    title: str = "metrics against length",
+    xlabel: str = "set length s",
+):
     """One panel per metric, one line per named ``LengthMetrics``."""
     fig, axes = new_figure(1, len(metrics), figsize=(5 * len(metrics), 4))
     axes = [axes] if len(metrics) == 1 else axes
@@ -198,15 +216,18 @@ def plot_patching(result, stem=None, labels: list[str] | None = None, title: str
     grid = heads.permute(0, 2, 1).reshape(n_layers * n_heads, n_pos)
     fig, axes = new_figure(1, 2, figsize=(max(8, 0.5 * n_pos * 2), 2 + 0.5 * n_layers * n_heads))
     for ax, data, ylabels, name in (
-        (axes[0], grid, [f"L{l}H{h}" for l in range(n_layers) for h in range(n_heads)], "head output"),
-        (axes[1], result.resid_pre, [f"L{l}" for l in range(n_layers)], "resid_pre"),
+        (axes[0], grid, [f"L{layer}H{h}" for layer in range(n_layers) for h in range(n_heads)], "head output"),
+        (axes[1], result.resid_pre, [f"L{layer}" for layer in range(n_layers)], "resid_pre"),
     ):
         im = ax.imshow(data.numpy(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
         ax.set_yticks(range(len(ylabels)), ylabels)
         ax.set_xticks(range(n_pos), labels or [str(i) for i in range(n_pos)], fontsize=7)
         ax.set(xlabel="position (token)", title=f"patch {name}")
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(title or f"recovery of logit[new] - logit[old] (swap at position {result.swap_position}, length {result.length})")
+    fig.suptitle(
+        title
+        or f"recovery of logit[new] - logit[old] (swap at position {result.swap_position}, length {result.length})"
+    )
     return finish(fig, stem)
 
 
@@ -218,14 +239,25 @@ def plot_dimension_scan(result: dict, stem=None):
         tv[dms.index(c["d_model"]), dhs.index(c["d_head"])] = c["tv_in_range"]
     fig, ax = new_figure(figsize=(1.2 * len(dhs) + 3, 1.0 * len(dms) + 2))
     im = ax.imshow(tv.numpy(), cmap="viridis_r", aspect="auto")
-    for i, dm in enumerate(dms):
-        for j, dh in enumerate(dhs):
+    for i in range(len(dms)):
+        for j in range(len(dhs)):
             val = tv[i, j].item()
             ok = val <= result["target_tv"]
-            ax.text(j, i, f"{val:.3f}" + (" *" if ok else ""), ha="center", va="center", fontsize=8,
-                    color="white" if ok else "black")
+            ax.text(
+                j,
+                i,
+                f"{val:.3f}" + (" *" if ok else ""),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if ok else "black",
+            )
     ax.set_xticks(range(len(dhs)), [str(d) for d in dhs])
     ax.set_yticks(range(len(dms)), [str(d) for d in dms])
-    ax.set(xlabel="d_head", ylabel="d_model", title=f"in-range TV ({result['weights']} weights); * reaches {result['target_tv']}")
+    ax.set(
+        xlabel="d_head",
+        ylabel="d_model",
+        title=f"in-range TV ({result['weights']} weights); * reaches {result['target_tv']}",
+    )
     fig.colorbar(im, ax=ax)
     return finish(fig, stem)

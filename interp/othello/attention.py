@@ -22,11 +22,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from interp.core.attention import normalised_entropy, pattern_entropy
 from training.scoped import eval_mode, model_device
 from training.tasks.othello.engine import replay, squares_to_tokens
 from training.tasks.othello.task import N_CTX
-
-from interp.core.attention import normalised_entropy, pattern_entropy
 
 
 @dataclass
@@ -39,12 +38,18 @@ class OthelloAttention:
     theirs: Float[Tensor, "layer head move"]
 
     def to_dict(self) -> dict:
-        return {"moves": self.moves, "train_max_moves": self.train_max_moves,
-                "norm_entropy": self.norm_entropy.tolist(), "mine": self.mine.tolist(), "theirs": self.theirs.tolist()}
+        return {
+            "moves": self.moves,
+            "train_max_moves": self.train_max_moves,
+            "norm_entropy": self.norm_entropy.tolist(),
+            "mine": self.mine.tolist(),
+            "theirs": self.theirs.tolist(),
+        }
 
 
-def mover_masks(games: Int[np.ndarray, "games 60"]) -> tuple[Bool[np.ndarray, "games 59 59"], Bool[np.ndarray, "games 59 59"],
-                                                            Bool[np.ndarray, "games 59"]]:
+def mover_masks(
+    games: Int[np.ndarray, "games 60"],
+) -> tuple[Bool[np.ndarray, "games 59 59"], Bool[np.ndarray, "games 59 59"], Bool[np.ndarray, "games 59"]]:
     """``mine[g, q, k]``: move k (0-based, k <= q) was made by the side to move after move q + 1;
     ``theirs`` likewise for the other side; ``live[g, q]``: the game goes on after move q + 1."""
     st = replay(games)
@@ -57,8 +62,9 @@ def mover_masks(games: Int[np.ndarray, "games 60"]) -> tuple[Bool[np.ndarray, "g
 
 
 @torch.no_grad()
-def othello_attention(model, games: Int[np.ndarray, "games 60"], train_max_moves: int = 30,
-                      batch_size: int = 250) -> OthelloAttention:
+def othello_attention(
+    model, games: Int[np.ndarray, "games 60"], train_max_moves: int = 30, batch_size: int = 250
+) -> OthelloAttention:
     """Normalised entropy and my/their-moves attention mass of every head at every move index."""
     games = np.asarray(games)
     device = model_device(model)
@@ -82,8 +88,9 @@ def othello_attention(model, games: Int[np.ndarray, "games 60"], train_max_moves
                 sums["theirs"][layer] += ((pat * theirs[:, None].double()).sum(-1) * w).sum(0)
             count += live.double().sum(0)
     c = count.clamp(min=1)
-    return OthelloAttention(list(range(1, N_CTX + 1)), train_max_moves, sums["ent"] / c, sums["mine"] / c,
-                            sums["theirs"] / c)
+    return OthelloAttention(
+        list(range(1, N_CTX + 1)), train_max_moves, sums["ent"] / c, sums["mine"] / c, sums["theirs"] / c
+    )
 
 
 def plot_othello_attention(result: OthelloAttention, stem=None):
@@ -93,8 +100,9 @@ def plot_othello_attention(result: OthelloAttention, stem=None):
     n_layers, n_heads, _ = result.mine.shape
     fig, axes = new_figure(2, n_layers, figsize=(4.5 * n_layers, 7), squeeze=False)
     for layer in range(n_layers):
-        for row, (values, label) in enumerate(((result.norm_entropy, "entropy / log m"),
-                                               (result.mine - result.theirs, "mass on mine - theirs"))):
+        for row, (values, label) in enumerate(
+            ((result.norm_entropy, "entropy / log m"), (result.mine - result.theirs, "mass on mine - theirs"))
+        ):
             ax = axes[row, layer]
             shade_training(ax, (1, result.train_max_moves), "training range")
             for head in range(n_heads):

@@ -24,28 +24,33 @@ from typing import Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-
 from jaxtyping import Bool, Float, Int
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from interp.core.hooks import require_hooks
 from training import atomic
 from training.scoped import eval_mode, model_device
 from training.tasks.othello.engine import BLACK, bits_to_bool, replay, squares_to_tokens
 from training.tasks.othello.task import N_CTX
 
-from interp.core.hooks import require_hooks
-
 CLASSES = {"relative": 3, "absolute": 3, "flipped": 2, "legal": 2, "side": 2}
-CLASS_NAMES = {"relative": ("empty", "mine", "theirs"), "absolute": ("empty", "black", "white"),
-               "flipped": ("no", "yes"), "legal": ("no", "yes"), "side": ("black", "white")}
+CLASS_NAMES = {
+    "relative": ("empty", "mine", "theirs"),
+    "absolute": ("empty", "black", "white"),
+    "flipped": ("no", "yes"),
+    "legal": ("no", "yes"),
+    "side": ("black", "white"),
+}
 """Class order of each target: the probe's columns are ``square * n_classes + class``."""
 SQUARES = {"side": 1}
 """Labels per position: 64 squares, or one for the side to move (who plays next)."""
 Target = Literal["relative", "absolute", "flipped", "legal", "side"]
 
 
-def board_labels(games: Int[np.ndarray, "games moves"], target: Target = "relative") -> Int[np.ndarray, "games 59 squares"]:
+def board_labels(
+    games: Int[np.ndarray, "games moves"], target: Target = "relative"
+) -> Int[np.ndarray, "games 59 squares"]:
     """Class of every square after moves 1..59 (position p sees p+1 moves); for ``side``, one
     label: who moves next (0 black, 1 white). Passes make it more than the parity of the move
     index, which is what a model that reads parity off positions gets wrong."""
@@ -96,7 +101,9 @@ class LinearProbe:
             raise ValueError(f"class must be in 0..{self.n_classes - 1}, got {cls}")
         return cls
 
-    def direction(self, hook: str, square: int, cls: str | int, against: str | int | None = None) -> Float[Tensor, " d_model"]:
+    def direction(
+        self, hook: str, square: int, cls: str | int, against: str | int | None = None
+    ) -> Float[Tensor, " d_model"]:
         """The unit vector along which the probe's score of ``cls`` on ``square`` grows (minus
         that of ``against`` when given, e.g. ``direction(h, sq, "mine", "theirs")``)."""
         if not 0 <= square < self.n_squares:
@@ -122,8 +129,9 @@ class LinearProbe:
             raise ValueError(f"a {self.target} probe has {self.n_squares} label per position, no 8x8 board layout")
 
     @classmethod
-    def from_grid(cls, grids: dict[str, Tensor], target: str, bias: dict[str, Tensor] | None = None,
-                  meta: dict | None = None) -> "LinearProbe":
+    def from_grid(
+        cls, grids: dict[str, Tensor], target: str, bias: dict[str, Tensor] | None = None, meta: dict | None = None
+    ) -> "LinearProbe":
         """A probe from ``[d_model, 8, 8, options]`` weights per hook (e.g. a published probe; put
         its options in ``CLASS_NAMES[target]`` order first), with zero bias unless given."""
         weights = {}
@@ -150,7 +158,9 @@ class LinearProbe:
         return cls(load_file(str(path / "probe.safetensors")), n, target, meta)
 
 
-def _activations(model, tokens: Int[Tensor, "batch pos"], hooks: list[str]) -> dict[str, Float[Tensor, "batch pos d_model"]]:
+def _activations(
+    model, tokens: Int[Tensor, "batch pos"], hooks: list[str]
+) -> dict[str, Float[Tensor, "batch pos d_model"]]:
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hooks)
     return {h: cache[h].float() for h in hooks}
 
@@ -174,8 +184,9 @@ def fit_board_probe(
     """Closed-form ridge probe per hook from ``games`` (positions ``lo..hi`` inclusive, 0-based)."""
     require_hooks(model, hooks or [])
     with eval_mode(model):
-        return _fit_board_probe(model, games, target, hooks or default_hooks(model), positions, ridge, batch_size,
-                                shuffle_labels, seed)
+        return _fit_board_probe(
+            model, games, target, hooks or default_hooks(model), positions, ridge, batch_size, shuffle_labels, seed
+        )
 
 
 def _fit_board_probe(model, games, target, hooks, positions, ridge, batch_size, shuffle_labels, seed) -> LinearProbe:
@@ -191,7 +202,12 @@ def _fit_board_probe(model, games, target, hooks, positions, ridge, batch_size, 
         labels = board_labels(g, target)[:, lo : hi + 1]
         if shuffle_labels:  # control: boards paired with the wrong games
             labels = labels[rng.permutation(len(g))]
-        y = torch.nn.functional.one_hot(torch.from_numpy(labels), n_cls).reshape(len(g), hi - lo + 1, -1).double().to(device)
+        y = (
+            torch.nn.functional.one_hot(torch.from_numpy(labels), n_cls)
+            .reshape(len(g), hi - lo + 1, -1)
+            .double()
+            .to(device)
+        )
         acts = _activations(model, torch.from_numpy(squares_to_tokens(g[:, :N_CTX])).to(device), hooks)
         keep = _not_over(g, lo, hi, device)
         for h in hooks:
@@ -200,8 +216,13 @@ def _fit_board_probe(model, games, target, hooks, positions, ridge, batch_size, 
             xtx[h] += x.T @ x
             xty[h] += x.T @ y[keep]
     weights = {h: _ridge_solve(xtx[h], xty[h], ridge).float().cpu() for h in hooks}
-    meta = {"hooks": hooks, "positions": [lo, hi], "ridge": ridge, "shuffled_labels": shuffle_labels,
-            "games": int(games.shape[0])}
+    meta = {
+        "hooks": hooks,
+        "positions": [lo, hi],
+        "ridge": ridge,
+        "shuffled_labels": shuffle_labels,
+        "games": int(games.shape[0]),
+    }
     return LinearProbe(weights, n_cls, target, meta)
 
 
@@ -260,15 +281,17 @@ def _probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: in
 
 
 @torch.no_grad()
-def membership_probe(model, task, sets: int = 2048, hook: str | None = None, ridge: float = 1e-2, seed: int = 0,
-                     eval_seed: int = 1) -> dict:
+def membership_probe(
+    model, task, sets: int = 2048, hook: str | None = None, ridge: float = 1e-2, seed: int = 0, eval_seed: int = 1
+) -> dict:
     """Ridge probe for "item j is in the set" from the residual stream at the set's last position;
     returns accuracy per length (fit on one fixed-seed sample, scored on another)."""
     if hook is not None:
         require_hooks(model, [hook])
     with eval_mode(model):
-        return _membership_probe(model, task, sets, hook or f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", ridge,
-                                 seed, eval_seed)
+        return _membership_probe(
+            model, task, sets, hook or f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", ridge, seed, eval_seed
+        )
 
 
 def _membership_probe(model, task, sets, hook, ridge, seed, eval_seed) -> dict:
@@ -294,6 +317,9 @@ def _membership_probe(model, task, sets, hook, ridge, seed, eval_seed) -> dict:
     for batch in set_batches(task, sets, L, eval_seed, 512, device):
         x, y = rows(batch)
         correct += ((x @ w > 0.5) == y.bool()).double().mean(-1).sum(0)
-    return {"hook": hook, "lengths": list(range(1, L + 1)), "accuracy": (correct / sets).tolist(),
-            "train_range": [task.cfg.train_min_len, task.cfg.train_max_len]}
-
+    return {
+        "hook": hook,
+        "lengths": list(range(1, L + 1)),
+        "accuracy": (correct / sets).tolist(),
+        "train_range": [task.cfg.train_min_len, task.cfg.train_max_len],
+    }

@@ -28,13 +28,12 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from interp.core.hooks import require_hooks
+from interp.othello.board_probe import LinearProbe, board_labels
 from training.errors import WorkbenchError
 from training.scoped import eval_mode, model_device
 from training.tasks.othello.engine import BLACK, SQUARE_TO_TOKEN, bits_to_bool, legal_moves, replay, squares_to_tokens
 from training.tasks.othello.task import N_CTX
-
-from interp.othello.board_probe import LinearProbe, board_labels
-from interp.core.hooks import require_hooks
 
 CLASS = {"empty": 0, "mine": 1, "theirs": 2}
 
@@ -62,13 +61,24 @@ class InterventionResult:
         return "+".join(self.layer_hooks)
 
     def summary(self) -> dict:
-        return {k: getattr(self, k) for k in ("layer_hook", "edit", "move_index", "n_games", "newly_legal_logit_change",
-                                                "newly_illegal_logit_change", "unchanged_logit_change", "topn_errors_before",
-                                                "topn_errors_after", "probe_reads_target")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "layer_hook",
+                "edit",
+                "move_index",
+                "n_games",
+                "newly_legal_logit_change",
+                "newly_illegal_logit_change",
+                "unchanged_logit_change",
+                "topn_errors_before",
+                "topn_errors_after",
+                "probe_reads_target",
+            )
+        }
 
 
-def mover_boards(games: Int[np.ndarray, "games moves"], move_index: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mover_boards(games: Int[np.ndarray, "games moves"], move_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bitboards of the side to move and of the other side after ``move_index`` moves, and who
     moves (the engine's player, passes included)."""
     st = replay(games[:, :move_index])
@@ -76,8 +86,9 @@ def mover_boards(games: Int[np.ndarray, "games moves"], move_index: int
     return np.where(player == BLACK, black, white), np.where(player == BLACK, white, black), player
 
 
-def edited_legal_sets(games: Int[np.ndarray, "games moves"], move_index: int, squares: Int[np.ndarray, "games"],
-                      dst: str) -> tuple[Bool[np.ndarray, "games 64"], Bool[np.ndarray, "games 64"]]:
+def edited_legal_sets(
+    games: Int[np.ndarray, "games moves"], move_index: int, squares: Int[np.ndarray, " games"], dst: str
+) -> tuple[Bool[np.ndarray, "games 64"], Bool[np.ndarray, "games 64"]]:
     """Legal-move masks for the side to move after ``move_index`` moves, on the real
     board and on the board with each game's square changed from the mover's disc to ``dst``."""
     own, opp, _ = mover_boards(games, move_index)
@@ -87,16 +98,18 @@ def edited_legal_sets(games: Int[np.ndarray, "games moves"], move_index: int, sq
     return bits_to_bool(legal_moves(own, opp)), bits_to_bool(legal_moves(own2, opp2))
 
 
-def side_swapped_legal_sets(games: Int[np.ndarray, "games moves"], move_index: int
-                            ) -> tuple[Bool[np.ndarray, "games 64"], Bool[np.ndarray, "games 64"]]:
+def side_swapped_legal_sets(
+    games: Int[np.ndarray, "games moves"], move_index: int
+) -> tuple[Bool[np.ndarray, "games 64"], Bool[np.ndarray, "games 64"]]:
     """Legal-move masks after ``move_index`` moves for the side to move, and for the other side
     on the same board (what a model that misreads the turn would play)."""
     own, opp, _ = mover_boards(games, move_index)
     return bits_to_bool(legal_moves(own, opp)), bits_to_bool(legal_moves(opp, own))
 
 
-def pick_edits(games: Int[np.ndarray, "games moves"], move_index: int, src: str = "mine",
-               seed: int = 0) -> tuple[Int[np.ndarray, "kept moves"], Int[np.ndarray, "kept"]]:
+def pick_edits(
+    games: Int[np.ndarray, "games moves"], move_index: int, src: str = "mine", seed: int = 0
+) -> tuple[Int[np.ndarray, "kept moves"], Int[np.ndarray, " kept"]]:
     """Games that go on after ``move_index`` moves and hold a ``src`` disc then, with one uniformly
     chosen ``src`` square each."""
     games = np.asarray(games)
@@ -108,8 +121,17 @@ def pick_edits(games: Int[np.ndarray, "games moves"], move_index: int, src: str 
     return games, keys.argmax(1)
 
 
-def edit_hook(W: Float[Tensor, "d_model_plus_1 cols"], n_classes: int, pos: int, squares: Int[Tensor, "games"],
-              src: Int[Tensor, "games"], dst: Int[Tensor, "games"], margin: float, read: dict, key: str = "ok"):
+def edit_hook(
+    W: Float[Tensor, "d_model_plus_1 cols"],
+    n_classes: int,
+    pos: int,
+    squares: Int[Tensor, " games"],
+    src: Int[Tensor, " games"],
+    dst: Int[Tensor, " games"],
+    margin: float,
+    read: dict,
+    key: str = "ok",
+):
     """A forward hook moving each game's residual vector at ``pos`` along ``w_dst - w_src`` of its
     square (classes per game), just far enough that the probe reads ``dst`` by ``margin`` over
     every other class; ``read[key]`` records the fraction of edits the probe then reads as ``dst``."""
@@ -157,8 +179,17 @@ def topn_errors(logits: Float[np.ndarray, "games 64"], legal: Bool[np.ndarray, "
 
 
 @torch.no_grad()
-def intervene(model, probe: LinearProbe, games: np.ndarray, move_index: int, layer_hook: str | Sequence[str],
-              src: str = "mine", dst: str = "theirs", margin: float = 1.0, seed: int = 0) -> InterventionResult:
+def intervene(
+    model,
+    probe: LinearProbe,
+    games: np.ndarray,
+    move_index: int,
+    layer_hook: str | Sequence[str],
+    src: str = "mine",
+    dst: str = "theirs",
+    margin: float = 1.0,
+    seed: int = 0,
+) -> InterventionResult:
     """Flip one ``src`` square per game to ``dst`` after ``move_index`` moves, at each of
     ``layer_hook`` (one hook or several); with a ``side`` probe, flip whose turn it is instead
     (``src``/``dst`` are then ignored)."""
@@ -191,8 +222,10 @@ def intervene(model, probe: LinearProbe, games: np.ndarray, move_index: int, lay
     pos = move_index - 1
     read: dict = {}
     sq = torch.from_numpy(squares).to(device)
-    fwd = [(h, edit_hook(probe.weights[h].to(device), probe.n_classes, pos, sq, src_c, dst_c, margin, read, key=h))
-           for h in hooks]
+    fwd = [
+        (h, edit_hook(probe.weights[h].to(device), probe.n_classes, pos, sq, src_c, dst_c, margin, read, key=h))
+        for h in hooks
+    ]
     with eval_mode(model):
         lb = logits_by_square(model(tokens)[:, pos].float())
         la = logits_by_square(model.run_with_hooks(tokens, fwd_hooks=fwd)[:, pos].float())
@@ -205,13 +238,27 @@ def intervene(model, probe: LinearProbe, games: np.ndarray, move_index: int, lay
         return float(np.nanmean(delta[mask])) if mask.any() else float("nan")
 
     reads = float(np.mean([read[h] for h in hooks])) if len(read) == len(hooks) else float("nan")
-    return InterventionResult(hooks, move_index, len(games), mean(newly_legal), mean(newly_illegal), mean(same),
-                              topn_errors(lb, legal_after), topn_errors(la, legal_after), reads,
-                              squares.tolist(), legal_after, lb, la, edit)
+    return InterventionResult(
+        hooks,
+        move_index,
+        len(games),
+        mean(newly_legal),
+        mean(newly_illegal),
+        mean(same),
+        topn_errors(lb, legal_after),
+        topn_errors(la, legal_after),
+        reads,
+        squares.tolist(),
+        legal_after,
+        lb,
+        la,
+        edit,
+    )
 
 
-def intervene_moves(model, probe: LinearProbe, games: np.ndarray, move_indices: Sequence[int],
-                    layer_hook: str | Sequence[str], **kwargs) -> list[InterventionResult]:
+def intervene_moves(
+    model, probe: LinearProbe, games: np.ndarray, move_indices: Sequence[int], layer_hook: str | Sequence[str], **kwargs
+) -> list[InterventionResult]:
     """``intervene`` at each of ``move_indices`` (for example 20..40 across the training length),
     same edit, hooks and margin; one result per move index."""
     return [intervene(model, probe, games, m, layer_hook, **kwargs) for m in move_indices]
@@ -239,8 +286,11 @@ def plot_intervention(result: InterventionResult, stem=None, game: int = 0):
         if after[sq]:
             ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="green", lw=1.5))
     key = "green: the other side's legal moves" if side else "x: edited square; green: legal on the edited board"
-    ax.set(title=f"logit change after the edit ({result.layer_hook}, move {result.move_index})\n{key}",
-           xticks=range(8), yticks=range(8))
+    ax.set(
+        title=f"logit change after the edit ({result.layer_hook}, move {result.move_index})\n{key}",
+        xticks=range(8),
+        yticks=range(8),
+    )
     ax.title.set_fontsize(8)
     fig.colorbar(im, ax=ax)
     return finish(fig, stem)

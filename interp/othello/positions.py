@@ -40,8 +40,9 @@ def source_rows(n_ctx: int, trained: int, variant: str) -> list[int | None]:
     rows: list[int | None] = list(range(trained))
     for i in range(trained, n_ctx):
         same = tied[i]
-        rows.append({"original": i, "same_parity": same, "opposite_parity": (2 * trained - 3) - same,
-                     "mean": None}[variant])
+        rows.append(
+            {"original": i, "same_parity": same, "opposite_parity": (2 * trained - 3) - same, "mean": None}[variant]
+        )
     return rows
 
 
@@ -80,5 +81,12 @@ def write_results(results: dict, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "positions.json", {k: v.to_dict() for k, v in results.items()})
-    return save_figure(plot_metrics(results, metrics=("legal_top1", "itr"), xlabel="move index",
-                                    title="untrained position rows replaced by trained ones"), out / "positions")
+    return save_figure(
+        plot_metrics(
+            results,
+            metrics=("legal_top1", "itr"),
+            xlabel="move index",
+            title="untrained position rows replaced by trained ones",
+        ),
+        out / "positions",
+    )

@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from interp.core.visualize import attention_html, finish, new_figure, save_figure, shade_training
+from interp.othello.board_probe import ProbeAccuracy, board_labels, fit_board_probe, probe_accuracy
+from interp.othello.intervention import intervene, plot_intervention
 from training import atomic, runs
 from training.metrics import LengthMetrics
 from training.models import build_model
@@ -26,10 +29,6 @@ from training.scoped import eval_mode
 from training.tasks import registry
 from training.tasks.othello.engine import TOKEN_TO_SQUARE, squares_to_tokens
 from training.tasks.othello.task import N_CTX
-
-from interp.othello.intervention import intervene, plot_intervention
-from interp.othello.board_probe import ProbeAccuracy, board_labels, fit_board_probe, probe_accuracy
-from interp.core.visualize import attention_html, finish, new_figure, save_figure, shade_training
 
 
 @dataclass
@@ -56,13 +55,20 @@ class OthelloReport:
     def summary(self, files: list[str]) -> dict:
         hi = self.train_max_moves
         return {
-            "run_dir": str(self.run_dir), "weights": self.weights, "positional": self.positional, "train_max_moves": hi,
-            "probe_games": self.probe_games, "eval_games": self.eval_games, "best_layer": self.best,
+            "run_dir": str(self.run_dir),
+            "weights": self.weights,
+            "positional": self.positional,
+            "train_max_moves": hi,
+            "probe_games": self.probe_games,
+            "eval_games": self.eval_games,
+            "best_layer": self.best,
             "legal": self.legal.summary(),
             "probe_accuracy_by_layer": {k: a.by_layer for k, a in self.accuracy.items()},
             "probe_accuracy_in_range_vs_beyond": {
-                k: {h: {"in_range": float(np.mean(a.by_move[h][:hi])), "beyond": float(np.mean(a.by_move[h][hi:]))}
-                    for h in self.hooks}
+                k: {
+                    h: {"in_range": float(np.mean(a.by_move[h][:hi])), "beyond": float(np.mean(a.by_move[h][hi:]))}
+                    for h in self.hooks
+                }
                 for k, a in self.accuracy.items()
             },
             "interventions": self.edits,
@@ -89,14 +95,20 @@ def collect_othello_report(run_dir, probe_games: int = 2000, eval_games: int = 1
     fit = dict(positions=(0, hi - 1))
     relative = fit_board_probe(model, train_games, "relative", **fit)  # fit once: scored, then used for the edits
     side = fit_board_probe(model, train_games, "side", **fit)
-    acc = {"relative": probe_accuracy(model, relative, val_games),
-           "absolute": probe_accuracy(model, fit_board_probe(model, train_games, "absolute", **fit), val_games),
-           "side to move": probe_accuracy(model, side, val_games)}
+    acc = {
+        "relative": probe_accuracy(model, relative, val_games),
+        "absolute": probe_accuracy(model, fit_board_probe(model, train_games, "absolute", **fit), val_games),
+        "side to move": probe_accuracy(model, side, val_games),
+    }
     steps.update()
     d_vocab, d_vocab_out = cfg.vocab()
     random_model = build_model(cfg.model, d_vocab, d_vocab_out, cfg.n_ctx(), seed=cfg.train.seed + 1).eval()
-    acc["random model"] = probe_accuracy(random_model, fit_board_probe(random_model, train_games, "relative", **fit), val_games)
-    acc["shuffled labels"] = probe_accuracy(model, fit_board_probe(model, train_games, "relative", shuffle_labels=True, **fit), val_games)
+    acc["random model"] = probe_accuracy(
+        random_model, fit_board_probe(random_model, train_games, "relative", **fit), val_games
+    )
+    acc["shuffled labels"] = probe_accuracy(
+        model, fit_board_probe(model, train_games, "relative", shuffle_labels=True, **fit), val_games
+    )
     steps.update()
     best = max(acc["relative"].by_layer, key=acc["relative"].by_layer.get)
     edits, results = {}, {}
@@ -110,8 +122,9 @@ def collect_othello_report(run_dir, probe_games: int = 2000, eval_games: int = 1
         results[(m, "side")] = r
     steps.update()
     steps.close()
-    report = OthelloReport(run_dir, weights, cfg.model.positional, hi, len(train_games), len(val_games), legal, acc,
-                           best, edits)
+    report = OthelloReport(
+        run_dir, weights, cfg.model.positional, hi, len(train_games), len(val_games), legal, acc, best, edits
+    )
     return report, model, val_games, results
 
 
@@ -123,8 +136,13 @@ def plot_probes_and_legality(report: OthelloReport, stem=None):
     for name, a in acc.items():
         style = "--" if name == "side to move" else "-"
         axes[0].plot(range(len(hooks)), [a.by_layer[h] for h in hooks], style, marker="o", label=name)
-    axes[0].set(xticks=range(len(hooks)), xticklabels=[h.split(".")[1] for h in hooks], xlabel="layer (resid_post)",
-                ylabel="accuracy (all squares; side: one label)", title="probe accuracy by layer")
+    axes[0].set(
+        xticks=range(len(hooks)),
+        xticklabels=[h.split(".")[1] for h in hooks],
+        xlabel="layer (resid_post)",
+        ylabel="accuracy (all squares; side: one label)",
+        title="probe accuracy by layer",
+    )
     shade_training(axes[1], (1, hi), "training range")
     for h in hooks:
         axes[1].plot(moves, acc["relative"].by_move[h], label=f"layer {h.split('.')[1]}", alpha=0.8)
@@ -143,13 +161,17 @@ def plot_probes_and_legality(report: OthelloReport, stem=None):
 
 def plot_probe_by_square(report: OthelloReport, stem=None):
     fig, ax = new_figure(figsize=(4.5, 4))
-    im = ax.imshow(np.array(report.accuracy["relative"].by_square[report.best]).reshape(8, 8), vmin=0.5, vmax=1, cmap="viridis")
+    im = ax.imshow(
+        np.array(report.accuracy["relative"].by_square[report.best]).reshape(8, 8), vmin=0.5, vmax=1, cmap="viridis"
+    )
     ax.set(title=f"per-square accuracy, layer {report.best.split('.')[1]}", xticks=range(8), yticks=range(8))
     fig.colorbar(im, ax=ax)
     return finish(fig, stem)
 
 
-def build_othello_report(run_dir, out=None, probe_games: int = 2000, eval_games: int = 1000, progress: bool = True) -> dict:
+def build_othello_report(
+    run_dir, out=None, probe_games: int = 2000, eval_games: int = 1000, progress: bool = True
+) -> dict:
     """Measure (``collect_othello_report``), then write figures, JSON and a README into ``out``."""
     out = Path(out) if out else Path(run_dir) / "othello_report"
     registry.require(runs.read_run_config(run_dir).kind, "othello", "othello-report")  # before any folder is made
@@ -165,30 +187,50 @@ def build_othello_report(run_dir, out=None, probe_games: int = 2000, eval_games:
     html = attention_html(model, tokens, out / "attention_game0.html", title=f"{report.run_dir.name}: a held-out game")
     summary = report.summary(sorted(p.name for p in figures + [html]))
     atomic.write_json(out / "summary.json", summary)
-    atomic.write_json(out / "per_move.json", {"legal": report.legal.to_dict(),
-                                              "probes": {k: a.to_dict() for k, a in report.accuracy.items()}})
+    atomic.write_json(
+        out / "per_move.json",
+        {"legal": report.legal.to_dict(), "probes": {k: a.to_dict() for k, a in report.accuracy.items()}},
+    )
     atomic.write_text(out / "README.md", _readme(report, summary))
     return summary
 
 
 def _readme(report: OthelloReport, summary: dict) -> str:
-    lines = [f"# OthelloGPT report: {report.run_dir.name}", "",
-             f"{report.weights} weights, {report.positional} positions, trained on moves 1..{report.train_max_moves}.", "",
-             "| probe | layer | in range | beyond |", "|---|---|---|---|"]
+    lines = [
+        f"# OthelloGPT report: {report.run_dir.name}",
+        "",
+        f"{report.weights} weights, {report.positional} positions, trained on moves 1..{report.train_max_moves}.",
+        "",
+        "| probe | layer | in range | beyond |",
+        "|---|---|---|---|",
+    ]
     for k, per in summary["probe_accuracy_in_range_vs_beyond"].items():
         for h, v in per.items():
             lines.append(f"| {k} | {h.split('.')[1]} | {v['in_range']:.4f} | {v['beyond']:.4f} |")
     lg = summary["legal"]
-    lines += ["", f"Top-1 legal: {lg['in_range']['legal_top1']:.4f} in range, {lg.get('beyond', {}).get('legal_top1', float('nan')):.4f} beyond.", "",
-              "- [probes and legality](probes_and_legality.png)", "- [per-square accuracy](probe_by_square.png)",
-              "- [board predictions](board_predictions.png)", "- [attention, one game](attention_game0.html)", "",
-              "Probe-direction edits at the best layer (mean logit change of moves that became legal / illegal "
-              "on the edited board; top-N errors against the edited legal set without and with the edit; for the "
-              "side-to-move edit the target set is the other side's legal moves on the same board):", ""]
+    lines += [
+        "",
+        f"Top-1 legal: {lg['in_range']['legal_top1']:.4f} in range, "
+        f"{lg.get('beyond', {}).get('legal_top1', float('nan')):.4f} beyond.",
+        "",
+        "- [probes and legality](probes_and_legality.png)",
+        "- [per-square accuracy](probe_by_square.png)",
+        "- [board predictions](board_predictions.png)",
+        "- [attention, one game](attention_game0.html)",
+        "",
+        "Probe-direction edits at the best layer (mean logit change of moves that became legal / illegal "
+        "on the edited board; top-N errors against the edited legal set without and with the edit; for the "
+        "side-to-move edit the target set is the other side's legal moves on the same board):",
+        "",
+    ]
     for k, e in summary["interventions"].items():
-        lines.append(f"- {k}: newly legal {e['newly_legal_logit_change']:+.3f}, newly illegal {e['newly_illegal_logit_change']:+.3f}, "
-                     f"others {e['unchanged_logit_change']:+.3f}; top-N errors {e['topn_errors_before']:.2f} -> {e['topn_errors_after']:.2f}; "
-                     f"probe reads the edit {e['probe_reads_target']:.2f}")
+        lines.append(
+            f"- {k}: newly legal {e['newly_legal_logit_change']:+.3f}, "
+            f"newly illegal {e['newly_illegal_logit_change']:+.3f}, "
+            f"others {e['unchanged_logit_change']:+.3f}; "
+            f"top-N errors {e['topn_errors_before']:.2f} -> {e['topn_errors_after']:.2f}; "
+            f"probe reads the edit {e['probe_reads_target']:.2f}"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -217,7 +259,10 @@ def _board_figure(model, game: np.ndarray, hi: int, stem=None):
                 ax.add_patch(Circle((c, r), 0.38, color="black" if board[r, c] == 1 else "white", ec="black"))
             if legal[m - 1, sq]:
                 ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
-        ax.set(title=f"after move {m} ({'in range' if m <= hi else 'beyond'}): green = predicted prob., red = legal",
-               xticks=range(8), yticks=range(8))
+        ax.set(
+            title=f"after move {m} ({'in range' if m <= hi else 'beyond'}): green = predicted prob., red = legal",
+            xticks=range(8),
+            yticks=range(8),
+        )
         ax.title.set_fontsize(8)
     return finish(fig, stem)

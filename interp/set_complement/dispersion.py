@@ -22,11 +22,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from training.tasks.set_complement.task import SetComplementTask
-from training.tasks.set_complement.metrics import evaluate_lengths
-
-from interp.set_complement.probes import attention_entropy
 from interp.set_complement.displacement import displacement_by_length
+from interp.set_complement.probes import attention_entropy
+from training.tasks.set_complement.metrics import evaluate_lengths
+from training.tasks.set_complement.task import SetComplementTask
 
 
 @dataclass
@@ -72,21 +71,33 @@ def _law(values: list[float], lengths: list[int]) -> list[float]:
 
 def dispersion(model, task: SetComplementTask, sets_per_length: int = 1024, seed: int = 0) -> Dispersion:
     """Every dispersion measure of a set-complement model at every length."""
-    return dispersion_from(evaluate_lengths(model, task, sets_per_length=sets_per_length, seed=seed),
-                           attention_entropy(model, task, sets_per_length=sets_per_length, seed=seed),
-                           displacement_by_length(model, task, sets_per_length=sets_per_length, seed=seed))
+    return dispersion_from(
+        evaluate_lengths(model, task, sets_per_length=sets_per_length, seed=seed),
+        attention_entropy(model, task, sets_per_length=sets_per_length, seed=seed),
+        displacement_by_length(model, task, sets_per_length=sets_per_length, seed=seed),
+    )
 
 
 def dispersion_from(metrics, entropy, disp) -> Dispersion:
     """The dispersion measures read off probes already run (``evaluate_lengths``,
     ``attention_entropy``, ``displacement_by_length`` on the same sets), as ``interp report`` has."""
     lengths = metrics.lengths
-    norm = [[entropy.series(layer, head, "norm_entropy_mean") for head in range(entropy.n_heads)]
-            for layer in range(entropy.n_layers)]
-    cv = [[b["cv"] for b in disp.balance if b["what"] == "D_self" and b["layer"] == layer]
-          for layer in range(entropy.n_layers)]
-    return Dispersion(lengths, metrics.train_range, norm, _law(metrics.values["margin"], lengths),
-                      _law(metrics.values["gap"], lengths), cv)
+    norm = [
+        [entropy.series(layer, head, "norm_entropy_mean") for head in range(entropy.n_heads)]
+        for layer in range(entropy.n_layers)
+    ]
+    cv = [
+        [b["cv"] for b in disp.balance if b["what"] == "D_self" and b["layer"] == layer]
+        for layer in range(entropy.n_layers)
+    ]
+    return Dispersion(
+        lengths,
+        metrics.train_range,
+        norm,
+        _law(metrics.values["margin"], lengths),
+        _law(metrics.values["gap"], lengths),
+        cv,
+    )
 
 
 def study_measures(model, task: SetComplementTask, sets_per_length: int = 512, seed: int = 0) -> dict:

@@ -33,11 +33,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from training.scoped import eval_mode, model_device
-from training.tasks.set_complement.task import SetComplementTask
-from training.tasks.set_complement.metrics import set_batches
-
 from interp.core.readout import EMBED, Readout, attn_point, mlp_point, scale_hook_names
+from training.scoped import eval_mode, model_device
+from training.tasks.set_complement.metrics import set_batches
+from training.tasks.set_complement.task import SetComplementTask
 
 
 def _hook_names(model) -> list[str]:
@@ -71,7 +70,11 @@ def _parts(model, cache, q: slice | int):
     R = Readout(model, cache, q)
     direct = R.logits(cache["hook_embed"][:, q], EMBED)
     # rotary models have no positional embedding in the residual stream
-    pos = R.logits(cache["hook_pos_embed"][:, q], EMBED) if "hook_pos_embed" in cache.cache_dict else torch.zeros_like(direct)
+    pos = (
+        R.logits(cache["hook_pos_embed"][:, q], EMBED)
+        if "hook_pos_embed" in cache.cache_dict
+        else torch.zeros_like(direct)
+    )
     heads, mlp = [], []
     for layer in range(model.cfg.n_layers):
         v = cache[f"blocks.{layer}.attn.hook_v"]  # [b, key, head, d_head]
@@ -93,8 +96,11 @@ def decompose_logits(model, tokens, position: int = -1) -> LogitDecomposition:
     q = position % tokens.shape[1]
     direct, pos, heads, mlp, bias, R = _parts(model, cache, q)
     per_source = torch.stack(
-        [R.scaled(pattern[..., None] * ov_logits.permute(0, 2, 1, 3), attn_point(layer))
-         for layer, (pattern, ov_logits) in enumerate(heads)], dim=1
+        [
+            R.scaled(pattern[..., None] * ov_logits.permute(0, 2, 1, 3), attn_point(layer))
+            for layer, (pattern, ov_logits) in enumerate(heads)
+        ],
+        dim=1,
     )  # [b, layer, head, key, vocab]
     mlp_t = torch.stack(mlp, 1) if mlp else torch.zeros(direct.shape[0], 0, direct.shape[-1], device=direct.device)
     return LogitDecomposition(direct, pos, per_source, mlp_t, bias, logits[:, q])
@@ -179,11 +185,18 @@ class _Sums:
         direct, pos, heads, mlp, bias, R = _parts(self.model, cache, q)
         members = self.task.membership(batch.items, self.v)  # [b, L, v]
         heads_total = self._add_heads(heads, R, members, batch.items)
-        self.counts.index_add_(0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=self.counts.device))
+        self.counts.index_add_(
+            0, batch.items.reshape(-1), torch.ones(batch.items.numel(), dtype=torch.float64, device=self.counts.device)
+        )
         mlp_total = sum(mlp) if mlp else torch.zeros_like(direct)
         total = direct + pos + heads_total + mlp_total + bias
         self.max_err = max(self.max_err, (total - logits[:, q]).abs().max().item())
-        for key, part in (("gap", logits[:, q]), ("direct_gap", direct + pos), ("heads_gap", heads_total), ("mlp_gap", mlp_total)):
+        for key, part in (
+            ("gap", logits[:, q]),
+            ("direct_gap", direct + pos),
+            ("heads_gap", heads_total),
+            ("mlp_gap", mlp_total),
+        ):
             gv, gi = _gap(part, members)
             self.sums[key] += (gv - gi).double().sum(0)
         gv, gi = _gap(heads_total, members)
@@ -235,7 +248,9 @@ class _Sums:
         balance.append(_spread(b, layer=None, head=None, what="B_self"))
         cfg = self.task.cfg
         d_self = torch.where(seen, self.d_self / self.counts.clamp(min=1), float("nan"))
-        return DisplacementStats(rows, balance, self.max_err, (cfg.train_min_len, cfg.train_max_len), self.head_gap / n, d_self)
+        return DisplacementStats(
+            rows, balance, self.max_err, (cfg.train_min_len, cfg.train_max_len), self.head_gap / n, d_self
+        )
 
 
 @torch.no_grad()
@@ -258,5 +273,12 @@ def displacement_by_length(
 
 def _spread(x: Tensor, **labels) -> dict:
     mean, std = x.mean().item(), x.std(unbiased=False).item()
-    return {**labels, "mean": mean, "std": std, "cv": abs(std / mean) if mean else float("inf"),
-            "min": x.min().item(), "max": x.max().item(), "per_token": x.tolist()}
+    return {
+        **labels,
+        "mean": mean,
+        "std": std,
+        "cv": abs(std / mean) if mean else float("inf"),
+        "min": x.min().item(),
+        "max": x.max().item(),
+        "per_token": x.tolist(),
+    }

@@ -20,10 +20,9 @@ import math
 
 import torch
 
+from interp.set_complement.probes import LengthMetrics, evaluate_lengths
 from training.models import attended, out_rescale_hook
 from training.tasks.set_complement.task import SetComplementTask
-
-from interp.set_complement.probes import LengthMetrics, evaluate_lengths
 
 
 def log_scale_hooks(model, n_train: int) -> list:

@@ -37,8 +37,20 @@ from training.scoped import eval_mode, model_device
 from training.tasks.set_complement.metrics import METRICS, complement_metrics, evaluate_lengths, set_batches
 from training.tasks.set_complement.task import SetComplementTask
 
-__all__ = ["METRICS", "STATS", "AttentionStats", "LengthMetrics", "attention_entropy", "complement_metrics",
-           "evaluate_lengths", "fmt", "metric_table", "metric_tables", "set_batches", "table_lengths"]
+__all__ = [
+    "METRICS",
+    "STATS",
+    "AttentionStats",
+    "LengthMetrics",
+    "attention_entropy",
+    "complement_metrics",
+    "evaluate_lengths",
+    "fmt",
+    "metric_table",
+    "metric_tables",
+    "set_batches",
+    "table_lengths",
+]
 
 STATS = ("entropy_mean", "entropy_std", "norm_entropy_mean", "bos_mass_mean", "uniform_entropy")
 
@@ -68,8 +80,12 @@ class AttentionStats:
     @property
     def rows(self) -> list[dict]:
         values = {k: t.tolist() for k, t in self.tables.items()}
-        return [{"layer": layer, "head": head, "length": length, **{k: values[k][layer][head][i] for k in STATS}}
-                for layer in range(self.n_layers) for head in range(self.n_heads) for i, length in enumerate(self.lengths)]
+        return [
+            {"layer": layer, "head": head, "length": length, **{k: values[k][layer][head][i] for k in STATS}}
+            for layer in range(self.n_layers)
+            for head in range(self.n_heads)
+            for i, length in enumerate(self.lengths)
+        ]
 
     def series(self, layer: int, head: int, key: str = "entropy_mean") -> list[float]:
         """One statistic against length for one head."""
@@ -127,7 +143,16 @@ def attention_entropy(
     uniform = log_n if positions == "last" else log_n.cumsum(0) / torch.arange(1, L + 1, device=device)
     mean = s1 / n
     std = (s2 / n - mean**2).clamp(min=0).sqrt()
-    tables = {"entropy_mean": mean, "entropy_std": std, "norm_entropy_mean": sn / n, "bos_mass_mean": sb / n,
-              "uniform_entropy": uniform.expand(cfg.n_layers, cfg.n_heads, L)}
-    return AttentionStats({k: tables[k] for k in STATS}, positions, (task.cfg.train_min_len, task.cfg.train_max_len),
-                          list(range(1, L + 1)))
+    tables = {
+        "entropy_mean": mean,
+        "entropy_std": std,
+        "norm_entropy_mean": sn / n,
+        "bos_mass_mean": sb / n,
+        "uniform_entropy": uniform.expand(cfg.n_layers, cfg.n_heads, L),
+    }
+    return AttentionStats(
+        {k: tables[k] for k in STATS},
+        positions,
+        (task.cfg.train_min_len, task.cfg.train_max_len),
+        list(range(1, L + 1)),
+    )

@@ -61,8 +61,16 @@ def balanced_model(v: int, b: float, c: float, n_ctx: int | None = None, bos: bo
     Token ids follow the set-complement task: items are 1..v, 0 is BOS (embedded as zero, so it
     takes attention but displaces nothing)."""
     n_ctx = n_ctx or v
-    cfg = ModelConfig(n_layers=1, d_model=2 * v, n_heads=1, d_head=v, attn_only=True, normalization="none",
-                      positional="none", n_ctx=n_ctx)
+    cfg = ModelConfig(
+        n_layers=1,
+        d_model=2 * v,
+        n_heads=1,
+        d_head=v,
+        attn_only=True,
+        normalization="none",
+        positional="none",
+        n_ctx=n_ctx,
+    )
     model = build_model(cfg, v + 1, v, n_ctx)
     eye = torch.eye(v)
     with torch.no_grad():

@@ -102,8 +102,14 @@ def write_demo(result: DemoResult, out: str | Path) -> list[Path]:
     out = Path(out)
     table, data = out / "demo_table.txt", out / "demo_results.json"
     atomic.write_text(table, result.header() + "\n\n" + result.tables() + "\n")
-    atomic.write_json(data, {"variants": VARIANTS, "seconds": result.seconds,
-                             "results": {k: v.to_dict() for k, v in result.results.items()}})
+    atomic.write_json(
+        data,
+        {
+            "variants": VARIANTS,
+            "seconds": result.seconds,
+            "results": {k: v.to_dict() for k, v in result.results.items()},
+        },
+    )
     return [table, data]
 
 

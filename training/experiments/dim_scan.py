@@ -33,18 +33,33 @@ def dimension_scan(
     out_dir = Path(out_dir)
     grid = [(dm, dh) for dm in d_models for dh in d_heads]
     configs = {
-        (dm, dh): load_config(preset_path("demo"), (overrides or []) + [f"model.d_model={dm}", f"model.d_head={dh}", "model.n_heads=1"])
+        (dm, dh): load_config(
+            preset_path("demo"), (overrides or []) + [f"model.d_model={dm}", f"model.d_head={dh}", "model.n_heads=1"]
+        )
         for dm, dh in grid
     }  # validate all before training any
     cells = []
-    for (dm, dh) in tqdm(grid, desc="dimension scan", disable=not progress):
+    for dm, dh in tqdm(grid, desc="dimension scan", disable=not progress):
         cfg = configs[(dm, dh)]
         final = train(cfg, runs.prepare_run(out_dir / f"dm{dm}_dh{dh}", cfg, overwrite), progress=False).final
         summ = final[weights if weights in final else "raw"].summary()
-        cells.append({"d_model": dm, "d_head": dh, "tv_in_range": summ["in_range"]["tv"],
-                      "tv_beyond": summ.get("beyond", {}).get("tv"), "acc_beyond": summ.get("beyond", {}).get("acc"),
-                      "reached": summ["in_range"]["tv"] <= target_tv})
+        cells.append(
+            {
+                "d_model": dm,
+                "d_head": dh,
+                "tv_in_range": summ["in_range"]["tv"],
+                "tv_beyond": summ.get("beyond", {}).get("tv"),
+                "acc_beyond": summ.get("beyond", {}).get("acc"),
+                "reached": summ["in_range"]["tv"] <= target_tv,
+            }
+        )
     passing = [c for c in cells if c["reached"]]
     smallest = min(passing, key=lambda c: (c["d_model"] * c["d_head"], c["d_model"])) if passing else None
-    return {"target_tv": target_tv, "weights": weights, "cells": cells, "smallest": smallest,
-            "d_models": d_models, "d_heads": d_heads}
+    return {
+        "target_tv": target_tv,
+        "weights": weights,
+        "cells": cells,
+        "smallest": smallest,
+        "d_models": d_models,
+        "d_heads": d_heads,
+    }

@@ -17,14 +17,18 @@ from training.trainer import train
 
 COMPARISONS = {
     "averaging": {"none": ["averaging.mode=none"], "ema": ["averaging.mode=ema"], "bema": ["averaging.mode=bema"]},
-    "positional": {"learned": ["model.positional=learned"], "rotary": ["model.positional=rotary"],
-                   "no_pos": ["model.positional=none"]},
+    "positional": {
+        "learned": ["model.positional=learned"],
+        "rotary": ["model.positional=rotary"],
+        "no_pos": ["model.positional=none"],
+    },
 }
 TABLE_METRICS = ("legal_top1", "itr", "tv")
 
 
-def compare(preset: str, data, out: str | Path, what: str = "averaging", overrides=None, overwrite=False,
-            progress=True) -> dict[str, LengthMetrics]:
+def compare(
+    preset: str, data, out: str | Path, what: str = "averaging", overrides=None, overwrite=False, progress=True
+) -> dict[str, LengthMetrics]:
     """Train the variants of ``COMPARISONS[what]``; per-move-index metrics of each (averaged
     weights where averaging is on)."""
     out = Path(out)

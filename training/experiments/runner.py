@@ -33,6 +33,7 @@ PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
 
 # -- experiment files -------------------------------------------------------------------------
 
+
 def read_json(path: str | Path, what: str):
     """The parsed JSON of ``path``, or a one-line ConfigError naming ``what`` it should be."""
     path = Path(path)
@@ -112,11 +113,13 @@ def trial_config(spec: dict, values: dict, extra: list[str] = ()):
 
     base = spec.get("base", "demo")
     base_path = preset_path(base) if not str(base).endswith(".json") else Path(base)
-    return load_config(base_path, list(spec.get("fixed", [])) + [f"{k}={json.dumps(v)}" for k, v in values.items()]
-                       + list(extra))
+    return load_config(
+        base_path, list(spec.get("fixed", [])) + [f"{k}={json.dumps(v)}" for k, v in values.items()] + list(extra)
+    )
 
 
 # -- storage ------------------------------------------------------------------------------------
+
 
 def heartbeat_settings() -> tuple[int, int]:
     """(heartbeat interval, grace period) in seconds: a worker that dies is noticed the grace
@@ -130,8 +133,12 @@ def make_storage(url: str):
 
     heartbeat, grace = heartbeat_settings()
     try:
-        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat,
+            grace_period=grace,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+        )
     except ImportError as e:
         raise WorkbenchError(f"storage {url!r} needs a missing database driver ({e.name})") from None
     except Exception as e:
@@ -145,8 +152,9 @@ def create_study(folder: Path, url: str, name: str, resume: bool, **kwargs):
     import optuna
 
     try:
-        return optuna.create_study(study_name=name, storage=make_storage(url), direction="minimize",
-                                   load_if_exists=True, **kwargs)
+        return optuna.create_study(
+            study_name=name, storage=make_storage(url), direction="minimize", load_if_exists=True, **kwargs
+        )
     except WorkbenchError:
         if not resume and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
@@ -178,6 +186,7 @@ def stop_after_failures(limit: int):
 
 
 # -- workers ------------------------------------------------------------------------------------
+
 
 def exit_with_parent(parent: int) -> None:
     """In a spawned worker: end this process as soon as ``parent`` (the command that started it)

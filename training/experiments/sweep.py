@@ -8,8 +8,9 @@ beyond-range TV of the averaged weights (raw when averaging is off).
 
 The study lives in an SQLite file in the sweep folder by default; ``--storage postgresql://...``
 shares one study between machines (the Optuna plumbing is ``runner.py``'s, shared with the
-study). Trials that raise or diverge are recorded as failed with their reason. Workers send heartbeats: a trial whose worker died (``kill -9``) is marked failed after a
-grace period and re-queued with the same parameters, so the study still reaches its number of
+study). Trials that raise or diverge are recorded as failed with their reason. Workers send
+heartbeats: a trial whose worker died (``kill -9``) is marked failed after a grace period and
+re-queued with the same parameters, so the study still reaches its number of
 completed trials. A space whose trials keep failing stops after ``max_failures`` failed trials
 (default ``2 * n_trials + 10``) with one line naming the first error.
 """
@@ -21,10 +22,21 @@ from pathlib import Path
 
 from training import atomic
 from training.errors import ConfigError, WorkbenchError
+from training.experiments.runner import (
+    check_shared_keys,
+    count,
+    create_study,
+    default_threads,
+    make_storage,
+    param_candidates,
+    read_json,
+    run_workers,
+    stop_after_failures,
+    suggest,
+    trial_config,
+    unique_name,
+)
 from training.scoped import num_threads, optuna_quiet
-
-from training.experiments.runner import (check_shared_keys, count, create_study, default_threads, make_storage, param_candidates, read_json,
-                     run_workers, stop_after_failures, suggest, trial_config, unique_name)
 
 
 def max_failures(space: dict) -> int:
@@ -75,7 +87,9 @@ def objective_factory(space: dict, sweep_dir: Path):
             # Trial numbers are unique, so a trial's directory is new unless it is resumed.
             run_dir = runs.prepare_run(sweep_dir / "trials" / f"trial_{trial.number:04d}", cfg)
             trial.set_user_attr("run_dir", str(run_dir))
-            trial.set_user_attr("config", cfg.to_dict())  # what the analysis reads: every value, not only the sampled ones
+            trial.set_user_attr(
+                "config", cfg.to_dict()
+            )  # what the analysis reads: every value, not only the sampled ones
             res = train(cfg, run_dir, progress=False)
         except Exception as e:  # recorded on the trial, then Optuna marks it failed
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
@@ -100,17 +114,30 @@ def _work(args, on_trial_done=None) -> None:
         from optuna.study import MaxTrialsCallback
         from optuna.trial import TrialState
 
-        study = optuna.load_study(study_name=name, storage=make_storage(url),
-                                  sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0) * 1000 + index))
-        if count(study, TrialState.COMPLETE) >= space["n_trials"] or count(study, TrialState.FAIL) >= max_failures(space):
+        study = optuna.load_study(
+            study_name=name,
+            storage=make_storage(url),
+            sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0) * 1000 + index),
+        )
+        if count(study, TrialState.COMPLETE) >= space["n_trials"] or count(study, TrialState.FAIL) >= max_failures(
+            space
+        ):
             return
-        callbacks = [MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,)),
-                     stop_after_failures(max_failures(space))] + ([on_trial_done] if on_trial_done else [])
+        callbacks = [
+            MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,)),
+            stop_after_failures(max_failures(space)),
+        ] + ([on_trial_done] if on_trial_done else [])
         study.optimize(objective_factory(space, Path(sweep_dir)), callbacks=callbacks, catch=(Exception,))
 
 
-def run_sweep(sweep_dir: str | Path, space_path: str | Path | None = None, storage: str | None = None,
-              workers: int = 1, resume: bool = False, progress: bool = True) -> dict:
+def run_sweep(
+    sweep_dir: str | Path,
+    space_path: str | Path | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
     """Create (or resume) a study in ``sweep_dir`` and run ``workers`` local worker processes."""
     with optuna_quiet():
         return _run_sweep(sweep_dir, space_path, storage, workers, resume, progress)
@@ -141,15 +168,21 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
     threads = default_threads(workers)
     bar = _trial_bar(space["n_trials"], progress)
     try:
-        run_workers(_work, [(str(sweep_dir), url, name, space, threads, i) for i in range(workers)],
-                    lambda: _show(bar, study, space["n_trials"]), poll_s=1.0)
+        run_workers(
+            _work,
+            [(str(sweep_dir), url, name, space, threads, i) for i in range(workers)],
+            lambda: _show(bar, study, space["n_trials"]),
+            poll_s=1.0,
+        )
     finally:
         bar.close()
     result = summarize(study)
     if result["failed"] >= max_failures(space) and result["completed"] < space["n_trials"]:
         first = result["failures"][0]["error"] if result["failures"] else "unknown"
-        raise WorkbenchError(f"stopped after {result['failed']} failed trials and {result['completed']} completed "
-                             f"(limit {max_failures(space)}); the first failure: {first}")
+        raise WorkbenchError(
+            f"stopped after {result['failed']} failed trials and {result['completed']} completed "
+            f"(limit {max_failures(space)}); the first failure: {first}"
+        )
     return result
 
 
@@ -179,6 +212,10 @@ def summarize(study) -> dict:
     return {
         "completed": len(complete),
         "failed": len(failed),
-        "failures": [{"number": t.number, "error": t.user_attrs.get("error", "worker died (heartbeat lost)")} for t in failed],
-        "best": {"number": study.best_trial.number, "value": study.best_value, "params": study.best_params} if complete else None,
+        "failures": [
+            {"number": t.number, "error": t.user_attrs.get("error", "worker died (heartbeat lost)")} for t in failed
+        ],
+        "best": {"number": study.best_trial.number, "value": study.best_value, "params": study.best_params}
+        if complete
+        else None,
     }

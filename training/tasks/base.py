@@ -146,8 +146,9 @@ class Task(ABC):
                 ps.append(p_star[keep].double())
         return fit_scale(torch.cat(zs), torch.cat(ps))
 
-    def calibrated_evaluate(self, model: torch.nn.Module, n: int, seed: int = 0,
-                            fit_n: int = 512) -> tuple[LengthMetrics, float]:
+    def calibrated_evaluate(
+        self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512
+    ) -> tuple[LengthMetrics, float]:
         """Every metric at every length at the model's own temperature, fit on ``fit_n`` fresh
         in-range inputs, and that temperature as 1/T. Raises NotImplementedError for a task that
         does not know its true next-token distribution."""

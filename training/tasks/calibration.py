@@ -19,8 +19,12 @@ CALIBRATION_SEED = 777
 evaluation's own seed (``train.eval_seed``)."""
 
 
-def fit_scale(z: Float[Tensor, "*positions vocab"], p_star: Float[Tensor, "*positions vocab"],
-              max_scale: float = 1e3, iters: int = 60) -> float:
+def fit_scale(
+    z: Float[Tensor, "*positions vocab"],
+    p_star: Float[Tensor, "*positions vocab"],
+    max_scale: float = 1e3,
+    iters: int = 60,
+) -> float:
     """The factor beta = 1/T that minimises the mean KL(p* || softmax(beta z)) over every position.
 
     The cross-entropy is convex in beta and its derivative, E_softmax(beta z)[z] - E_p*[z], grows

@@ -59,4 +59,6 @@ def require(kind: str, wanted: str, what: str) -> None:
     if kind != wanted:
         other = entry(kind).task_cls.report_command
         article = "an" if wanted[0] in "aeiou" else "a"
-        raise WorkbenchError(f"{what} needs {article} {wanted!r} run, this one is {kind!r} (try python -m interp {other})")
+        raise WorkbenchError(
+            f"{what} needs {article} {wanted!r} run, this one is {kind!r} (try python -m interp {other})"
+        )

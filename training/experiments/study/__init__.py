@@ -5,13 +5,52 @@ The study runs on any registered task: the task says which loss-only field is it
 which metrics it reports and how to calibrate them (``training/tasks/base.py``).
 """
 
-from training.experiments.study.design import (DEFAULT_REGION, REFERENCE, STUDY_FILE, Arm, arm_config, arm_label, arms, check_spec, check_strata,
-                     compiled_spec, config_cost, draw_configs, load_spec, max_failures, strata_cells, stratum, study_task,
-                     targets)
+from training.experiments.study.design import (
+    DEFAULT_REGION,
+    REFERENCE,
+    STUDY_FILE,
+    Arm,
+    arm_config,
+    arm_label,
+    arms,
+    check_spec,
+    check_strata,
+    compiled_spec,
+    config_cost,
+    draw_configs,
+    load_spec,
+    max_failures,
+    strata_cells,
+    stratum,
+    study_task,
+    targets,
+)
 from training.experiments.study.measure import measure_member
 from training.experiments.study.run import completed_records, open_study, run_config, run_study, summarize
 
-__all__ = ["Arm", "DEFAULT_REGION", "REFERENCE", "STUDY_FILE", "arm_config", "arm_label", "arms", "check_spec",
-           "check_strata", "compiled_spec", "completed_records", "config_cost", "draw_configs", "load_spec",
-           "max_failures", "measure_member", "open_study", "run_config", "run_study", "strata_cells", "stratum",
-           "study_task", "summarize", "targets"]
+__all__ = [
+    "Arm",
+    "DEFAULT_REGION",
+    "REFERENCE",
+    "STUDY_FILE",
+    "arm_config",
+    "arm_label",
+    "arms",
+    "check_spec",
+    "check_strata",
+    "compiled_spec",
+    "completed_records",
+    "config_cost",
+    "draw_configs",
+    "load_spec",
+    "max_failures",
+    "measure_member",
+    "open_study",
+    "run_config",
+    "run_study",
+    "strata_cells",
+    "stratum",
+    "study_task",
+    "summarize",
+    "targets",
+]

@@ -24,12 +24,27 @@ from pathlib import Path
 from typing import Callable
 
 from training.errors import ConfigError
+from training.experiments.runner import check_shared_keys, param_candidates, read_json, trial_config
 from training.tasks import registry
 
-from training.experiments.runner import check_shared_keys, param_candidates, read_json, trial_config
-
-SPEC_KEYS = {"base", "fixed", "params", "n_configs", "seed", "seeds", "dropouts", "targets", "averagers",
-             "region", "delta", "measure_sets", "max_failures", "note", "variants", "strata"}
+SPEC_KEYS = {
+    "base",
+    "fixed",
+    "params",
+    "n_configs",
+    "seed",
+    "seeds",
+    "dropouts",
+    "targets",
+    "averagers",
+    "region",
+    "delta",
+    "measure_sets",
+    "max_failures",
+    "note",
+    "variants",
+    "strata",
+}
 STUDY_FILE = "study.json"
 REFERENCE = "baseline"
 """The variant every other variant is paired against (a study without ``variants`` has only it)."""
@@ -57,8 +72,12 @@ class Arm:
 
     def to_dict(self) -> dict:
         """The arm's fields as its records store them (``variant`` only in a study with variants)."""
-        return {"seed": self.seed, "dropout": self.dropout, "target": self.target,
-                **({"variant": self.variant} if self.variant else {})}
+        return {
+            "seed": self.seed,
+            "dropout": self.dropout,
+            "target": self.target,
+            **({"variant": self.variant} if self.variant else {}),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Arm":
@@ -103,7 +122,12 @@ def targets(spec: dict) -> list:
 
 def _list_of(spec: dict, key: str, ok: Callable[[object], bool], what: str, where: str) -> list:
     values = spec.get(key)
-    if not isinstance(values, list) or not values or not all(ok(v) for v in values) or len(set(map(json.dumps, values))) != len(values):
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(ok(v) for v in values)
+        or len(set(map(json.dumps, values))) != len(values)
+    ):
         raise ConfigError(f"{where}: {key} must be a non-empty list of distinct {what}")
     return values
 
@@ -111,17 +135,24 @@ def _list_of(spec: dict, key: str, ok: Callable[[object], bool], what: str, wher
 def _check_region(spec: dict, task_cls, where: str) -> None:
     region = spec.get("region", DEFAULT_REGION)
     bound_ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
-    if (not isinstance(region, dict) or set(region) - {"metric", "range", "max", "min", "note"}
-            or region.get("range", "in_range") not in ("in_range", "beyond")
-            or ("max" in region) == ("min" in region) and ("max" in region or "min" in region)
-            or not all(bound_ok(region[k]) for k in ("max", "min") if k in region)):
-        raise ConfigError(f"{where}: region must be {{\"metric\": \"tv\", \"range\": \"in_range\", \"max\": 0.05, \"note\": ...}} "
-                          "(or \"min\" instead of \"max\" for a metric where higher is better)")
+    if (
+        not isinstance(region, dict)
+        or set(region) - {"metric", "range", "max", "min", "note"}
+        or region.get("range", "in_range") not in ("in_range", "beyond")
+        or ("max" in region) == ("min" in region)
+        and ("max" in region or "min" in region)
+        or not all(bound_ok(region[k]) for k in ("max", "min") if k in region)
+    ):
+        raise ConfigError(
+            f'{where}: region must be {{"metric": "tv", "range": "in_range", "max": 0.05, "note": ...}} '
+            '(or "min" instead of "max" for a metric where higher is better)'
+        )
     metric = region.get("metric", "tv")
     known = list(task_cls.study_metrics) + [f"cal_{m}" for m in task_cls.calibrated_metrics]
     if metric not in known:
-        raise ConfigError(f"{where}: region.metric must be one of the metrics the study records ({', '.join(known)}), "
-                          f"got {metric!r}")
+        raise ConfigError(
+            f"{where}: region.metric must be one of the metrics the study records ({', '.join(known)}), got {metric!r}"
+        )
 
 
 def check_spec(spec, where: str) -> None:
@@ -137,27 +168,42 @@ def check_spec(spec, where: str) -> None:
     task_cls, section = study_task(spec, where)
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
     _list_of(spec, "seeds", is_int, "non-negative integers", where)
-    dropouts = _list_of(spec, "dropouts", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
-                        "rates in [0, 1)", where)
+    dropouts = _list_of(
+        spec,
+        "dropouts",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+        "rates in [0, 1)",
+        where,
+    )
     if 0 not in dropouts:
         raise ConfigError(f"{where}: dropouts must include 0 (the arm every dropout effect is paired against)")
     if task_cls.target_field is None:
         if "targets" in spec:
             raise ConfigError(f"{where}: targets: the task {task_cls.__name__} has no target axis")
     else:
-        _list_of(spec, "targets", lambda v: v in task_cls.target_values,
-                 " or ".join(repr(v) for v in task_cls.target_values), where)
+        _list_of(
+            spec,
+            "targets",
+            lambda v: v in task_cls.target_values,
+            " or ".join(repr(v) for v in task_cls.target_values),
+            where,
+        )
     delta = spec.get("delta", 0.02)
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
         raise ConfigError(f"{where}: delta (the smallest TV effect of interest) must be in (0, 1), got {delta!r}")
     _check_region(spec, task_cls, where)
     params = spec.get("params", {})
     variants = spec.get("variants", {REFERENCE: []})
-    if (not isinstance(variants, dict) or REFERENCE not in variants
-            or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in variants.values())
-            or not all(isinstance(k, str) and k.replace("_", "").replace("-", "").isalnum() for k in variants)):
-        raise ConfigError(f"{where}: variants must map names (letters, digits, _ and -) to lists of 'section.key=value' "
-                          f"overrides, one of them '{REFERENCE}'")
+    if (
+        not isinstance(variants, dict)
+        or REFERENCE not in variants
+        or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in variants.values())
+        or not all(isinstance(k, str) and k.replace("_", "").replace("-", "").isalnum() for k in variants)
+    ):
+        raise ConfigError(
+            f"{where}: variants must map names (letters, digits, _ and -) to lists of 'section.key=value' "
+            f"overrides, one of them '{REFERENCE}'"
+        )
     if not isinstance(spec.get("averagers", []), list):
         raise ConfigError(f"{where}: averagers must be a list of named averagers")
     set_by_arms = ARM_SET + ((f"{section}.{task_cls.target_field}",) if task_cls.target_field else ())
@@ -186,8 +232,12 @@ def arm_config(spec: dict, values: dict, arm: Arm):
     the fixed settings, the sampled values, the arm's variant overrides, then its seed, dropout and
     target, every averager on."""
     variant = spec.get("variants", {}).get(arm.variant or REFERENCE, [])
-    own = {"train.seed": arm.seed, "model.attn_dropout": arm.dropout,
-           "averagers": spec.get("averagers", []), "averaging.mode": "none"}
+    own = {
+        "train.seed": arm.seed,
+        "model.attn_dropout": arm.dropout,
+        "averagers": spec.get("averagers", []),
+        "averaging.mode": "none",
+    }
     if arm.target is not None:
         task_cls, section = study_task(spec)
         own[f"{section}.{task_cls.target_field}"] = arm.target
@@ -209,7 +259,9 @@ def config_cost(spec: dict, values: dict) -> float:
 def arms(spec: dict) -> list[Arm]:
     """Every arm of one config, in a fixed order: variant, then seed, dropout, target."""
     variants = list(spec["variants"]) if "variants" in spec else [None]
-    return [Arm(s, float(p), t, v) for v in variants for s in spec["seeds"] for p in spec["dropouts"] for t in targets(spec)]
+    return [
+        Arm(s, float(p), t, v) for v in variants for s in spec["seeds"] for p in spec["dropouts"] for t in targets(spec)
+    ]
 
 
 def strata_cells(spec: dict) -> list[tuple]:
@@ -227,8 +279,10 @@ def check_strata(spec: dict, where: str) -> None:
             raise ConfigError(f"{where}: strata entry {key!r} is not a sampled choice parameter under params")
     cells = len(strata_cells(spec))
     if spec["n_configs"] % cells:
-        raise ConfigError(f"{where}: n_configs ({spec['n_configs']}) must be a multiple of the {cells} strata cells, "
-                          "so every cell gets the same number of configs")
+        raise ConfigError(
+            f"{where}: n_configs ({spec['n_configs']}) must be a multiple of the {cells} strata cells, "
+            "so every cell gets the same number of configs"
+        )
 
 
 def stratum(spec: dict, values: dict) -> tuple:
@@ -262,7 +316,7 @@ def draw_configs(spec: dict) -> list[dict]:
         cells = strata_cells(spec)
         for start in range(0, len(out), len(cells)):
             block = rng.sample(cells, len(cells))
-            for values, cell in zip(out[start:start + len(cells)], block):
+            for values, cell in zip(out[start : start + len(cells)], block):
                 values.update(zip(spec["strata"], cell))
     return out
 

@@ -33,11 +33,27 @@ from typing import Callable
 
 from training import atomic
 from training.errors import WorkbenchError
-from training.scoped import num_threads, optuna_quiet
-
-from training.experiments.runner import count, create_study, default_threads, heartbeat_settings, make_storage, run_workers, unique_name
-from training.experiments.study.design import STUDY_FILE, arm_label, arms, compiled_spec, config_cost, draw_configs, load_spec, max_failures
+from training.experiments.runner import (
+    count,
+    create_study,
+    default_threads,
+    heartbeat_settings,
+    make_storage,
+    run_workers,
+    unique_name,
+)
+from training.experiments.study.design import (
+    STUDY_FILE,
+    arm_label,
+    arms,
+    compiled_spec,
+    config_cost,
+    draw_configs,
+    load_spec,
+    max_failures,
+)
 from training.experiments.study.measure import measure_member
+from training.scoped import num_threads, optuna_quiet
 
 
 def task_axis(cfg) -> str:
@@ -48,13 +64,13 @@ def task_axis(cfg) -> str:
     return registry.entry(cfg.kind).task_cls.index_name
 
 
-def run_config(study_dir: Path, spec: dict, index: int, values: dict, measures: Callable | None,
-               progress: bool = False) -> list[dict]:
+def run_config(
+    study_dir: Path, spec: dict, index: int, values: dict, measures: Callable | None, progress: bool = False
+) -> list[dict]:
     """Train and measure every arm of config ``index``; its records, also written to
     ``runs/cNNN/arms.json``."""
     from training import runs
     from training.ensemble import ensemble_key, train_ensemble
-
     from training.experiments.study.design import arm_config
 
     folder = study_dir / "runs" / f"c{index:03d}"
@@ -69,14 +85,24 @@ def run_config(study_dir: Path, spec: dict, index: int, values: dict, measures: 
         groups.setdefault(json.dumps(ensemble_key(cfg), sort_keys=True), []).append(i)
     results = [None] * len(cfgs)
     for g, members_i in enumerate(groups.values()):
-        trained = train_ensemble([cfgs[i] for i in members_i], [dirs[i] for i in members_i], progress=progress,
-                                 desc=f"config {index}" + (f", group {g + 1} of {len(groups)}" if len(groups) > 1 else ""))
+        trained = train_ensemble(
+            [cfgs[i] for i in members_i],
+            [dirs[i] for i in members_i],
+            progress=progress,
+            desc=f"config {index}" + (f", group {g + 1} of {len(groups)}" if len(groups) > 1 else ""),
+        )
         for i, res in zip(members_i, trained):
             results[i] = res
     records = []
     for arm, cfg, res in zip(members, cfgs, results):
-        record = {"config": index, **arm.to_dict(), "run_dir": str(res.run_dir.relative_to(study_dir)), "error": res.error,
-                  "train_range": list(cfg.shape.train_range), "axis": task_axis(cfg)}
+        record = {
+            "config": index,
+            **arm.to_dict(),
+            "run_dir": str(res.run_dir.relative_to(study_dir)),
+            "error": res.error,
+            "train_range": list(cfg.shape.train_range),
+            "axis": task_axis(cfg),
+        }
         if res.error is None:
             record["weights"] = measure_member(res.run_dir, cfg, res.final, measures, spec.get("measure_sets", 512))
         records.append(record)
@@ -85,6 +111,7 @@ def run_config(study_dir: Path, spec: dict, index: int, values: dict, measures: 
 
 
 # -- Optuna plumbing ------------------------------------------------------------------------
+
 
 def objective_factory(study_dir: Path, spec: dict, configs: list[dict], measures: Callable | None):
     def objective(trial):
@@ -131,13 +158,22 @@ def _work(args, on_config_done: Callable | None = None) -> None:
                 st.stop()
 
         callbacks = [stop_when_done] + ([on_config_done] if on_config_done else [])
-        study.optimize(objective_factory(Path(study_dir), spec, configs, measures), callbacks=callbacks,
-                       catch=(Exception,))
+        study.optimize(
+            objective_factory(Path(study_dir), spec, configs, measures), callbacks=callbacks, catch=(Exception,)
+        )
 
 
-def run_study(study_dir: str | Path, spec_path: str | Path | None = None, storage: str | None = None,
-              workers: int = 1, resume: bool = False, progress: bool = True,
-              measures: Callable | None = None, threads: int | None = None, compile: bool = False) -> dict:
+def run_study(
+    study_dir: str | Path,
+    spec_path: str | Path | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+    measures: Callable | None = None,
+    threads: int | None = None,
+    compile: bool = False,
+) -> dict:
     """Create (or resume) the study in ``study_dir`` and train every config with ``workers``
     local worker processes of ``threads`` threads each (default: the cores shared out among
     the workers); returns ``summarize``'s counts. ``compile`` compiles every ensemble's step
@@ -171,10 +207,20 @@ def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, m
         name = unique_name("wm-study", study_dir)
     study = create_study(study_dir, url, name, resume)
     if not resume:
-        for index in sorted(range(len(configs)), key=lambda i: -config_cost(spec, configs[i])):  # stable: ties keep their order
+        for index in sorted(
+            range(len(configs)), key=lambda i: -config_cost(spec, configs[i])
+        ):  # stable: ties keep their order
             study.enqueue_trial({"config": index}, user_attrs={"config": index})
-        atomic.write_json(meta_path, {"spec": spec, "configs": configs, "storage": url, "study_name": name,
-                                      "arms": [a.to_dict() for a in arms(spec)]})
+        atomic.write_json(
+            meta_path,
+            {
+                "spec": spec,
+                "configs": configs,
+                "storage": url,
+                "study_name": name,
+                "arms": [a.to_dict() for a in arms(spec)],
+            },
+        )
     threads = threads or default_threads(workers)
     args = (str(study_dir), url, name, spec, configs, measures, threads)
     bar = _bar(len(configs), progress)
@@ -188,8 +234,10 @@ def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, m
     result = summarize(study, len(configs))
     if result["failed_configs"] >= max_failures(spec) and result["completed"] < len(configs):
         first = result["failures"][0]["error"] if result["failures"] else "unknown"
-        raise WorkbenchError(f"stopped after {result['failed_configs']} failed configs and {result['completed']} completed "
-                             f"(limit {max_failures(spec)}); the first failure: {first}")
+        raise WorkbenchError(
+            f"stopped after {result['failed_configs']} failed configs and {result['completed']} completed "
+            f"(limit {max_failures(spec)}); the first failure: {first}"
+        )
     return result
 
 
@@ -223,8 +271,9 @@ def _show(bar, study, n_configs: int) -> None:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     bar.n = min(len(done), n_configs)
     failed_arms = sum(t.user_attrs.get("failed_arms", 0) for t in done)
-    bar.set_postfix_str(f"failed configs {sum(t.state == TrialState.FAIL for t in trials)}, failed arms {failed_arms}",
-                        refresh=False)
+    bar.set_postfix_str(
+        f"failed configs {sum(t.state == TrialState.FAIL for t in trials)}, failed arms {failed_arms}", refresh=False
+    )
     bar.refresh()
 
 
@@ -258,8 +307,10 @@ def summarize(study, n_configs: int) -> dict:
         "completed": len(complete),
         "n_configs": n_configs,
         "failed_configs": len(failed),
-        "failures": [{"number": t.number, "config": t.params.get("config"), "error": t.user_attrs.get("error", "unknown")}
-                     for t in failed],
+        "failures": [
+            {"number": t.number, "config": t.params.get("config"), "error": t.user_attrs.get("error", "unknown")}
+            for t in failed
+        ],
         "arms": len(records),
         "failed_arms": failed_arms,
     }

@@ -18,8 +18,17 @@ from training.errors import CheckpointError
 from training.models import ModelConfig, build_model
 from training.tasks.othello.task import D_VOCAB, N_CTX
 
-PUBLISHED = ModelConfig(n_layers=8, d_model=512, n_heads=8, d_head=64, attn_only=False, d_mlp=2048, act_fn="gelu",
-                        normalization="LNPre", positional="learned")
+PUBLISHED = ModelConfig(
+    n_layers=8,
+    d_model=512,
+    n_heads=8,
+    d_head=64,
+    attn_only=False,
+    d_mlp=2048,
+    act_fn="gelu",
+    normalization="LNPre",
+    positional="learned",
+)
 
 
 def othello_config(preset: str, data: str | Path | None, overrides: list[str] | None = None) -> RunConfig:

@@ -68,8 +68,14 @@ def generate_dataset(
     arr = np.lib.format.open_memmap(partial, mode="r+")
     n_chunks = (games + chunk - 1) // chunk
     todo = [(seed, k, min(chunk, games - k * chunk)) for k in range(n_chunks) if k not in done]
-    bar = tqdm(total=games, initial=sum(min(chunk, games - k * chunk) for k in done), unit="game",
-               desc="othello games", disable=not progress, unit_scale=True)
+    bar = tqdm(
+        total=games,
+        initial=sum(min(chunk, games - k * chunk) for k in done),
+        unit="game",
+        desc="othello games",
+        disable=not progress,
+        unit_scale=True,
+    )
     pool = mp.get_context("spawn").Pool(workers) if workers > 1 and len(todo) > 1 else None
     try:
         results = pool.imap_unordered(_chunk, todo) if pool else map(_chunk, todo)
@@ -86,8 +92,14 @@ def generate_dataset(
     removed = 0
     if dedup:
         arr, removed = _dedup(arr, out)
-    meta = {**spec, "count": int(arr.shape[0]), "dedup": dedup, "duplicates_removed": removed,
-            "sha256": _sha256(arr), "format": "int8 [count, 60] squares (row*8+col), -1 after the game ends"}
+    meta = {
+        **spec,
+        "count": int(arr.shape[0]),
+        "dedup": dedup,
+        "duplicates_removed": removed,
+        "sha256": _sha256(arr),
+        "format": "int8 [count, 60] squares (row*8+col), -1 after the game ends",
+    }
     del arr
     final_tmp = out / (PARTIAL if not dedup else "games.dedup.partial")
     os.replace(final_tmp, out / GAMES)

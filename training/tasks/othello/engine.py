@@ -153,7 +153,7 @@ class GameStates:
     player: Int8[np.ndarray, "games T_plus_1"]
     legal: UInt64[np.ndarray, "games T_plus_1"]
     flipped: UInt64[np.ndarray, "games T_plus_1"]
-    length: Int[np.ndarray, "games"]
+    length: Int[np.ndarray, " games"]
 
 
 def replay(moves: Int[np.ndarray, "games T"]) -> GameStates:
@@ -205,7 +205,9 @@ def replay(moves: Int[np.ndarray, "games T"]) -> GameStates:
     return GameStates(out["black"], out["white"], out_player, out["legal"], out["flipped"], length)
 
 
-def board_array(black: UInt64[np.ndarray, "*shape"], white: UInt64[np.ndarray, "*shape"]) -> Int8[np.ndarray, "*shape 64"]:
+def board_array(
+    black: UInt64[np.ndarray, "*shape"], white: UInt64[np.ndarray, "*shape"]
+) -> Int8[np.ndarray, "*shape 64"]:
     """Board per square: 0 empty, 1 black, -1 white."""
     return bits_to_bool(black).astype(np.int8) - bits_to_bool(white).astype(np.int8)
 

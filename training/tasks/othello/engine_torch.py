@@ -8,7 +8,7 @@ shifts are masked to be logical, and bit counts go through a ``[n, 64]`` bit exp
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Int64, Int8
+from jaxtyping import Bool, Int8, Int64
 from torch import Tensor
 
 from training.tasks.othello.engine import DIRECTIONS, START_BLACK, START_WHITE

@@ -37,8 +37,15 @@ from training.metrics import LengthMetrics
 from training.scoped import eval_mode, model_device
 from training.tasks.base import Task, TaskShape
 from training.tasks.calibration import CALIBRATION_SEED
-from training.tasks.othello.engine import (SQUARE_TO_TOKEN, IllegalMoveError, bits_to_bool, random_games, replay, squares_to_tokens,
-                      tokens_to_squares)
+from training.tasks.othello.engine import (
+    SQUARE_TO_TOKEN,
+    IllegalMoveError,
+    bits_to_bool,
+    random_games,
+    replay,
+    squares_to_tokens,
+    tokens_to_squares,
+)
 
 N_CTX = 59
 D_VOCAB = 61
@@ -110,8 +117,13 @@ class OthelloTask(Task):
 
     @classmethod
     def shape(cls, cfg: OthelloConfig) -> TaskShape:
-        return TaskShape(d_vocab=D_VOCAB, d_vocab_out=D_VOCAB, n_ctx=N_CTX, train_range=(1, cfg.train_max_moves),
-                         context_reason="Othello")
+        return TaskShape(
+            d_vocab=D_VOCAB,
+            d_vocab_out=D_VOCAB,
+            n_ctx=N_CTX,
+            train_range=(1, cfg.train_max_moves),
+            context_reason="Othello",
+        )
 
     def __init__(self, cfg: OthelloConfig, games: Optional[np.ndarray] = None):
         from training.tasks.othello.data import load_games
@@ -120,7 +132,9 @@ class OthelloTask(Task):
         self.cfg = cfg
         self.games = load_games(cfg.data) if games is None else games
         if self.games.shape[0] <= cfg.val_games:
-            raise ConfigError(f"the dataset has {self.games.shape[0]} games; need more than othello.val_games={cfg.val_games}")
+            raise ConfigError(
+                f"the dataset has {self.games.shape[0]} games; need more than othello.val_games={cfg.val_games}"
+            )
         self.n_train = self.games.shape[0] - cfg.val_games
         self._eval_cache: dict[int, tuple] = {}
         self._resident: tuple[tuple, torch.Tensor] | None = None  # ((width, device), tokens)
@@ -134,13 +148,21 @@ class OthelloTask(Task):
     def context_needed(self, _max_len=None) -> int:
         return N_CTX
 
-    def sample_batch(self, batch_size: int, generator: torch.Generator | None = None, device="cpu", max_len=None,
-                     resident: bool | None = None) -> OthelloBatch:
+    def sample_batch(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device="cpu",
+        max_len=None,
+        resident: bool | None = None,
+    ) -> OthelloBatch:
         """Random training games' first ``max_len`` moves. ``resident`` (default: on any device but
         the CPU) gathers from a copy of the training tokens held on ``device``; both paths draw
         the same games in the same order."""
         L = self.cfg.train_max_moves if max_len is None else max_len
-        idx = torch.randint(0, self.n_train, (batch_size,), generator=generator, device=generator.device if generator else "cpu")
+        idx = torch.randint(
+            0, self.n_train, (batch_size,), generator=generator, device=generator.device if generator else "cpu"
+        )
         if resident is None:
             resident = torch.device(device).type != "cpu"
         if resident:
@@ -181,8 +203,9 @@ class OthelloTask(Task):
         legal = prefix_legal(batch.tokens).float()
         return legal / legal.sum(-1, keepdim=True).clamp(min=1)
 
-    def target_loss(self, logits: Float[Tensor, "batch moves vocab"], batch: OthelloBatch,
-                    target: Float[Tensor, "batch moves 61"]) -> Tensor:
+    def target_loss(
+        self, logits: Float[Tensor, "batch moves vocab"], batch: OthelloBatch, target: Float[Tensor, "batch moves 61"]
+    ) -> Tensor:
         """Cross-entropy against ``target``, averaged over the positions that have one (the same
         positions as the sampled loss's: a game is over exactly when it has no legal move)."""
         logp = logits.float().log_softmax(-1)
@@ -194,7 +217,7 @@ class OthelloTask(Task):
         """Held-out tokens and legal-move masks (over tokens) after moves 1..59 (cached)."""
         if n_games not in self._eval_cache:
             games = np.asarray(self.games[self.n_train : self.n_train + n_games])
-            legal = legal_token_mask(replay(games).legal[:, 1:N_CTX + 1])  # after 1..59 moves: [G, 59, 61]
+            legal = legal_token_mask(replay(games).legal[:, 1 : N_CTX + 1])  # after 1..59 moves: [G, 59, 61]
             self._eval_cache[n_games] = (torch.from_numpy(squares_to_tokens(games[:, :N_CTX])), torch.from_numpy(legal))
         return self._eval_cache[n_games]
 
@@ -205,7 +228,7 @@ class OthelloTask(Task):
         L = self.cfg.train_max_moves
         if ("calibration", n) not in self._eval_cache:
             games = random_games(n, np.random.default_rng(CALIBRATION_SEED))
-            legal = torch.from_numpy(legal_token_mask(replay(games).legal[:, 1:L + 1]))
+            legal = torch.from_numpy(legal_token_mask(replay(games).legal[:, 1 : L + 1]))
             self._eval_cache[("calibration", n)] = (torch.from_numpy(squares_to_tokens(games[:, :L])), legal)
         tokens, legal = self._eval_cache[("calibration", n)]
         for i in range(0, n, 250):
@@ -223,7 +246,9 @@ class OthelloTask(Task):
             yield ProbeBatch(tokens[i : i + batch_size].to(device), index, legal[i : i + batch_size].any(-1).to(device))
 
     @torch.no_grad()
-    def evaluate(self, model, n: int = 1000, seed: int = 0, batch_size: int = 250, logit_scale: float = 1.0) -> LengthMetrics:
+    def evaluate(
+        self, model, n: int = 1000, seed: int = 0, batch_size: int = 250, logit_scale: float = 1.0
+    ) -> LengthMetrics:
         """Per-move-index legal top-1 rate, ITR, TV to uniform-over-legal and ``gap`` (mean logit of
         the legal moves minus that of the illegal squares, padding excluded; linear in the logits,
         so per-component attributions add up to it), on the first ``n`` held-out games (fixed, so

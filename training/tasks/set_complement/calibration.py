@@ -24,8 +24,14 @@ __all__ = ["CALIBRATION_SEED", "calibrated_lengths", "fit_logit_scale"]
 
 
 @torch.no_grad()
-def fit_logit_scale(model: torch.nn.Module, task: "SetComplementTask", sets_per_length: int = 512,
-                    seed: int = CALIBRATION_SEED, max_scale: float = 1e3, iters: int = 60) -> float:
+def fit_logit_scale(
+    model: torch.nn.Module,
+    task: "SetComplementTask",
+    sets_per_length: int = 512,
+    seed: int = CALIBRATION_SEED,
+    max_scale: float = 1e3,
+    iters: int = 60,
+) -> float:
     """The factor beta = 1/T that minimises the mean KL(p* || softmax(beta z)) over the training
     lengths, on ``sets_per_length`` held-out sets per length (``calibration.fit_scale``)."""
     lo_len, hi_len = task.cfg.train_min_len, task.cfg.train_max_len
@@ -40,8 +46,14 @@ def fit_logit_scale(model: torch.nn.Module, task: "SetComplementTask", sets_per_
     return fit_scale(torch.cat(zs), torch.cat(ps), max_scale, iters)
 
 
-def calibrated_lengths(model: torch.nn.Module, task: "SetComplementTask", sets_per_length: int = 2048,
-                       seed: int = 0, fit_sets: int = 512, fit_seed: int = CALIBRATION_SEED) -> tuple[LengthMetrics, float]:
+def calibrated_lengths(
+    model: torch.nn.Module,
+    task: "SetComplementTask",
+    sets_per_length: int = 2048,
+    seed: int = 0,
+    fit_sets: int = 512,
+    fit_seed: int = CALIBRATION_SEED,
+) -> tuple[LengthMetrics, float]:
     """Every metric at every length at the model's own best temperature (fit on other sets), and
     that temperature as 1/T."""
     scale = fit_logit_scale(model, task, fit_sets, fit_seed)

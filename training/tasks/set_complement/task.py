@@ -53,8 +53,7 @@ class SetComplementConfig:
             raise ConfigError(f"task.v must be at least 2, got {self.v}")
         if not 1 <= self.train_min_len <= self.train_max_len:
             raise ConfigError(
-                f"task.train_min_len must be in 1..train_max_len ({self.train_max_len}), "
-                f"got {self.train_min_len}"
+                f"task.train_min_len must be in 1..train_max_len ({self.train_max_len}), got {self.train_min_len}"
             )
         if self.train_max_len >= self.v:
             raise ConfigError(
@@ -100,9 +99,13 @@ class SetComplementTask(Task):
     @classmethod
     def shape(cls, cfg: SetComplementConfig) -> TaskShape:
         offset = 1 if cfg.bos else 0
-        return TaskShape(d_vocab=cfg.v + 1, d_vocab_out=cfg.v, n_ctx=cfg.max_eval_len + offset,
-                         train_range=(cfg.train_min_len, cfg.train_max_len),
-                         context_reason=f"evaluation length {cfg.max_eval_len}")
+        return TaskShape(
+            d_vocab=cfg.v + 1,
+            d_vocab_out=cfg.v,
+            n_ctx=cfg.max_eval_len + offset,
+            train_range=(cfg.train_min_len, cfg.train_max_len),
+            context_reason=f"evaluation length {cfg.max_eval_len}",
+        )
 
     def __init__(self, cfg: SetComplementConfig):
         cfg.validate()
@@ -172,7 +175,9 @@ class SetComplementTask(Task):
         valid = (~members).float()
         return valid / valid.sum(dim=-1, keepdim=True)
 
-    def prefix_logits(self, logits: Float[Tensor, "batch pos v"], batch: SetComplementBatch) -> Float[Tensor, "batch L v"]:
+    def prefix_logits(
+        self, logits: Float[Tensor, "batch pos v"], batch: SetComplementBatch
+    ) -> Float[Tensor, "batch L v"]:
         """Logits at the positions that end each prefix (drops BOS's position)."""
         return logits[:, self.offset : self.offset + batch.items.shape[1]]
 
@@ -194,8 +199,9 @@ class SetComplementTask(Task):
             return torch.nn.functional.one_hot(batch.next_item[:, lo - 1 : hi], self.v).float()
         return self.exact_target(batch.items)[:, lo - 1 : hi]
 
-    def target_loss(self, logits: Float[Tensor, "batch pos v"], batch: SetComplementBatch,
-                    target: Float[Tensor, "batch L v"]) -> Tensor:
+    def target_loss(
+        self, logits: Float[Tensor, "batch pos v"], batch: SetComplementBatch, target: Float[Tensor, "batch L v"]
+    ) -> Tensor:
         """Cross-entropy over the training lengths against ``target`` (from ``loss_target``)."""
         lo, hi = self.cfg.train_min_len, batch.items.shape[1]
         logp = self.prefix_logits(logits, batch)[:, lo - 1 : hi].float().log_softmax(dim=-1)
