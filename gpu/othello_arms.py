@@ -194,7 +194,7 @@ def transplant_patching(run_dir: Path, cfg, moves: list[int], n_games: int) -> d
         # a transplant that barely moves the metric leaves nothing to locate (and the normalised
         # recovery would divide by almost 0)
         if abs(clean - corrupted) > 0.01:
-            rec = activation_patch(model, toks, cache, normalised(mass, clean, corrupted), kinds=("resid_pre",))
+            rec = activation_patch(model, toks, cache, normalised(mass, clean, corrupted), sites=("resid_pre",))
             entry["resid_pre_recovery"] = [[round(x, 4) for x in row] for row in rec["resid_pre"].tolist()]
         out[str(m)] = entry
     return out

@@ -43,7 +43,7 @@ def test_every_kind_on_the_balanced_model():
         pairs.corrupted,
         cache,
         metric,
-        kinds=(
+        sites=(
             "resid_pre",
             "attn_out",
             "head_out",
@@ -71,13 +71,13 @@ def test_every_kind_on_the_balanced_model():
     assert torch.allclose(res.head_out, out["head_out"]) and torch.allclose(res.resid_pre, out["resid_pre"])
 
 
-def test_bad_kinds_are_refused():
+def test_bad_sites_are_refused():
     model = balanced_model(V, B, C)
     pairs, cache, metric = _swap_setup(model)
-    with pytest.raises(ValueError, match="unknown patching kind 'bogus'"):
-        activation_patch(model, pairs.corrupted, cache, metric, kinds=("bogus",))
+    with pytest.raises(ValueError, match="unknown patching site 'bogus'"):
+        activation_patch(model, pairs.corrupted, cache, metric, sites=("bogus",))
     with pytest.raises(ValueError, match="attention-only"):
-        activation_patch(model, pairs.corrupted, cache, metric, kinds=("mlp_out",))
+        activation_patch(model, pairs.corrupted, cache, metric, sites=("mlp_out",))
 
 
 def test_two_models_on_the_same_tokens():
@@ -95,7 +95,7 @@ def test_two_models_on_the_same_tokens():
     ld = logit_diff_metric(pairs.new, pairs.old)
     src_logits, src_cache = model_pair_cache(source, pairs.clean)
     metric = normalised(ld, ld(src_logits).item(), ld(target(pairs.clean)).item())
-    out = activation_patch(target, pairs.clean, src_cache, metric, kinds=("resid_pre", "head_out", "head_v"))
+    out = activation_patch(target, pairs.clean, src_cache, metric, sites=("resid_pre", "head_out", "head_v"))
     assert out["head_out"][0, -1, 0].item() == pytest.approx(1.0, abs=1e-5)
     assert torch.allclose(out["head_v"][0, :, 0], torch.tensor([1.0, 0, 0, 0, 0]), atol=1e-5)
     assert out["head_out"][0, :-1, 0].abs().max() < 1e-5
@@ -121,7 +121,7 @@ def test_othello_move_pairs_and_patching(tmp_path):
     mass = legal_mass_metric(pairs.legal_clean)
     clean_logits, cache = model.run_with_cache(pairs.clean)
     metric = normalised(mass, mass(clean_logits).item(), mass(model(pairs.corrupted)).item())
-    out = activation_patch(model, pairs.corrupted, cache, metric, kinds=("resid_pre", "head_out", "mlp_out"))
+    out = activation_patch(model, pairs.corrupted, cache, metric, sites=("resid_pre", "head_out", "mlp_out"))
     # before layer 0 the runs differ only at the last move: patching it there restores everything
     assert out["resid_pre"][0, -1].item() == pytest.approx(1.0, abs=1e-4)
     assert out["resid_pre"][0, :-1].abs().max() < 1e-4

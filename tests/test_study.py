@@ -26,6 +26,7 @@ from training.experiments.study import (
     open_study,
     run_study,
 )
+from training.scoped import optuna_quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +177,7 @@ def test_killed_worker_config_is_retried_and_nothing_is_duplicated(tmp_path):
     assert done.returncode == 0, (done.stderr[-1500:], states)
     assert "completed configs: 2 of 2" in done.stdout, (done.stdout, done.stderr[-1500:], states)
     complete = [t.params["config"] for t in trials if t.state == TrialState.COMPLETE]
-    assert sorted(complete) == [0, 1]  # each config completed exactly once
+    assert sorted(complete) == [0, 1], states  # each config completed exactly once
     assert all(
         t.state == TrialState.FAIL
         for t in trials
@@ -310,3 +311,49 @@ def test_bad_variants_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps(spec))
     assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tmp_path / "bad.json")]) == 2
     assert "one of them 'baseline'" in capsys.readouterr().err
+
+
+def test_arms_of_one_config_and_seed_share_initialisation_and_batches(tmp_path):
+    """The pairing the analysis relies on: arms of one config train as one ensemble, and two arms
+    start from the same weights and see the same batches exactly when they share a seed (dropout
+    and target change the step, never the draw); targets differ exactly between sampled and exact."""
+    from training.ensemble import EnsembleTrainer, ensemble_key
+
+    spec = load_spec(tiny_spec(tmp_path))
+    values = draw_configs(spec)[0]
+    members = arms(spec)
+    cfgs = [arm_config(spec, values, a) for a in members]
+    assert len({json.dumps(ensemble_key(c), sort_keys=True) for c in cfgs}) == 1
+    tr = EnsembleTrainer(cfgs, [tmp_path / a.name for a in members])
+    fields, targets = tr._batches()
+    for i, a in enumerate(members):
+        for j, b in enumerate(members):
+            same_init = all(torch.equal(p[i], p[j]) for p in tr.params.values())
+            assert same_init == (a.seed == b.seed), (a, b)
+            assert torch.equal(fields["tokens"][i], fields["tokens"][j]) == (a.seed == b.seed), (a, b)
+            if a.seed == b.seed:
+                assert torch.equal(targets[i], targets[j]) == (a.target == b.target), (a, b)
+
+
+def test_a_config_queued_twice_runs_once(tmp_path, monkeypatch):
+    """Two processes that notice a dead worker at once queue its config twice (a race seen in the
+    kill -9 test); of the live copies only the lowest-numbered trial runs, the other is pruned."""
+    import optuna
+
+    from training.experiments.study import run as study_run
+
+    ran = []
+
+    def fake_run_config(study_dir, spec, index, values, measures, progress=False):
+        ran.append(index)
+        return [{"config": index, "error": None, "weights": {"raw": {"summary": {"in_range": {"tv": 0.1}}}}}]
+
+    monkeypatch.setattr(study_run, "run_config", fake_run_config)
+    with optuna_quiet():
+        study = optuna.create_study(direction="minimize")
+        for _ in range(2):  # the same config, queued twice
+            study.enqueue_trial({"config": 0}, user_attrs={"config": 0})
+        study.enqueue_trial({"config": 1}, user_attrs={"config": 1})
+        study.optimize(study_run.objective_factory(tmp_path, {}, [{}, {}], None), n_trials=3)
+    states = [(t.params["config"], t.state.name) for t in study.get_trials()]
+    assert ran == [0, 1] and states == [(0, "COMPLETE"), (0, "PRUNED"), (1, "COMPLETE")]

@@ -53,10 +53,11 @@ from training import atomic, runs
 from training.averaging import WeightAverager
 from training.config import RunConfig
 from training.errors import ConfigError
+from training.loop import run_steps
 from training.metrics import LengthMetrics
 from training.models import build_model
 from training.tasks import registry
-from training.trainer import NAN_CHECK_EVERY, compiled, lr_lambda, resolve_device, training_scope
+from training.trainer import compiled, lr_lambda, resolve_device, training_scope
 
 DROPOUT_SITES = ("embed_dropout", "attn_dropout", "resid_dropout")
 
@@ -185,6 +186,7 @@ class EnsembleTrainer:
         torch.manual_seed(self.tcfg.seed)  # vmap's dropout stream
         self.step = 0
         self.errors: dict[int, str] = {}
+        self.checkpoints = False  # a study retries an interrupted ensemble from the start
 
     # -- one step for every member ---------------------------------------------------------
     def _member_loss(self, params, fields, target, rates):
@@ -255,6 +257,33 @@ class EnsembleTrainer:
             averager.update(self.step)
         return losses.detach()
 
+    # -- the loop's side (training/loop.py) ------------------------------------------------
+    def running(self) -> bool:
+        return len(self.errors) < len(self.cfgs)
+
+    def watch(self, window: torch.Tensor, loss: torch.Tensor) -> None:
+        """Mark the members whose loss window or weights are no longer finite as failed."""
+        self.check_finite(window)
+
+    def log_eval(self, loss_sum: torch.Tensor, count: int, t0: float) -> str:
+        """One metrics.jsonl line per member still training."""
+        means = (loss_sum / max(1, count)).tolist()
+        for i in range(len(self.cfgs)):
+            if i in self.errors:
+                continue
+            record = {
+                "step": self.step,
+                "loss": means[i],
+                "lr": self.scheduler.get_last_lr()[0],
+                "elapsed_s": round(time.time() - t0, 3),
+            }
+            record.update({k: m.to_dict() for k, m in self.evaluate(i, self.tcfg.eval_sets).items()})
+            runs.append_jsonl(self.run_dirs[i] / runs.METRICS, record)
+        return ""
+
+    def checkpoint(self) -> None:
+        raise NotImplementedError("an ensemble keeps no checkpoints")
+
     # -- members as plain models -----------------------------------------------------------
     def member_state(self, i: int, name: str = "raw") -> dict[str, torch.Tensor]:
         """Member ``i``'s full state dict: raw weights, or an average by name."""
@@ -304,9 +333,6 @@ def _train(cfgs, run_dirs, progress, desc) -> list[MemberResult]:
             stale.unlink(missing_ok=True)
     tcfg = tr.tcfg
     M = len(cfgs)
-    loss_sum = torch.zeros(M, device=tr.device)
-    window = torch.zeros(M, device=tr.device)
-    count = 0
     bar = tqdm(
         total=tcfg.steps,
         desc=f"{desc} ({M} runs)",
@@ -315,31 +341,7 @@ def _train(cfgs, run_dirs, progress, desc) -> list[MemberResult]:
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
     )
     try:
-        while tr.step < tcfg.steps and len(tr.errors) < M:
-            losses = tr.train_step()
-            loss_sum += losses
-            window += losses
-            count += 1
-            at_eval = tr.step % tcfg.eval_every == 0 or tr.step == tcfg.steps
-            if tr.step % NAN_CHECK_EVERY == 0 or at_eval:
-                tr.check_finite(window)
-                window.zero_()
-            bar.update(1)
-            if at_eval:
-                means = (loss_sum / max(1, count)).tolist()
-                for i in range(M):
-                    if i in tr.errors:
-                        continue
-                    record = {
-                        "step": tr.step,
-                        "loss": means[i],
-                        "lr": tr.scheduler.get_last_lr()[0],
-                        "elapsed_s": round(time.time() - t0, 3),
-                    }
-                    record.update({k: m.to_dict() for k, m in tr.evaluate(i, tcfg.eval_sets).items()})
-                    runs.append_jsonl(tr.run_dirs[i] / runs.METRICS, record)
-                loss_sum.zero_()
-                count = 0
+        run_steps(tr, tcfg, tcfg.steps, bar, t0)
     finally:
         bar.close()
     results = []

@@ -25,11 +25,10 @@ from training import atomic, runs
 from training.averaging import WeightAverager
 from training.config import RunConfig, TrainConfig
 from training.errors import CheckpointError, TrainingDiverged, WorkbenchError
+from training.loop import run_steps
 from training.metrics import LengthMetrics
 from training.models import build_model, trainable_parameters
 from training.scoped import deterministic_algorithms, forked_rng
-
-NAN_CHECK_EVERY = 10  # steps between host syncs that check the loss is finite
 
 
 def resolve_device(name: str) -> torch.device:
@@ -88,7 +87,8 @@ class TrainResult:
 
 
 class Trainer:
-    """Holds a run's model, optimizer, averager and RNGs; ``train()`` below drives it.
+    """Holds a run's model, optimizer, averager and RNGs; ``train()`` below drives it through the
+    shared loop (``training/loop.py``), with checkpoints.
 
     It seeds the global RNG (dropout masks come from it) and expects to run inside
     ``training_scope``, which ``train()`` provides: deterministic kernels and a forked RNG, both
@@ -118,6 +118,8 @@ class Trainer:
         self.data_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
         torch.manual_seed(cfg.train.seed)  # dropout masks come from the global RNG
         self.step = 0
+        self.checkpoints = True
+        self.last_good = 0  # the step of the last checkpoint written (or restored)
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -225,6 +227,25 @@ class Trainer:
         record.update({k: m.to_dict() for k, m in results.items()})
         return record
 
+    # -- the loop's side (training/loop.py) ------------------------------------------------
+    def running(self) -> bool:
+        return True
+
+    def watch(self, window: torch.Tensor, loss: torch.Tensor) -> str:
+        """Stop on a non-finite loss in the window; the loss for the progress bar."""
+        _check_loss(window.item(), self.step, self.last_good, self.run_dir)
+        return f"loss={loss.item():.4f}"
+
+    def log_eval(self, loss_sum: torch.Tensor, count: int, t0: float) -> str:
+        results = self.evaluate(self.cfg.train.eval_sets)
+        runs.append_jsonl(self.run_dir / runs.METRICS, self.eval_record(results, loss_sum.item() / max(1, count), t0))
+        return _eval_postfix(results)
+
+    def checkpoint(self) -> None:
+        _check_weights(self, self.last_good)
+        self.save_checkpoint()
+        self.last_good = self.step
+
     # -- one optimizer step --------------------------------------------------------------
     def train_step(self) -> torch.Tensor:
         cfg = self.cfg.train
@@ -308,7 +329,7 @@ def _train(cfg: RunConfig, run_dir, stop_after, progress, desc) -> TrainResult:
     tr = Trainer(cfg, run_dir)
     tcfg = cfg.train
     tr.restore()
-    last_good_ckpt = tr.step
+    tr.last_good = tr.step
     end = tcfg.steps if stop_after is None else min(tcfg.steps, stop_after)
     bar = tqdm(
         total=tcfg.steps,
@@ -318,35 +339,8 @@ def _train(cfg: RunConfig, run_dir, stop_after, progress, desc) -> TrainResult:
         dynamic_ncols=True,
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
     )
-    loss_sum = torch.zeros((), device=tr.device)
-    loss_count, window_sum = 0, torch.zeros((), device=tr.device)
-    latest_eval = ""
     try:
-        while tr.step < end:
-            loss = tr.train_step()
-            loss_sum += loss
-            window_sum += loss
-            loss_count += 1
-            at_eval = tr.step % tcfg.eval_every == 0 or tr.step == tcfg.steps
-            at_ckpt = tr.step % tcfg.checkpoint_every == 0 or tr.step == end
-            if tr.step % NAN_CHECK_EVERY == 0 or at_eval or at_ckpt:
-                # one host sync per window, not per step
-                _check_loss(window_sum.item(), tr.step, last_good_ckpt, tr.run_dir)
-                window_sum.zero_()
-                bar.set_postfix_str(f"loss={loss.item():.4f}{latest_eval}", refresh=False)
-            bar.update(1)
-            if at_eval:
-                results = tr.evaluate(tcfg.eval_sets)
-                runs.append_jsonl(
-                    tr.run_dir / runs.METRICS, tr.eval_record(results, loss_sum.item() / max(1, loss_count), t0)
-                )
-                loss_sum.zero_()
-                loss_count = 0
-                latest_eval = _eval_postfix(results)
-            if at_ckpt:
-                _check_weights(tr, last_good_ckpt)
-                tr.save_checkpoint()
-                last_good_ckpt = tr.step
+        run_steps(tr, tcfg, end, bar, t0)
     finally:
         bar.close()
     final = None

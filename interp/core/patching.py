@@ -4,7 +4,7 @@ metric builders, and the set task's swap experiment as a thin specialisation.
 Patching runs the model on *corrupted* tokens, overwrites one activation with its value from a
 *clean* cache, and reads a metric; normalised, 0 is the corrupted run and 1 the clean run.
 
-- ``activation_patch(model, corrupted, clean_cache, metric, kinds)`` runs any of TransformerLens's
+- ``activation_patch(model, corrupted, clean_cache, metric, sites)`` runs any of TransformerLens's
   patching sweeps (``PATCHERS``: residual streams, attention and MLP outputs, each head's output,
   query, key, value or pattern, by position or over all positions) for any pair and metric.
 - Pairs: ``make_swap_pairs`` (a set with one member swapped for a non-member),
@@ -123,18 +123,18 @@ def activation_patch(
     corrupted: Int[Tensor, "batch pos"],
     clean_cache,
     metric,
-    kinds: tuple[str, ...] = ("resid_pre", "head_out"),
+    sites: tuple[str, ...] = ("resid_pre", "head_out"),
     progress: bool = False,
 ) -> dict[str, Tensor]:
-    """Each sweep of ``kinds`` (keys of ``PATCHERS``): the metric of the corrupted run with each
+    """Each sweep of ``sites`` (keys of ``PATCHERS``): the metric of the corrupted run with each
     activation patched in from ``clean_cache``. The model's train/eval mode is restored."""
-    unknown = [k for k in kinds if k not in PATCHERS]
+    unknown = [k for k in sites if k not in PATCHERS]
     if unknown:
         raise ValueError(f"unknown patching site {unknown[0]!r} (choose from {', '.join(PATCHERS)})")
-    if model.cfg.attn_only and any(k in ("resid_mid", "mlp_out") for k in kinds):
+    if model.cfg.attn_only and any(k in ("resid_mid", "mlp_out") for k in sites):
         raise ValueError("an attention-only model has no MLP, so no resid_mid or mlp_out to patch")
     with eval_mode(model), _patching_bars(progress):
-        return {k: PATCHERS[k](model, corrupted, clean_cache, metric).cpu() for k in kinds}
+        return {k: PATCHERS[k](model, corrupted, clean_cache, metric).cpu() for k in sites}
 
 
 def normalised(metric, clean_value: float, corrupted_value: float):

@@ -120,6 +120,9 @@ def objective_factory(study_dir: Path, spec: dict, configs: list[dict], measures
         if "config" not in trial.user_attrs:  # not from the queue: no config was left for this worker
             raise optuna.TrialPruned("no config left")
         index = trial.suggest_int("config", 0, len(configs) - 1)  # the queued value
+        taken = _taken_by(trial, index)
+        if taken is not None:
+            raise optuna.TrialPruned(f"config {index} is taken by trial {taken}")
         try:
             records = run_config(study_dir, spec, index, configs[index], measures)
             ok = [r for r in records if r["error"] is None]
@@ -133,6 +136,21 @@ def objective_factory(study_dir: Path, spec: dict, configs: list[dict], measures
         return sum(r["weights"]["raw"]["summary"]["in_range"]["tv"] for r in ok) / len(ok)
 
     return objective
+
+
+def _taken_by(trial, index: int) -> int | None:
+    """Another trial of config ``index`` with a lower number that is queued, running or done.
+
+    A dead worker's trial is failed and queued again by whichever process notices first; two
+    processes noticing at once (Optuna checks for stale trials at the start of every trial, in
+    every worker) queue it twice. Of the live copies of a config, only the lowest-numbered runs."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    for t in trial.study.get_trials(deepcopy=False, states=live):
+        if t.number < trial.number and t.params.get("config", t.user_attrs.get("config")) == index:
+            return t.number
+    return None
 
 
 def _queued(study) -> int:
