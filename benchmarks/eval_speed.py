@@ -37,10 +37,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task, model = demo_task_and_model()
-    evaluate_lengths(model, task, sets_per_length=64)
+    evaluate_lengths(model, task, n=64)
     t = best_of(
         {
-            "ours": lambda: evaluate_lengths(model, task, sets_per_length=args.sets),
+            "ours": lambda: evaluate_lengths(model, task, n=args.sets),
             "base": lambda: per_length_loop(model, task, args.sets),
         },
         args.repeats,

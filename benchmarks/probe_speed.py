@@ -20,9 +20,9 @@ from interp.set_complement.probes import attention_entropy, complement_metrics, 
 
 
 def workbench(model, task, sets):
-    evaluate_lengths(model, task, sets_per_length=sets)
-    attention_entropy(model, task, sets_per_length=sets)
-    displacement_by_length(model, task, sets_per_length=sets)
+    evaluate_lengths(model, task, n=sets)
+    attention_entropy(model, task, n=sets)
+    displacement_by_length(model, task, n=sets)
 
 
 @torch.no_grad()

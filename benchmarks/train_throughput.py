@@ -67,11 +67,11 @@ def matched(steps: int) -> float:
     ema = theta0 = out = None
 
     def evaluate(sets):
-        evaluate_lengths(model, task, sets_per_length=sets, seed=tc.eval_seed)
+        evaluate_lengths(model, task, n=sets, seed=tc.eval_seed)
         state = model.state_dict()
         state.update(dict(zip(names, out)))
         avg_model.load_state_dict(state)
-        evaluate_lengths(avg_model, task, sets_per_length=sets, seed=tc.eval_seed)
+        evaluate_lengths(avg_model, task, n=sets, seed=tc.eval_seed)
 
     t0 = time.perf_counter()
     for step in range(1, steps + 1):

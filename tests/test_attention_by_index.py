@@ -16,7 +16,7 @@ def test_set_task_matches_the_last_position_table():
         task = SetComplementTask(SetComplementConfig(v=9, train_max_len=4, bos=bos))
         model = build_model(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8), 10, 9, 8 + bos, seed=2).train()
         res = attention_by_index(model, task, n=64, seed=1)
-        ref = attention_entropy(model, task, sets_per_length=64, seed=1)
+        ref = attention_entropy(model, task, n=64, seed=1)
         assert model.training
         assert res.index == list(range(1, 9)) and res.entropy.shape == (2, 2, 8) and res.train_range == (1, 4)
         for layer in range(2):

@@ -32,8 +32,8 @@ class Membership(torch.nn.Module):
 def test_a_model_right_up_to_temperature_calibrates_to_zero_tv():
     task = _task()
     model = Membership([0.5] * V)  # the right support, far too flat
-    raw = evaluate_lengths(model, task, sets_per_length=64)
-    cal, scale = calibrated_lengths(model, task, sets_per_length=64, fit_sets=64)
+    raw = evaluate_lengths(model, task, n=64)
+    cal, scale = calibrated_lengths(model, task, n=64, fit_n=64)
     assert raw.summary()["in_range"]["tv"] > 0.1
     # sharper is always better for this model: the fit goes as far as float64 can tell a difference
     assert scale > 50
@@ -44,10 +44,10 @@ def test_the_fit_minimises_in_range_kl_against_a_grid_search():
     task = _task()
     torch.manual_seed(0)
     model = Membership(2.0 * torch.randn(V))  # valid items unequal: an interior optimum
-    scale = fit_logit_scale(model, task, sets_per_length=128)
+    scale = fit_logit_scale(model, task, n=128)
 
     def in_range_kl(beta):
-        m = evaluate_lengths(model, task, sets_per_length=128, max_len=4, seed=CALIBRATION_SEED, logit_scale=beta)
+        m = evaluate_lengths(model, task, n=128, max_len=4, seed=CALIBRATION_SEED, logit_scale=beta)
         return sum(m.values["kl"]) / 4
 
     grid = [0.02 * k for k in range(1, 101)]
@@ -68,8 +68,8 @@ def test_a_model_that_is_only_sharper_gains_nothing():
     with torch.no_grad():  # no LayerNorm: logits = resid @ W_U + b_U, so this triples them
         sharp.W_U.mul_(3.0)
         sharp.b_U.mul_(3.0)
-    a, sa = calibrated_lengths(model, task, sets_per_length=64, fit_sets=64)
-    b, sb = calibrated_lengths(sharp, task, sets_per_length=64, fit_sets=64)
+    a, sa = calibrated_lengths(model, task, n=64, fit_n=64)
+    b, sb = calibrated_lengths(sharp, task, n=64, fit_n=64)
     assert evaluate_lengths(sharp, task, 64).values["tv"] != evaluate_lengths(model, task, 64).values["tv"]
     assert sa == pytest.approx(3 * sb, rel=1e-6)
     assert a.values["tv"] == pytest.approx(b.values["tv"], abs=1e-5)
@@ -102,7 +102,7 @@ def test_dispersion_measures_of_the_balanced_model():
     from interp.set_complement.theory import balanced_model
 
     task = _task()
-    d = dispersion(balanced_model(V, 2.0, 5.0), task, sets_per_length=32)
+    d = dispersion(balanced_model(V, 2.0, 5.0), task, n=32)
     assert d.lengths == list(range(1, V))
     assert all(x == pytest.approx(1.0, abs=1e-6) for x in d.norm_entropy[0][0][1:])
     assert all(x == pytest.approx(1.0, abs=1e-5) for x in d.margin_law[1:])

@@ -55,7 +55,7 @@ class OracleModel(UniformModel):
 def test_uniform_model_closed_form():
     v = 10
     task = SetComplementTask(SetComplementConfig(v=v, train_max_len=4))
-    res = evaluate_lengths(UniformModel(v), task, sets_per_length=64)
+    res = evaluate_lengths(UniformModel(v), task, n=64)
     assert res.lengths == list(range(1, v))
     for s in res.lengths:
         at = res.at(s)
@@ -67,7 +67,7 @@ def test_uniform_model_closed_form():
 
 def test_oracle_model_is_perfect_and_summaries_split_ranges():
     task = SetComplementTask(SetComplementConfig(v=12, train_max_len=5))
-    res = evaluate_lengths(OracleModel(12), task, sets_per_length=100, batch_size=33)
+    res = evaluate_lengths(OracleModel(12), task, n=100, batch_size=33)
     assert max(res.values["tv"]) < 1e-6 and min(res.values["acc"]) == 1.0
     assert min(res.values["margin"]) == pytest.approx(1e4)
     summ = res.summary()
@@ -90,6 +90,6 @@ def test_one_pass_equals_evaluating_each_set_on_its_own():
 def test_fixed_seed_gives_identical_results():
     task = SetComplementTask(SetComplementConfig(v=8, train_max_len=3))
     model = build_model(ModelConfig(d_model=16, d_head=8), 9, 8, 7, seed=0)
-    a = evaluate_lengths(model, task, sets_per_length=50, seed=3)
-    b = evaluate_lengths(model, task, sets_per_length=50, seed=3, batch_size=7)
+    a = evaluate_lengths(model, task, n=50, seed=3)
+    b = evaluate_lengths(model, task, n=50, seed=3, batch_size=7)
     assert a.values["tv"] == pytest.approx(b.values["tv"], abs=1e-6)

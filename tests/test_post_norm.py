@@ -162,7 +162,7 @@ def test_every_decomposition_adds_up_through_post_norm_and_rescaling(changes):
     stack, labels = component_logits(model, tokens)
     assert torch.allclose(stack.sum(0), logits, atol=1e-4)
     assert labels[:2] == ["L0H0", "L0H1"] and labels[-3:] == ["embed", "pos_embed", "bias"]
-    d = dispersion(model, SetComplementTask(SetComplementConfig(v=8, train_max_len=3)), sets_per_length=16)
+    d = dispersion(model, SetComplementTask(SetComplementConfig(v=8, train_max_len=3)), n=16)
     assert math.isfinite(d.self_displacement_cv[0][0]) and math.isfinite(d.margin_law[2])
 
 

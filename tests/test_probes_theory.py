@@ -33,7 +33,7 @@ def _task(bos=False, v=V, train_max_len=4):
 def test_balanced_model_matches_closed_form(bos):
     task = _task(bos)
     model = balanced_model(V, B_, C_, n_ctx=V + 1, bos=bos)
-    measured = evaluate_lengths(model, task, sets_per_length=64)
+    measured = evaluate_lengths(model, task, n=64)
     exact = closed_form(V, B_, C_, bos=bos)
     for m in ("tv", "kl", "itr", "margin", "gap", "acc"):
         assert measured.values[m] == pytest.approx(exact.values[m], abs=2e-5), m
@@ -52,9 +52,7 @@ def test_closed_form_by_hand_at_length_two():
 @pytest.mark.parametrize("positions", ["last", "all"])
 def test_uniform_attention_entropy_is_log_n(positions):
     task = _task(bos=True)
-    stats = attention_entropy(
-        balanced_model(V, B_, C_, n_ctx=V + 1, bos=True), task, sets_per_length=32, positions=positions
-    )
+    stats = attention_entropy(balanced_model(V, B_, C_, n_ctx=V + 1, bos=True), task, n=32, positions=positions)
     for r in stats.rows:
         s = r["length"]
         logs = [math.log(j + 1) for j in range(1, s + 1)]  # BOS plus j items
@@ -77,7 +75,7 @@ def test_theory_gap_with_bos():
     """With BOS the balanced model's gap is b/s + c/(s+1), not (2/s) gap(2): at b=3, c=8 and s=3 the
     gap is 1 + 2 = 3.000, where (2/s) gap(2) would say 2.778."""
     task = _task(bos=True)
-    stats = displacement_by_length(balanced_model(V, 3.0, 8.0, n_ctx=V + 1, bos=True), task, sets_per_length=32)
+    stats = displacement_by_length(balanced_model(V, 3.0, 8.0, n_ctx=V + 1, bos=True), task, n=32)
     for r in stats.rows:
         s = r["length"]
         assert r["gap"] == pytest.approx(3.0 / s + 8.0 / (s + 1), abs=1e-5)
@@ -87,7 +85,7 @@ def test_theory_gap_with_bos():
 
 def test_displacement_of_balanced_model():
     task = _task()
-    stats = displacement_by_length(balanced_model(V, B_, C_), task, sets_per_length=32)
+    stats = displacement_by_length(balanced_model(V, B_, C_), task, n=32)
     assert stats.max_decomposition_error < 1e-5
     for r in stats.rows:
         assert r["gap"] == pytest.approx((B_ + C_) / r["length"], abs=1e-5)
@@ -124,7 +122,7 @@ def test_decomposition_sums_to_logits(cfg):
     dec = decompose_logits(model, tokens)
     assert dec.heads.shape == (16, cfg.n_layers, cfg.n_heads, 8, V)
     assert (dec.total() - dec.logits).abs().max().item() < 1e-4
-    assert displacement_by_length(model, task, sets_per_length=16).max_decomposition_error < 1e-4
+    assert displacement_by_length(model, task, n=16).max_decomposition_error < 1e-4
 
 
 def test_analytic_model_reproduces_a_one_layer_model():
@@ -148,7 +146,7 @@ def test_interventions_on_the_balanced_model():
     task = _task(train_max_len=4)
     model = balanced_model(V, B_, C_)
     res = evaluate_interventions(
-        model, task, {"T": temperature_hooks(model, 0.5), "log": log_scale_hooks(model, 4)}, sets_per_length=16
+        model, task, {"T": temperature_hooks(model, 0.5), "log": log_scale_hooks(model, 4)}, n=16
     )
     # All attention scores are 0: sharpening or tempering them cannot change uniform attention.
     for name in ("T", "log"):
@@ -223,13 +221,13 @@ def test_figures_are_returned_and_saved_on_request(tmp_path):
 
     task = _task()
     model = balanced_model(V, B_, C_)
-    metrics = {"balanced": evaluate_lengths(model, task, sets_per_length=8)}
+    metrics = {"balanced": evaluate_lengths(model, task, n=8)}
     open_before = plt.get_fignums()
     figs = [
         plot_metrics(metrics),  # not saved
         plot_metrics(metrics, tmp_path / "m"),
-        plot_entropy({"balanced": attention_entropy(model, task, sets_per_length=8)}, tmp_path / "e"),
-        plot_displacement({"balanced": displacement_by_length(model, task, sets_per_length=8)}, tmp_path / "d"),
+        plot_entropy({"balanced": attention_entropy(model, task, n=8)}, tmp_path / "e"),
+        plot_displacement({"balanced": displacement_by_length(model, task, n=8)}, tmp_path / "d"),
         plot_patching(patch_swap(model, task, 4, n=4), tmp_path / "p"),
     ]
     assert all(isinstance(f, Figure) and f.axes for f in figs)

@@ -57,12 +57,12 @@ def _othello_model():
 
 
 SET_PROBES = {
-    "evaluate_lengths": lambda m, t, tmp: evaluate_lengths(m, t, sets_per_length=8),
+    "evaluate_lengths": lambda m, t, tmp: evaluate_lengths(m, t, n=8),
     "task.evaluate": lambda m, t, tmp: t.evaluate(m, 8),
-    "attention_entropy": lambda m, t, tmp: attention_entropy(m, t, sets_per_length=8),
-    "displacement_by_length": lambda m, t, tmp: displacement_by_length(m, t, sets_per_length=8),
+    "attention_entropy": lambda m, t, tmp: attention_entropy(m, t, n=8),
+    "displacement_by_length": lambda m, t, tmp: displacement_by_length(m, t, n=8),
     "decompose_logits": lambda m, t, tmp: decompose_logits(m, torch.tensor([[1, 2, 3]])),
-    "evaluate_interventions": lambda m, t, tmp: evaluate_interventions(m, t, sets_per_length=8),
+    "evaluate_interventions": lambda m, t, tmp: evaluate_interventions(m, t, n=8),
     "patch_swap": lambda m, t, tmp: patch_swap(m, t, 3, n=4),
     "membership_probe": lambda m, t, tmp: membership_probe(m, t, sets=16),
     "attention_html": lambda m, t, tmp: attention_html(m, torch.tensor([1, 2, 3]), tmp / "a.html"),

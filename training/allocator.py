@@ -4,11 +4,10 @@ PyTorch on the CPU allocates every intermediate tensor with ``malloc`` and frees
 glibc serves blocks above its mmap threshold (128 KiB at start, raised on the fly up to 32 MiB)
 with fresh ``mmap`` pages and trims free memory at the top of the heap back to the OS. A batched
 ensemble step (``training/ensemble.py``) makes megabyte-sized intermediates, so each step
-re-faults thousands of pages: 4,000-5,400 minor faults and 9-11 ms of kernel time per step of 16
-demo members, about a fifth of its wall time. With a fixed 32 MiB mmap threshold and a 1 GiB
-trim threshold the freed blocks are reused instead (0 faults per step; ``benchmarks/
-ensemble_throughput.py`` measures the gain). A single run's step makes small tensors and gains
-little either way.
+re-faults thousands of pages (``docs/benchmarks.md`` gives the counts and the kernel time). With a
+fixed 32 MiB mmap threshold and a 1 GiB trim threshold the freed blocks are reused instead
+(``benchmarks/ensemble_throughput.py`` measures the gain). A single run's step makes small tensors
+and gains little either way.
 
 This is a process-wide setting, so the library never calls it on import or inside a function a
 notebook calls: the command lines (``python -m training`` and ``python -m interp``), the study's

@@ -27,9 +27,9 @@ optimizer over the stacked tensors is one optimizer per member. With dropout 0 a
 the separate run up to float rounding (``tests/test_ensemble.py``). With dropout its masks come
 from vmap's per-member random stream instead of the separate run's: the same rate, another draw.
 
-With ``train.compile`` the mapped step goes through ``torch.compile``: 1.1-1.65x per step on the
-CPU at the default study's shapes, after a 9-13 s compile (``benchmarks/ensemble_compile.py``). A
-compile that fails leaves the ensemble training eagerly, with one line on stderr.
+With ``train.compile`` the mapped step goes through ``torch.compile`` (what it gains per shape, and
+what the compile costs, is measured by ``benchmarks/ensemble_compile.py``; ``docs/benchmarks.md``
+has the figures). A compile that fails leaves the ensemble training eagerly, with one line on stderr.
 
 A member whose loss or weights become non-finite is marked failed (with the step) and the others
 go on: the mapped members never mix, so its NaNs cannot reach them. No checkpoint is written

@@ -69,12 +69,12 @@ def _law(values: list[float], lengths: list[int]) -> list[float]:
     return [s * x / (2 * at2) for s, x in zip(lengths, values)]
 
 
-def dispersion(model, task: SetComplementTask, sets_per_length: int = 1024, seed: int = 0) -> Dispersion:
+def dispersion(model, task: SetComplementTask, n: int = 1024, seed: int = 0) -> Dispersion:
     """Every dispersion measure of a set-complement model at every length."""
     return dispersion_from(
-        evaluate_lengths(model, task, sets_per_length=sets_per_length, seed=seed),
-        attention_entropy(model, task, sets_per_length=sets_per_length, seed=seed),
-        displacement_by_length(model, task, sets_per_length=sets_per_length, seed=seed),
+        evaluate_lengths(model, task, n=n, seed=seed),
+        attention_entropy(model, task, n=n, seed=seed),
+        displacement_by_length(model, task, n=n, seed=seed),
     )
 
 
@@ -100,11 +100,11 @@ def dispersion_from(metrics, entropy, disp) -> Dispersion:
     )
 
 
-def study_measures(model, task: SetComplementTask, sets_per_length: int = 512, seed: int = 0) -> dict:
+def study_measures(model, task: SetComplementTask, n: int = 512, seed: int = 0) -> dict:
     """The dispersion summaries the paired study records per arm and per set of weights
     (``training.experiments.study`` calls it through the command line, which passes it in):
     ``by_range`` holds norm_entropy, margin_law and gap_law in range and beyond; ``model`` holds
     ``sd_cv``, the self-displacement coefficient of variation averaged over heads."""
-    d = dispersion(model, task, sets_per_length=sets_per_length, seed=seed)
+    d = dispersion(model, task, n=n, seed=seed)
     heads = [cv for layer in d.self_displacement_cv for cv in layer]
     return {"by_range": d.summary(), "model": {"sd_cv": sum(heads) / len(heads)}}

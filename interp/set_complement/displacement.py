@@ -257,7 +257,7 @@ class _Sums:
 def displacement_by_length(
     model,
     task: SetComplementTask,
-    sets_per_length: int = 1024,
+    n: int = 1024,
     max_len: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
@@ -266,9 +266,9 @@ def displacement_by_length(
     L = task.cfg.max_eval_len if max_len is None else max_len
     sums = _Sums(model, task, L)
     with eval_mode(model):
-        for batch in set_batches(task, sets_per_length, L, seed, batch_size, model_device(model)):
+        for batch in set_batches(task, n, L, seed, batch_size, model_device(model)):
             sums.add(batch)
-    return sums.result(sets_per_length)
+    return sums.result(n)
 
 
 def _spread(x: Tensor, **labels) -> dict:

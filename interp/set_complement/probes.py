@@ -106,7 +106,7 @@ class AttentionStats:
 def attention_entropy(
     model,
     task: SetComplementTask,
-    sets_per_length: int = 1024,
+    n: int = 1024,
     max_len: int | None = None,
     seed: int = 0,
     positions: Literal["last", "all"] = "last",
@@ -125,7 +125,7 @@ def attention_entropy(
     s1, s2, sn, sb = (torch.zeros(shape, dtype=torch.float64, device=device) for _ in range(4))
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(cfg.n_layers)]
     with eval_mode(model):
-        for batch in set_batches(task, sets_per_length, L, seed, batch_size, device):
+        for batch in set_batches(task, n, L, seed, batch_size, device):
             _, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n in names)
             for layer, name in enumerate(names):
                 pat = cache[name][:, :, off:, :].double()  # [b, head, item position, key]
@@ -139,7 +139,6 @@ def attention_entropy(
                 s2[layer] += (ent**2).sum(0)
                 sn[layer] += norm.sum(0)
                 sb[layer] += bos.sum(0)
-    n = sets_per_length
     uniform = log_n if positions == "last" else log_n.cumsum(0) / torch.arange(1, L + 1, device=device)
     mean = s1 / n
     std = (s2 / n - mean**2).clamp(min=0).sqrt()

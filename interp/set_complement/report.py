@@ -149,13 +149,13 @@ def collect_report(run_dir: str | Path, sets: int = 1024, seed: int | None = Non
     main = models[patched]
     hi, L = cfg.task.train_max_len, cfg.task.max_eval_len
     steps = tqdm(total=5, desc="report", disable=not progress)
-    metrics = {k: evaluate_lengths(m, task, sets_per_length=sets, seed=seed) for k, m in models.items()}
+    metrics = {k: evaluate_lengths(m, task, n=sets, seed=seed) for k, m in models.items()}
     steps.update()
-    entropy = {k: attention_entropy(m, task, sets_per_length=sets, seed=seed) for k, m in models.items()}
+    entropy = {k: attention_entropy(m, task, n=sets, seed=seed) for k, m in models.items()}
     steps.update()
-    disp = {k: displacement_by_length(m, task, sets_per_length=sets, seed=seed) for k, m in models.items()}
+    disp = {k: displacement_by_length(m, task, n=sets, seed=seed) for k, m in models.items()}
     steps.update()
-    interventions = evaluate_interventions(models["raw"], task, sets_per_length=sets, seed=seed)
+    interventions = evaluate_interventions(models["raw"], task, n=sets, seed=seed)
     steps.update()
     patch_lengths = sorted({hi, min(L, 2 * hi)})
     patches = {

@@ -1,8 +1,8 @@
 """Running a paired study: every config's arms trained as ensembles, measured, stored in Optuna.
 
 The random ``sweep`` gives each remedy its own trials, configs and seeds, so a remedy's effect is
-buried in config-to-config spread (residual SD about 0.04 TV against a paired SD under 0.001).
-Here every comparison is paired:
+buried in config-to-config spread (``docs/study.md`` compares it with the paired spread). Here
+every comparison is paired:
 
 - ``n_configs`` base configs are drawn once from the study file's region (``design.py``) and
   written to ``study.json``, so the design is readable and diffable before anything trains;

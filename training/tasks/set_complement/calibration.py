@@ -27,18 +27,18 @@ __all__ = ["CALIBRATION_SEED", "calibrated_lengths", "fit_logit_scale"]
 def fit_logit_scale(
     model: torch.nn.Module,
     task: "SetComplementTask",
-    sets_per_length: int = 512,
+    n: int = 512,
     seed: int = CALIBRATION_SEED,
     max_scale: float = 1e3,
     iters: int = 60,
 ) -> float:
     """The factor beta = 1/T that minimises the mean KL(p* || softmax(beta z)) over the training
-    lengths, on ``sets_per_length`` held-out sets per length (``calibration.fit_scale``)."""
+    lengths, on ``n`` held-out sets per length (``calibration.fit_scale``)."""
     lo_len, hi_len = task.cfg.train_min_len, task.cfg.train_max_len
     device = model_device(model)
     zs, ps = [], []
     with eval_mode(model):
-        for batch in set_batches(task, sets_per_length, hi_len, seed, 1024, device):
+        for batch in set_batches(task, n, hi_len, seed, 1024, device):
             z = task.prefix_logits(model(batch.tokens), batch)[:, lo_len - 1 : hi_len].float()
             valid = ~task.membership(batch.items, task.v)[:, lo_len - 1 : hi_len]
             zs.append(z.double())
@@ -49,12 +49,12 @@ def fit_logit_scale(
 def calibrated_lengths(
     model: torch.nn.Module,
     task: "SetComplementTask",
-    sets_per_length: int = 2048,
+    n: int = 2048,
     seed: int = 0,
-    fit_sets: int = 512,
+    fit_n: int = 512,
     fit_seed: int = CALIBRATION_SEED,
 ) -> tuple[LengthMetrics, float]:
     """Every metric at every length at the model's own best temperature (fit on other sets), and
     that temperature as 1/T."""
-    scale = fit_logit_scale(model, task, fit_sets, fit_seed)
-    return evaluate_lengths(model, task, sets_per_length, seed=seed, logit_scale=scale), scale
+    scale = fit_logit_scale(model, task, fit_n, fit_seed)
+    return evaluate_lengths(model, task, n, seed=seed, logit_scale=scale), scale

@@ -64,30 +64,30 @@ def complement_metrics(
 
 def set_batches(
     task: "SetComplementTask",
-    sets_per_length: int,
+    n: int,
     max_len: int | None = None,
     seed: int = 0,
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
 ) -> Iterator["SetComplementBatch"]:
-    """Fixed-seed batches totalling ``sets_per_length`` sequences of ``max_len`` items.
+    """Fixed-seed batches totalling ``n`` sequences of ``max_len`` items.
 
     With causal attention the position of item ``s`` ends a uniformly random ``s``-set, so one
     batch covers lengths 1..max_len; the same seed gives every model and probe the same sets."""
     max_len = task.cfg.max_eval_len if max_len is None else max_len
     gen = torch.Generator(device=device).manual_seed(seed)
     done = 0
-    while done < sets_per_length:
-        n = min(batch_size, sets_per_length - done)
-        yield task.sample_batch(n, max_len=max_len, generator=gen, device=device)
-        done += n
+    while done < n:
+        k = min(batch_size, n - done)
+        yield task.sample_batch(k, max_len=max_len, generator=gen, device=device)
+        done += k
 
 
 @torch.no_grad()
 def evaluate_lengths(
     model: torch.nn.Module,
     task: "SetComplementTask",
-    sets_per_length: int = 2048,
+    n: int = 2048,
     max_len: int | None = None,
     seed: int = 0,
     batch_size: int = 1024,
@@ -100,7 +100,7 @@ def evaluate_lengths(
     device = model_device(model)
     sums = {m: torch.zeros(max_len, dtype=torch.float64, device=device) for m in METRICS}
     with eval_mode(model):
-        for batch in set_batches(task, sets_per_length, max_len, seed, batch_size, device):
+        for batch in set_batches(task, n, max_len, seed, batch_size, device):
             logits = task.prefix_logits(model(batch.tokens), batch)
             if logit_scale != 1.0:
                 logits = logits.float() * logit_scale
@@ -110,6 +110,6 @@ def evaluate_lengths(
     return LengthMetrics(
         lengths=list(range(1, max_len + 1)),
         train_range=(task.cfg.train_min_len, task.cfg.train_max_len),
-        sets_per_length=sets_per_length,
-        values={m: (s / sets_per_length).tolist() for m, s in sums.items()},
+        sets_per_length=n,
+        values={m: (s / n).tolist() for m, s in sums.items()},
     )

@@ -221,7 +221,7 @@ class SetComplementTask(Task):
         """Every metric at every set length 1..max_eval_len on ``n`` fixed-seed sets per length."""
         from training.tasks.set_complement.metrics import evaluate_lengths
 
-        return evaluate_lengths(model, self, sets_per_length=n, seed=seed, logit_scale=logit_scale)
+        return evaluate_lengths(model, self, n=n, seed=seed, logit_scale=logit_scale)
 
     def calibration_data(self, n: int, device="cpu"):
         """``n`` sets per training length from the calibration seed, with p*."""
@@ -241,4 +241,4 @@ class SetComplementTask(Task):
         the committed studies were computed with)."""
         from training.tasks.set_complement.calibration import calibrated_lengths
 
-        return calibrated_lengths(model, self, sets_per_length=n, seed=seed, fit_sets=fit_n)
+        return calibrated_lengths(model, self, n=n, seed=seed, fit_n=fit_n)
