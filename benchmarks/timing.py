@@ -99,8 +99,8 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
-def trainer_steps_per_s(overrides: list[str], steps: int) -> float:
-    """Steps/s of the workbench trainer on the demo preset with ``overrides``, in a scratch run dir
+def trainer_steps_per_s(overrides: list[str], steps: int, preset: str = "demo") -> float:
+    """Steps/s of the workbench trainer on ``preset`` with ``overrides``, in a scratch run dir
     (evaluations, checkpoints and the final evaluation included)."""
     import tempfile
 
@@ -108,7 +108,7 @@ def trainer_steps_per_s(overrides: list[str], steps: int) -> float:
     from training.config import load_config, preset_path
     from training.trainer import train
 
-    cfg = load_config(preset_path("demo"), overrides + [f"train.steps={steps}"])
+    cfg = load_config(preset_path(preset), overrides + [f"train.steps={steps}"])
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = runs.create_run_dir(f"{tmp}/run", cfg)
         t0 = time.perf_counter()

