@@ -41,7 +41,7 @@ OVERRIDES = [
 def matched(steps: int) -> float:
     """The trainer's math as a plain loop: dropout, schedule, clipping, BEMA every step, evaluations."""
     cfg = load_config(preset_path("demo"), OVERRIDES + [f"train.steps={steps}"])
-    tc, av = cfg.train, cfg.averaging
+    tc, av = cfg.train, cfg.averaging_configs()["averaged"]
     task = SetComplementTask(cfg.task)
     torch.manual_seed(tc.seed)
     model = build_model(cfg.model, task.d_vocab, task.d_vocab_out, cfg.n_ctx(), seed=tc.seed)

@@ -119,3 +119,38 @@ def test_averager_config_errors(spec, words):
     with pytest.raises(ConfigError, match=None) as e:
         tiny_config(f"averagers={spec}")
     assert words in str(e.value)
+
+
+def test_the_old_averaging_section_folds_into_averagers():
+    """One way to configure an average: an old config's section becomes the averager 'averaged',
+    first (so averages are updated and evaluated in the old order); saved configs hold no section."""
+    import json
+
+    from training.config import RunConfig
+
+    cfg = tiny_config("averaging.mode=bema", "averaging.eta=0.3", AVERAGERS)
+    assert [a.name for a in cfg.averagers] == ["averaged", "extrap", "ema999w", "bema2"]
+    assert cfg.averagers[0].mode == "bema" and cfg.averagers[0].eta == 0.3
+    saved = cfg.to_dict()
+    assert "averaging" not in saved and RunConfig.from_dict(json.loads(json.dumps(saved))).to_dict() == saved
+    # the same average written the new way is the same config
+    new = tiny_config('averagers=[{"name": "averaged", "mode": "bema", "eta": 0.3}]')
+    assert new.to_dict()["averagers"][0] == saved["averagers"][0]
+    assert "averaging" not in tiny_config().to_dict() and tiny_config().averagers == []
+    with pytest.raises(ConfigError, match="averaging and averagers both define the average 'averaged'"):
+        tiny_config("averaging.mode=ema", 'averagers=[{"name": "averaged", "mode": "bema"}]')
+
+
+def test_a_checkpoint_from_before_the_fold_resumes(tmp_path):
+    """Checkpoints used to keep the section's averager under 'averager': resuming one gives the
+    weights of a run that was never stopped."""
+    cfg = tiny_config("averaging.mode=bema", AVERAGERS)
+    whole, part = runs.create_run_dir(tmp_path / "whole", cfg), runs.create_run_dir(tmp_path / "part", cfg)
+    train(cfg, whole, progress=False)
+    train(cfg, part, stop_after=10, progress=False)
+    state = torch.load(part / runs.STATE, weights_only=True)
+    state["averager"] = state["averagers"].pop("averaged")  # the old layout
+    torch.save(state, part / runs.STATE)
+    train(cfg, part, progress=False)
+    for name in ("raw", "averaged", "bema2"):
+        assert _same(_weights(whole, name), _weights(part, name)), name

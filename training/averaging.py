@@ -93,12 +93,13 @@ class NamedAveraging(AveragingConfig):
     reported under ``name`` (``python -m interp eval --weights NAME``)."""
 
     name: str = "avg"
-    """A short identifier (letters, digits, _ and -); not 'raw' or 'averaged'."""
+    """A short identifier (letters, digits, _ and -); not 'raw', 'all' or 'both'. 'averaged' is the
+    name an old config's ``averaging`` section is loaded under."""
 
     def validate(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", self.name):
             raise ConfigError(f"averagers: name must be 1-40 letters, digits, _ or -, got {self.name!r}")
-        if self.name in ("raw", "averaged", "all", "both"):
+        if self.name in ("raw", "all", "both"):
             raise ConfigError(f"averagers: the name {self.name!r} is reserved")
         if self.mode == "none":
             raise ConfigError(f"averagers: {self.name!r} needs a mode (ema, bema or extrapolation)")

@@ -92,7 +92,10 @@ class TrainConfig:
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-CORE_SECTIONS: dict[str, type] = {"model": ModelConfig, "averaging": AveragingConfig, "train": TrainConfig}
+CORE_SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
+LEGACY_AVERAGE = "averaged"
+"""The name the old single ``averaging`` section's average is saved under: a config (or run) that
+still has the section loads with that average folded into ``averagers`` under this name."""
 
 
 @dataclass
@@ -108,13 +111,13 @@ class RunConfig:
     kind: str = "set_complement"
     """Which task: a key of ``training.tasks.registry.TASKS`` ('set_complement' or 'othello')."""
     model: ModelConfig = field(default_factory=ModelConfig)
-    averaging: AveragingConfig = field(default_factory=AveragingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sections: dict[str, Any] = field(default_factory=lambda: _parse_sections({}))
     """Task sections by name (None where absent)."""
     averagers: list[NamedAveraging] = field(default_factory=list)
-    """More averages of the same raw trajectory, each saved and evaluated under its own name
-    (beside the ``averaging`` section's, which is named 'averaged')."""
+    """Averages of the raw trajectory, each saved and evaluated under its own name. The one way to
+    configure an average; an old config's ``averaging`` section (and ``--set averaging.mode=...``)
+    becomes the averager named 'averaged'."""
 
     def __getattr__(self, name: str):
         # Called only for names that are not fields: task sections such as cfg.task, cfg.othello.
@@ -135,14 +138,11 @@ class RunConfig:
 
     def averaging_configs(self) -> dict[str, AveragingConfig]:
         """Every average the run keeps, by the name its weights and metrics are saved under."""
-        out: dict[str, AveragingConfig] = {"averaged": self.averaging} if self.averaging.mode != "none" else {}
-        out.update({a.name: a for a in self.averagers})
-        return out
+        return {a.name: a for a in self.averagers}
 
     def validate(self) -> "RunConfig":
         entry = registry.entry(self.kind)
         self.model.validate()
-        self.averaging.validate()
         for a in self.averagers:
             a.validate()
         names = [a.name for a in self.averagers]
@@ -194,9 +194,10 @@ class RunConfig:
         for name in registry.sections():
             data.setdefault(name, None)
         data.setdefault("averagers", [])
+        data.setdefault("averaging", {})  # the legacy section, so that '--set averaging.mode=bema' works
         if overrides:
             data = apply_overrides(data, overrides)
-        known = {"kind", "averagers", *CORE_SECTIONS, *registry.sections()}
+        known = {"kind", "averagers", "averaging", *CORE_SECTIONS, *registry.sections()}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config key '{unknown[0]}'")
@@ -208,6 +209,12 @@ class RunConfig:
         averagers = check_type(
             data["averagers"] if data["averagers"] is not None else [], list[NamedAveraging], "averagers"
         )
+        legacy = _section(AveragingConfig, data["averaging"], "averaging")
+        legacy.validate()
+        if legacy.mode != "none":  # fold the old section in, first, as it was evaluated first
+            if any(a.name == LEGACY_AVERAGE for a in averagers):
+                raise ConfigError(f"averaging and averagers both define the average {LEGACY_AVERAGE!r}; keep one")
+            averagers = [NamedAveraging(name=LEGACY_AVERAGE, **to_dict(legacy)), *averagers]
         return cls(kind=kind, sections=_parse_sections(data), averagers=averagers, **core).validate()
 
 

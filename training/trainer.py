@@ -109,12 +109,8 @@ class Trainer:
         self.params = list(trainable_parameters(self.model).values())
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.train))
-        self.averager = WeightAverager(self.model, cfg.averaging)  # the 'averaging' section (legacy name)
         # every average by the name it is saved under; all of them read the same raw trajectory
-        self.averagers = {
-            name: self.averager if name == "averaged" else WeightAverager(self.model, c)
-            for name, c in averaging.items()
-        }
+        self.averagers = {name: WeightAverager(self.model, c) for name, c in averaging.items()}
         self.data_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
         torch.manual_seed(cfg.train.seed)  # dropout masks come from the global RNG
         self.step = 0
@@ -128,13 +124,10 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "averager": self.averager.state_dict(),
+            "averagers": {name: a.state_dict() for name, a in self.averagers.items()},
             "data_rng": self.data_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
-        named = {name: a.state_dict() for name, a in self.averagers.items() if name != "averaged"}
-        if named:
-            state["averagers"] = named
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -184,10 +177,11 @@ class Trainer:
             runs.load_state_into(self.model, state["model"], path)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            self.averager.load_state_dict(state["averager"])
+            saved = dict(state.get("averagers", {}))
+            if "averager" in state and "averaged" not in saved:  # a checkpoint from before the fold
+                saved["averaged"] = state["averager"]
             for name, averager in self.averagers.items():
-                if name != "averaged":
-                    averager.load_state_dict(state["averagers"][name])
+                averager.load_state_dict(saved[name])
             self.data_gen.set_state(state["data_rng"])
             torch.set_rng_state(state["torch_rng"])
             if "cuda_rng" in state and self.device.type == "cuda":

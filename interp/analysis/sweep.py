@@ -38,6 +38,15 @@ def trial_run_config(trial) -> dict:
     return runs.read_run_config(run_dir).to_dict()
 
 
+def averaged_mode(cfg: dict) -> str:
+    """The mode of a trial's 'averaged' average ('none' without one): an averager of that name, or
+    the old ``averaging`` section in configs stored before it was folded into ``averagers``."""
+    for a in cfg.get("averagers") or []:
+        if a.get("name") == "averaged":
+            return a["mode"]
+    return (cfg.get("averaging") or {}).get("mode", "none")
+
+
 def load_trials(sweep_dir: str | Path) -> list[dict]:
     """Completed trials as flat records (each trial's own config plus the metrics that count)."""
     import optuna
@@ -59,7 +68,7 @@ def load_trials(sweep_dir: str | Path) -> list[dict]:
                 "d_model": model["d_model"],
                 "d_head": model["d_head"],
                 "dropout": model["attn_dropout"] + model["resid_dropout"],
-                "mode": cfg["averaging"]["mode"],
+                "mode": averaged_mode(cfg),
                 "target": cfg["task"]["target"],
                 "summary": t.user_attrs[f"{weights}_summary"],
                 "tv": t.user_attrs[f"{weights}_tv"],

@@ -68,7 +68,7 @@ def compare_positions(run_dir, n_games: int = 1000, progress: bool = True) -> di
     if cfg.model.positional != "learned":
         raise WorkbenchError(f"{run_dir} uses {cfg.model.positional!r} positions; the transplant needs learned ones")
     task = cfg.make_task()
-    model = runs.load_run(run_dir, "averaged" if cfg.averaging.mode != "none" else "raw")
+    model = runs.load_run(run_dir, "averaged" if "averaged" in cfg.averaging_configs() else "raw")
     trained = cfg.othello.train_max_moves
     out = {}
     for variant in tqdm(VARIANTS, desc="position variants", disable=not progress):

@@ -83,7 +83,7 @@ def collect_othello_report(run_dir, probe_games: int = 2000, eval_games: int = 1
     cfg = runs.read_run_config(run_dir)
     registry.require(cfg.kind, "othello", "othello-report")
     task = cfg.make_task()
-    weights = "averaged" if cfg.averaging.mode != "none" else "raw"
+    weights = "averaged" if "averaged" in cfg.averaging_configs() else "raw"
     model = runs.load_run(run_dir, weights)
     hi = cfg.othello.train_max_moves
     train_games = np.asarray(task.games[: min(probe_games, task.n_train)])
