@@ -34,7 +34,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "benchmarks"))  # plain_gpt.py, the plain PyTorch baseline
 NEEDED = {
     "numpy": "numpy",
     "torch": "torch",

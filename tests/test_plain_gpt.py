@@ -8,7 +8,7 @@ import torch
 
 from training.models import ModelConfig, build_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))  # the GPU harness baseline it tests
 
 from plain_gpt import PlainGPT, copy_from_hooked, time_plain  # noqa: E402
 
