@@ -154,3 +154,13 @@ def test_a_checkpoint_from_before_the_fold_resumes(tmp_path):
     train(cfg, part, progress=False)
     for name in ("raw", "averaged", "bema2"):
         assert _same(_weights(whole, name), _weights(part, name)), name
+
+
+def test_a_presets_averaging_section_sets_the_shorthands_defaults():
+    """The demo preset keeps its (mode none) section: it holds the settings that '--set
+    averaging.mode=ema' averages with (decay 0.99, which the demo's EMA results were made with)."""
+    from training.config import load_config, preset_path
+
+    assert load_config(preset_path("demo")).averagers == []
+    ema = load_config(preset_path("demo"), ["averaging.mode=ema"]).averagers
+    assert [(a.name, a.mode, a.decay) for a in ema] == [("averaged", "ema", 0.99)]
