@@ -46,7 +46,10 @@ def test_every_arm_carries_every_averager(tiny_arms):
         assert set(arm["weights"]) == WEIGHTS
         for w in arm["weights"].values():
             assert {len(v) for v in w["by_move"].values()} == {59}
-            assert 0 <= w["in_range"]["legal_top1"] <= 1 and w["beyond"]["tv"] is not None
+            # the summaries are the means of the per-move values over moves 1..30 and 31..59
+            by_move = w["by_move"]["legal_top1"]
+            assert w["in_range"]["legal_top1"] == pytest.approx(sum(by_move[:30]) / 30, abs=1e-5)  # by_move: 5 decimals
+            assert w["beyond"]["legal_top1"] == pytest.approx(sum(by_move[30:]) / 29, abs=1e-5)
         probes = arm["probes"]
         assert set(probes) == {"raw", "ema"} and set(probes["raw"]) == {"relative", "side"}
         assert all(len(h["by_move"]) == 59 for h in probes["raw"]["side"].values())
