@@ -357,3 +357,20 @@ def test_a_config_queued_twice_runs_once(tmp_path, monkeypatch):
         study.optimize(study_run.objective_factory(tmp_path, {}, [{}, {}], None), n_trials=3)
     states = [(t.params["config"], t.state.name) for t in study.get_trials()]
     assert ran == [0, 1] and states == [(0, "COMPLETE"), (0, "PRUNED"), (1, "COMPLETE")]
+
+
+def test_a_moved_study_folder_uses_its_own_database(tmp_path):
+    """study.json names its SQLite file relative to the folder: a copy, moved away from the
+    original (which is then deleted), resumes and reports from its own database."""
+    import shutil
+
+    out = tmp_path / "st"
+    run_study(out, tiny_spec(tmp_path, steps=2, n_configs=1), workers=1, progress=False)
+    assert json.loads((out / "study.json").read_text())["storage"] == "study.db"
+    moved = tmp_path / "elsewhere" / "st2"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    spec, configs, study = open_study(moved)
+    assert len(completed_records(study)) == 8 and not out.exists()
+    again = run_study(moved, resume=True, progress=False)
+    assert again["completed"] == 1 and not out.exists()  # nothing recreated at the old place

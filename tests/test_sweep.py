@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from commands.train import main
 from training.config import preset_path
+from training.experiments.runner import storage_url
 from training.experiments.sweep import load_space, objective_factory, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _study(sweep_dir):
     meta = json.loads((sweep_dir / "sweep.json").read_text())
-    return optuna.load_study(study_name=meta["study_name"], storage=meta["storage"])
+    return optuna.load_study(study_name=meta["study_name"], storage=storage_url(meta["storage"], sweep_dir))
 
 
 def test_quick_study_with_two_workers(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 
 from training import atomic
 from training.errors import WorkbenchError
+from training.experiments.runner import storage_url
 from training.scoped import optuna_quiet
 
 VARIANTS = ("none", "dropout", "ema", "bema", "dropout+bema")
@@ -54,7 +55,7 @@ def load_trials(sweep_dir: str | Path) -> list[dict]:
 
     meta = json.loads((Path(sweep_dir) / "sweep.json").read_text())
     with optuna_quiet():
-        study = optuna.load_study(study_name=meta["study_name"], storage=meta["storage"])
+        study = optuna.load_study(study_name=meta["study_name"], storage=storage_url(meta["storage"], Path(sweep_dir)))
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     rows = []
     for t in trials:

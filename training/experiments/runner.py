@@ -121,6 +121,18 @@ def trial_config(spec: dict, values: dict, extra: list[str] = ()):
 # -- storage ------------------------------------------------------------------------------------
 
 
+LOCAL_DB = "study.db"
+"""The SQLite file an experiment keeps in its own folder by default. Its state file records the
+storage as this bare name, not an absolute URL, so a folder that is copied or moved keeps using
+its own database (``storage_url`` resolves it against the folder it is read from)."""
+
+
+def storage_url(stored: str, folder: Path) -> str:
+    """The Optuna URL of a stored storage: the folder's own SQLite file for ``LOCAL_DB``, else as is
+    (a PostgreSQL URL, or an absolute SQLite URL written before folders were self-contained)."""
+    return f"sqlite:///{(Path(folder) / LOCAL_DB).resolve()}" if stored == LOCAL_DB else stored
+
+
 def heartbeat_settings() -> tuple[int, int]:
     """(heartbeat interval, grace period) in seconds: a worker that dies is noticed the grace
     period after its last heartbeat. Read when a storage is opened (tests shorten them)."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from training import atomic
 from training.errors import ConfigError, WorkbenchError
 from training.experiments.runner import (
+    LOCAL_DB,
     check_shared_keys,
     count,
     create_study,
@@ -32,6 +33,7 @@ from training.experiments.runner import (
     read_json,
     run_workers,
     stop_after_failures,
+    storage_url,
     suggest,
     trial_config,
     unique_name,
@@ -154,17 +156,18 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
         if not meta_path.is_file():
             raise WorkbenchError(f"{sweep_dir} holds no sweep to resume (sweep.json missing)")
         meta = json.loads(meta_path.read_text())
-        space, url = meta["space"], storage or meta["storage"]
+        space, stored = meta["space"], storage or meta["storage"]
     else:
         if meta_path.exists():
             raise WorkbenchError(f"{sweep_dir} already holds a sweep (use --resume)")
         space = load_space(space_path)  # checked in full before anything is written
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        url = storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
+        stored = storage or LOCAL_DB
+    url = storage_url(stored, sweep_dir)
     name = meta["study_name"] if resume else unique_name("wm", sweep_dir)
     study = create_study(sweep_dir, url, name, resume, sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0)))
     if not resume:
-        atomic.write_json(meta_path, {"space": space, "storage": url, "study_name": name})
+        atomic.write_json(meta_path, {"space": space, "storage": stored, "study_name": name})
     threads = default_threads(workers)
     bar = _trial_bar(space["n_trials"], progress)
     try:

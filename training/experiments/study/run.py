@@ -34,12 +34,14 @@ from typing import Callable
 from training import atomic
 from training.errors import WorkbenchError
 from training.experiments.runner import (
+    LOCAL_DB,
     count,
     create_study,
     default_threads,
     heartbeat_settings,
     make_storage,
     run_workers,
+    storage_url,
     unique_name,
 )
 from training.experiments.study.design import (
@@ -212,7 +214,7 @@ def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, m
         if not meta_path.is_file():
             raise WorkbenchError(f"{study_dir} holds no study to resume ({STUDY_FILE} missing)")
         meta = json.loads(meta_path.read_text())
-        spec, configs, url, name = meta["spec"], meta["configs"], storage or meta["storage"], meta["study_name"]
+        spec, configs, stored, name = meta["spec"], meta["configs"], storage or meta["storage"], meta["study_name"]
     else:
         if meta_path.exists():
             raise WorkbenchError(f"{study_dir} already holds a study (use --resume)")
@@ -221,8 +223,9 @@ def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, m
             spec = compiled_spec(spec)
         configs = draw_configs(spec)
         study_dir.mkdir(parents=True, exist_ok=True)
-        url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
+        stored = storage or LOCAL_DB
         name = unique_name("wm-study", study_dir)
+    url = storage_url(stored, study_dir)
     study = create_study(study_dir, url, name, resume)
     if not resume:
         for index in sorted(
@@ -234,7 +237,7 @@ def _run_study(study_dir: Path, spec_path, storage, workers, resume, progress, m
             {
                 "spec": spec,
                 "configs": configs,
-                "storage": url,
+                "storage": stored,
                 "study_name": name,
                 "arms": [a.to_dict() for a in arms(spec)],
             },
@@ -342,7 +345,8 @@ def open_study(study_dir: str | Path):
         raise WorkbenchError(f"{study_dir} holds no study ({STUDY_FILE} missing)")
     try:
         meta = json.loads(meta_path.read_text())
-        spec, configs, url, name = meta["spec"], meta["configs"], meta["storage"], meta["study_name"]
+        spec, configs, stored, name = meta["spec"], meta["configs"], meta["storage"], meta["study_name"]
+        url = storage_url(stored, study_dir)
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise WorkbenchError(f"{meta_path} is corrupt ({type(e).__name__})") from None
     import optuna
