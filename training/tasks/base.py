@@ -9,7 +9,7 @@ for OthelloGPT. The trainer, the experiments and the command lines only talk to 
 ``shape(cfg)`` is a classmethod so that a run's model can be built, and a config validated,
 without constructing the task (for Othello that would memory-map and check the dataset).
 
-What the paired study (``training/experiments/study.py``) asks of a task, so that it never asks
+What the paired study (``training/experiments/study/``) asks of a task, so that it never asks
 which task it has: the loss-only field it varies as its target axis (``target_field``, with
 ``target_values``; 'sampled' is a noisy draw from the true next-token distribution, 'exact' that
 distribution itself), the metrics it records (``study_metrics``, ``calibrated_metrics``), the name
