@@ -60,3 +60,21 @@ def othello_games(tmp_path_factory):
     d = tmp_path_factory.mktemp("othello") / "data"
     generate_dataset(d, 3000, seed=0, chunk=1000, workers=1, progress=False)
     return d
+
+
+def small_othello_model(seed: int = 0):
+    """An untrained OthelloGPT-shaped model (2 layers, d_model 32, 2 heads, MLP, LayerNorm, learned
+    positions) for probe and intervention tests."""
+    from training.models import ModelConfig, build_model
+
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=2,
+        d_head=16,
+        attn_only=False,
+        d_mlp=64,
+        normalization="LN",
+        positional="learned",
+    )
+    return build_model(cfg, 61, 61, 59, seed=seed)

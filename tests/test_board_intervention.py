@@ -6,9 +6,10 @@ import torch
 
 from interp.othello.board_probe import fit_board_probe
 from interp.othello.intervention import edited_legal_sets, intervene
-from training.models import ModelConfig, build_model
 from training.tasks.othello.engine import random_games
 from training.tasks.othello.reference import RefGame
+
+from .conftest import small_othello_model
 
 
 def _reference_legal(game, move_index, square, dst):
@@ -41,17 +42,7 @@ def test_edited_legal_sets_match_the_reference_engine():
 
 
 def test_intervention_mechanics_on_a_small_model():
-    cfg = ModelConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=2,
-        d_head=16,
-        attn_only=False,
-        d_mlp=64,
-        normalization="LN",
-        positional="learned",
-    )
-    model = build_model(cfg, 61, 61, 59, seed=0)
+    model = small_othello_model()
     games = random_games(300, np.random.default_rng(0))
     probe = fit_board_probe(model, games[:200], "relative", positions=(0, 30))
     res = intervene(model, probe, games[200:], move_index=12, layer_hook="blocks.0.hook_resid_post", dst="theirs")
@@ -97,17 +88,7 @@ def test_side_and_multi_layer_interventions_on_a_small_model():
     from interp.othello.board_probe import probe_accuracy
     from interp.othello.intervention import intervene_moves
 
-    cfg = ModelConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=2,
-        d_head=16,
-        attn_only=False,
-        d_mlp=64,
-        normalization="LN",
-        positional="learned",
-    )
-    model = build_model(cfg, 61, 61, 59, seed=0)
+    model = small_othello_model()
     games = random_games(300, np.random.default_rng(0))
     side = fit_board_probe(model, games[:200], "side", positions=(0, 40))
     assert side.n_squares == 1 and side.direction(

@@ -8,9 +8,10 @@ import torch
 
 from interp.othello.board_probe import LinearProbe, board_labels, fit_board_probe, membership_probe, probe_accuracy
 from interp.set_complement.theory import balanced_model
-from training.models import ModelConfig, build_model
 from training.tasks.othello.engine import random_games, tokens_to_squares
 from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
+
+from .conftest import small_othello_model
 
 
 class Planted(torch.nn.Module):
@@ -72,17 +73,7 @@ def test_random_model_control_sits_between_the_priors_and_the_planted_board(game
     beat each square's most frequent class (which the probe's bias alone reaches), stay below the most
     frequent class per square *and move index* (the most that knowing the move index can give), and
     fall far short of a model that carries the board."""
-    cfg = ModelConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=2,
-        d_head=16,
-        attn_only=False,
-        d_mlp=64,
-        normalization="LN",
-        positional="learned",
-    )
-    model = build_model(cfg, 61, 61, 59, seed=0)
+    model = small_othello_model()
     probe = fit_board_probe(model, games[:300], "relative", positions=(0, 40))
     acc = probe_accuracy(model, probe, games[300:])
     assert set(acc.by_layer) == {"blocks.0.hook_resid_post", "blocks.1.hook_resid_post"}

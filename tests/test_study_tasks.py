@@ -21,6 +21,7 @@ from training.tasks.othello.reference import RefGame
 from training.tasks.othello.task import OthelloBatch, OthelloConfig, OthelloTask, prefix_legal
 from training.trainer import train
 
+from .conftest import small_othello_model
 from .test_task_registry import CopyConfig, CopyTask
 
 OTHELLO_TINY = [
@@ -364,21 +365,10 @@ def test_entropy_measures_of_uniform_attention_are_one():
     """With W_Q = 0 every attention score is equal, so each query attends uniformly to the
     positions it sees: normalised entropy 1 at every move index, in range and beyond."""
     from interp.analysis.mechanism import entropy_measures
-    from training.models import ModelConfig, build_model
 
     games = random_games(120, np.random.default_rng(5))
     task = OthelloTask(OthelloConfig(train_max_moves=12, val_games=60), games=games)
-    cfg = ModelConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=2,
-        d_head=16,
-        attn_only=False,
-        d_mlp=64,
-        normalization="LN",
-        positional="learned",
-    )
-    model = build_model(cfg, 61, 61, 59, seed=0)
+    model = small_othello_model()
     with torch.no_grad():
         for block in model.blocks:
             block.attn.W_Q.zero_()
