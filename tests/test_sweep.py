@@ -17,6 +17,7 @@ from commands.train import main
 from training.config import preset_path
 from training.experiments.runner import storage_url
 from training.experiments.sweep import load_space, objective_factory, run_sweep
+from training.scoped import optuna_quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,3 +181,35 @@ def test_search_space_without_n_trials_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no n_trials" in err[0]
     assert not (tmp_path / "sw").exists()
+
+
+def _pop_all(args):
+    """Worker of the race test: wait for a common start, then take queued trials until none is left."""
+    url, name, start = args
+    from training.experiments.runner import make_storage
+
+    with optuna_quiet():
+        study = optuna.load_study(study_name=name, storage=make_storage(url))
+        while time.time() < start:
+            time.sleep(0.001)
+        taken = []
+        while (trial_id := study._pop_waiting_trial_id()) is not None:
+            taken.append(trial_id)
+        return taken
+
+
+def test_workers_never_take_the_same_queued_trial(tmp_path):
+    """Four processes emptying one queue of 200 trials at once take each exactly once. Before
+    make_storage locked SQLite transactions at their start, they took 227 (two workers trained the
+    same study config, and the second failed with 'Cannot tell a COMPLETE trial')."""
+    import multiprocessing as mp
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    with optuna_quiet():
+        study = optuna.create_study(storage=url, study_name="q")
+        for i in range(200):
+            study.enqueue_trial({"x": i})
+    start = time.time() + 3  # every process is loaded before the first pop
+    with mp.get_context("spawn").Pool(4) as pool:
+        taken = [t for got in pool.map(_pop_all, [(url, "q", start)] * 4) for t in got]
+    assert sorted(taken) == sorted(t._trial_id for t in study.get_trials(deepcopy=False))

@@ -9,7 +9,9 @@ What they share lives here:
   and the run config of a base, its fixed overrides and sampled values (``trial_config``);
 - **storage**: ``make_storage`` opens it with heartbeats, so that a trial whose worker died
   (``kill -9``) is marked failed a grace period after its last heartbeat (``heartbeat_settings``)
-  and retried; ``create_study`` leaves no empty folder behind when the storage cannot be opened;
+  and retried, and on SQLite with locking transactions, so that two workers never take the same
+  queued trial (``_serialize_sqlite``); ``create_study`` leaves no empty folder behind when the
+  storage cannot be opened;
 - **workers**: ``run_workers`` runs one worker in this process (which then shows the progress
   bar) or spawns several, each ending itself when the command that started it dies; a failure
   cap (``stop_after_failures``) stops a worker once the study holds too many failed trials.
@@ -139,18 +141,42 @@ def heartbeat_settings() -> tuple[int, int]:
     return int(os.environ.get("WM_SWEEP_HEARTBEAT_S", 5)), int(os.environ.get("WM_SWEEP_GRACE_S", 20))
 
 
+def _serialize_sqlite(engine) -> None:
+    """Make every transaction on ``engine`` take SQLite's write lock at its start (BEGIN IMMEDIATE).
+
+    Optuna takes a queued trial by reading it as WAITING and then setting it RUNNING, which is
+    atomic only if the read is inside the transaction. Python's sqlite3 driver opens the
+    transaction at the first write, after the read, so two workers could both read WAITING and
+    both run the same trial (measured: 4 processes popping 200 queued trials took 227). This is
+    SQLAlchemy's documented pysqlite recipe; PostgreSQL locks the row itself (FOR UPDATE)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # the driver opens nothing by itself
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners were attached are dropped
+
+
 def make_storage(url: str):
     """Optuna RDB storage with heartbeats; call inside ``optuna_quiet()``."""
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     heartbeat, grace = heartbeat_settings()
     try:
-        return RDBStorage(
+        storage = RDBStorage(
             url,
             heartbeat_interval=heartbeat,
             grace_period=grace,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
         )
+        if url.startswith("sqlite"):
+            _serialize_sqlite(storage.engine)
+        return storage
     except ImportError as e:
         raise WorkbenchError(f"storage {url!r} needs a missing database driver ({e.name})") from None
     except Exception as e:
