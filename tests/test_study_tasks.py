@@ -381,3 +381,51 @@ def test_entropy_measures_of_uniform_attention_are_one():
         for block in model.blocks:
             block.attn.W_Q.copy_(block.attn.W_K * 50)
     assert entropy_measures(model, task, n=60)["by_range"]["beyond"]["norm_entropy"] < 0.9
+
+
+def test_side_to_move_measure_against_a_slow_reference():
+    """The study's side-to-move measure equals a plain reimplementation: labels from replaying each
+    game on the reference engine (who moves after each move, passes included), a ridge probe
+    solved in numpy on the last layer's residual stream of the in-range positions of the training
+    games, accuracy on the held-out games per move index, averaged over the move indices in range
+    and beyond that some game reached."""
+    from interp.analysis.mechanism import side_to_move_measures
+
+    games = _games_with_passes(160, seed=3)
+    task = OthelloTask(OthelloConfig(train_max_moves=12, val_games=60), games=games)
+    model = small_othello_model().eval()
+    n, hi = 60, 12
+
+    def sides(g) -> np.ndarray:  # [59]: 1 if white moves after move p + 1, -1 where the game is over
+        game, out = RefGame(), np.full(59, -1)
+        for p, sq in enumerate(g[:59]):
+            if sq < 0:
+                break
+            game.play(int(sq))
+            out[p] = int(game.player != 1)
+        return out
+
+    def resid(g) -> np.ndarray:
+        _, cache = model.run_with_cache(torch.from_numpy(squares_to_tokens(g[:, :59])))
+        return cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"].double().numpy()
+
+    train, val = games[:n], games[task.n_train : task.n_train + n]
+    y_train, y_val = np.stack([sides(g) for g in train]), np.stack([sides(g) for g in val])
+    x = resid(train)[:, :hi]
+    keep = y_train[:, :hi] >= 0
+    X = np.concatenate([x[keep], np.ones((keep.sum(), 1))], 1)
+    Y = np.eye(2)[y_train[:, :hi][keep]]
+    xtx = X.T @ X
+    W = np.linalg.solve(xtx + 1e-2 * np.diag(xtx).mean() * np.eye(len(xtx)), X.T @ Y)
+    xv = resid(val)
+    pred = (np.concatenate([xv, np.ones(xv.shape[:2] + (1,))], 2) @ W).argmax(-1)
+    alive = y_val >= 0
+    acc = [(pred[:, p] == y_val[:, p])[alive[:, p]].mean() for p in range(59) if alive[:, p].any()]
+    moves = [p + 1 for p in range(59) if alive[:, p].any()]
+    expected = {
+        "in_range": np.mean([a for a, m in zip(acc, moves) if m <= hi]),
+        "beyond": np.mean([a for a, m in zip(acc, moves) if m > hi]),
+    }
+    got = side_to_move_measures(model, task, n=n)
+    for part in ("in_range", "beyond"):
+        assert got[part]["side_acc"] == pytest.approx(expected[part], abs=1e-9)

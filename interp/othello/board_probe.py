@@ -246,6 +246,9 @@ class ProbeAccuracy:
     """Per hook, accuracy at each move index 1..59."""
     by_square: dict[str, list[float]]
     """Per hook, accuracy on each of the 64 squares (row-major 8x8; one entry for ``side``)."""
+    games_by_move: list[int] | None = None
+    """Games still going at each move index 1..59 (a move index no game reached has accuracy 0
+    and no meaning)."""
 
     def to_dict(self) -> dict:
         return {"by_layer": self.by_layer, "by_move": self.by_move, "by_square": self.by_square}
@@ -277,7 +280,7 @@ def _probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: in
     by_move = {h: (c.sum(1) / (S * count.clamp(min=1))).tolist() for h, c in correct.items()}
     by_square = {h: (c.sum(0) / count.sum()).tolist() for h, c in correct.items()}
     by_layer = {h: (c.sum() / (S * count.sum())).item() for h, c in correct.items()}
-    return ProbeAccuracy(by_layer, by_move, by_square)
+    return ProbeAccuracy(by_layer, by_move, by_square, [int(c) for c in count.tolist()])
 
 
 @torch.no_grad()
