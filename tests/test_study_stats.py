@@ -263,3 +263,80 @@ def test_strata_recover_a_planted_moderator_and_narrow_the_interval():
     assert "claims by stratum" in text
     with pytest.raises(ValueError):
         analyse(records, {**SPEC, "strata": ["model.n_heads"]}, 12, n_boot=100)
+
+
+OTHELLO_SPEC = {
+    "seeds": [0],
+    "dropouts": [0.0, 0.1],
+    "targets": ["sampled", "exact"],
+    "variants": {"baseline": [], "anneal": []},
+    "averagers": [{"name": "ema"}, {"name": "bema"}],
+    "deltas": {"tv": 0.02, "cal_tv": 0.02, "legal_top1": 0.01},
+    "region": {"metric": "legal_top1", "range": "in_range", "min": 0.8},
+}
+
+
+def othello_records(n_configs: int = 10, seed: int = 0) -> list[dict]:
+    """Othello-shaped arm records with known effects beyond range: EMA raises legal top-1 by 0.03
+    and lowers TV by 0.03 (both as predicted); BEMA lowers legal top-1 by 0.03 (against); the
+    'anneal' variant raises legal top-1 by 0.04 and changes TV by nothing; dropout 0.1 changes
+    nothing. Config offsets SD 0.05, pair noise SD 0.002. Config 0's baseline is at in-range
+    legal top-1 0.7, below the region's bound, and must be left out."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for c in range(n_configs):
+        offset = rng.normal(0, 0.05)
+        for v in OTHELLO_SPEC["variants"]:
+            for p in OTHELLO_SPEC["dropouts"]:
+                for t in OTHELLO_SPEC["targets"]:
+                    weights = {}
+                    for w, (d_legal, d_tv) in {"raw": (0, 0), "ema": (0.03, -0.03), "bema": (-0.03, 0)}.items():
+                        legal = 0.45 + offset + d_legal + (0.04 if v == "anneal" else 0) + rng.normal(0, 0.002)
+                        tv = 0.7 - offset + d_tv + rng.normal(0, 0.002)
+                        weights[w] = {
+                            "summary": {
+                                "in_range": {"tv": 0.3, "cal_tv": 0.3, "legal_top1": 0.7 if c == 0 else 0.9},
+                                "beyond": {"tv": tv, "cal_tv": tv - 0.1, "legal_top1": legal},
+                            }
+                        }
+                    records.append(
+                        {
+                            "config": c,
+                            "seed": 0,
+                            "dropout": p,
+                            "target": t,
+                            "variant": v,
+                            "error": None,
+                            "weights": weights,
+                        }
+                    )
+    return records
+
+
+def test_planted_othello_effects_are_recovered_with_the_right_verdicts():
+    """Legal top-1 is a claim measure where higher is as predicted: a planted rise is 'supported',
+    a planted fall 'harmful', each with its own delta; the region bounds legal top-1 from below."""
+    result = analyse(othello_records(), OTHELLO_SPEC, 10, n_boot=4000)
+    assert result["kept_configs"] == list(range(1, 10))
+    assert result["excluded_configs"][0]["config"] == 0
+    cases = [
+        ("averaging", "ema - raw", "sampled", "legal_top1", 0.03, "supported"),
+        ("averaging", "ema - raw", "exact", "tv", -0.03, "supported"),
+        ("averaging", "bema - raw", "sampled", "legal_top1", -0.03, "harmful"),
+        ("averaging", "bema - raw", "exact", "cal_tv", 0.0, "no practical effect"),
+        ("remedy", "anneal - baseline", "sampled", "legal_top1", 0.04, "supported"),
+        ("remedy", "anneal - baseline", "exact", "tv", 0.0, "no practical effect"),
+        ("dropout", "dropout 0.1 - 0", "sampled", "legal_top1", 0.0, "no practical effect"),
+        ("noise", "(ema - raw) sampled - exact", "both", "legal_top1", 0.0, "no practical effect"),
+    ]
+    for family, contrast, target, measure, planted, expected in cases:
+        e = _effect(result, family, contrast, target, measure)
+        lo, hi = e["ci_holm"]
+        assert lo <= planted <= hi, (contrast, target, measure, e["ci_holm"])
+        assert e["verdict"] == expected, (contrast, target, measure, e["verdict"])
+        assert e["delta"] == OTHELLO_SPEC["deltas"][measure]
+    # 3 measures x (2 averagers x 2 targets + 1 rate x 2 + 1 variant x 2 + 2 interactions)
+    assert result["n_claims"] == 3 * 10
+    # the versus effect (anneal's raw weights against the reference's EMA) is reported, not claimed
+    versus = _effect(result, "versus", "anneal - baseline ema", "sampled", "legal_top1")
+    assert not versus["claim"] and versus["estimate"] == pytest.approx(0.01, abs=0.003)

@@ -48,6 +48,10 @@ from training.tasks.base import NOISE_FREE, NOISY
 
 PARTS = ("in_range", "beyond")
 CLAIM_MEASURES = ("tv", "cal_tv")
+"""The claim measures of a study file without ``deltas``: each takes the file's ``delta``."""
+HIGHER_IS_BETTER = ("legal_top1", "side_acc")
+"""Measures where the study predicts a rise (a legal move on top, knowing who moves): their
+verdicts read the interval with its sign flipped, so 'supported' always means 'as predicted'."""
 MECHANISM_MEASURES = ("norm_entropy", "margin_law", "sd_cv")
 """Measures printed in the report's mechanism section (those a task's mechanism probes record)."""
 MIN_CONFIGS = 5
@@ -91,7 +95,8 @@ def measure_keys(values: dict) -> list[tuple[str, str]]:
     """Every (part, measure) the records hold, for every part: the claim measures first, then the
     others in the order the records list them, then the per-model measures."""
     seen = list(dict.fromkeys(m for vals in values.values() for part, m in vals if part != "model"))
-    measures = [m for m in CLAIM_MEASURES if m in seen] + [m for m in seen if m not in CLAIM_MEASURES]
+    first = [m for m in CLAIM_MEASURES if m in seen]
+    measures = first + [m for m in seen if m not in first]
     model = list(dict.fromkeys(m for vals in values.values() for part, m in vals if part == "model"))
     return [(part, m) for part in PARTS for m in measures] + [("model", m) for m in model]
 
@@ -249,12 +254,28 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
     return out
 
 
-def is_claim(e: dict) -> bool:
+def claim_deltas(spec: dict) -> dict[str, float]:
+    """The smallest effect of interest of every claim measure: the study file's ``deltas``, else
+    its ``delta`` for TV and calibrated TV. The dispersion claim (dropout on attention entropy)
+    takes ``deltas['norm_entropy']``, else ``delta``."""
+    delta = float(spec.get("delta", 0.02))
+    return {m: float(d) for m, d in spec.get("deltas", {m: delta for m in CLAIM_MEASURES}).items()}
+
+
+def is_claim(e: dict, measures=CLAIM_MEASURES) -> bool:
+    """Beyond-range effects of every averager, dropout rate, noise interaction and variant on a
+    claim measure (``measures``), and the dispersion effect."""
     if e["part"] != "beyond":
         return False
-    if e["family"] in ("averaging", "dropout", "noise", "remedy") and e["measure"] in CLAIM_MEASURES:
+    if e["family"] in ("averaging", "dropout", "noise", "remedy") and e["measure"] in measures:
         return True
     return e["family"] == "dropout" and e["measure"] == "norm_entropy"  # the dispersion mechanism
+
+
+def oriented(e: dict, lo: float, hi: float) -> tuple[float, float]:
+    """An interval turned so that below 0 is the predicted direction (flipped for a measure in
+    ``HIGHER_IS_BETTER``)."""
+    return (-hi, -lo) if e["measure"] in HIGHER_IS_BETTER else (lo, hi)
 
 
 def analyse(
@@ -270,6 +291,7 @@ def analyse(
     When ``spec`` names ``strata``, ``configs`` (the drawn values, by index) label each config's
     stratum: intervals resample within strata and each effect also gets its mean per stratum."""
     delta = float(spec.get("delta", 0.02))
+    deltas = claim_deltas(spec)
     values = arm_values(records)
     present = sorted({r["config"] for r in records})
     kept, excluded = convergence(values, spec, present)
@@ -293,7 +315,8 @@ def analyse(
             sd=boot.sd,
             per_config=[float(x) for x in boot.per_config],
             p=boot.p_value(),
-            claim=is_claim(e),
+            claim=is_claim(e, deltas),
+            delta=deltas.get(e["measure"], delta),
         )
         if labels:
             e["by_stratum"] = {
@@ -309,14 +332,15 @@ def analyse(
     adjusted = holm_adjusted([e["p"] for e in claims])
     for e, level, p_holm in zip(claims, levels, adjusted):
         lo, hi = e["_boot"].interval(level)
+        d = e["delta"]
         e.update(
             holm_alpha=level,
             ci_holm=[lo, hi],
             p_holm=p_holm,
-            within_delta=bool(-delta < lo and hi < delta),
-            verdict=verdict(lo, hi, delta) if e["n_configs"] >= MIN_CONFIGS else "inconclusive",
+            within_delta=bool(-d < lo and hi < d),
+            verdict=verdict(*oriented(e, lo, hi), d) if e["n_configs"] >= MIN_CONFIGS else "inconclusive",
             half_width=(hi - lo) / 2,
-            needed_configs=configs_needed(e["sd"], delta / 2, z_of(level)),
+            needed_configs=configs_needed(e["sd"], d / 2, z_of(level)),
         )
     for e in effects:
         del e["_boot"]
@@ -327,7 +351,7 @@ def analyse(
             for e in effects
             if e["family"] == family
             and e["part"] == "beyond"
-            and e["measure"] in CLAIM_MEASURES
+            and e["measure"] in deltas
             and math.isfinite(e["estimate"])
         ]
         budget[family] = {
@@ -337,6 +361,7 @@ def analyse(
         }
     return {
         "delta": delta,
+        "deltas": deltas,
         "n_configs": n_configs,
         "configs_with_results": present,
         "kept_configs": kept,
@@ -361,6 +386,25 @@ def failures(records: list[dict], spec: dict) -> dict:
     return {k: {"failed": failed[k], "of": total[k]} for k in total}
 
 
+def _measure_name(m: str) -> str:
+    names = {"tv": "TV", "norm_entropy": "attention entropy", "legal_top1": "legal top-1", "itr": "ITR"}
+    return f"calibrated {names.get(m[4:], m[4:])}" if m.startswith("cal_") else names.get(m, m)
+
+
+def _measures_text(result: dict) -> str:
+    """'TV and calibrated TV': the claim measures in words."""
+    names = [_measure_name(m) for m in result.get("deltas") or CLAIM_MEASURES]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _deltas_text(result: dict) -> str:
+    """'delta = 0.02', or each claim measure's own delta when they differ."""
+    deltas = result.get("deltas") or {m: result["delta"] for m in CLAIM_MEASURES}
+    if len(set(deltas.values())) == 1:
+        return f"delta = {next(iter(deltas.values()))}"
+    return "delta: " + ", ".join(f"{m} {d}" for m, d in deltas.items())
+
+
 def comparison(lo: float, hi: float, delta: float) -> str:
     """A word for a two-sided comparison's interval: which side is lower, whether the whole
     interval lies inside +-delta (no practical difference), or neither (inconclusive)."""
@@ -373,10 +417,7 @@ def comparison(lo: float, hi: float, delta: float) -> str:
 
 def label(e: dict) -> str:
     target = "" if e["target"] in ("both", None) else f" [{e['target']}]"
-    names = {"tv": "TV", "norm_entropy": "attention entropy"}
-    m = e["measure"]
-    measure = f"calibrated {names.get(m[4:], m[4:])}" if m.startswith("cal_") else names.get(m, m)
-    return f"{e['contrast']}{target}: {measure}"
+    return f"{e['contrast']}{target}: {_measure_name(e['measure'])}"
 
 
 def format_report(result: dict, study_dir: str | Path) -> str:
@@ -399,7 +440,7 @@ def format_report(result: dict, study_dir: str | Path) -> str:
     lines += [
         "",
         f"claims (beyond the training lengths; Holm-corrected intervals over {result['n_claims']} claims; "
-        f"smallest effect of interest delta = {result['delta']}):"
+        f"smallest effect of interest {_deltas_text(result)}):"
         + (f"\n  (fewer than {MIN_CONFIGS} configs kept: every verdict is inconclusive)" if few else ""),
         f"{'effect':<50}{'estimate':>10}  {'interval':<22}{'verdict':<22}{'sd':>8}  configs for +-delta/2",
     ]
@@ -430,7 +471,7 @@ def format_report(result: dict, study_dir: str | Path) -> str:
         for e in result["effects"]
         if e["family"] == "versus"
         and e["part"] == "beyond"
-        and e["measure"] in CLAIM_MEASURES
+        and e["measure"] in result.get("deltas", CLAIM_MEASURES)
         and math.isfinite(e["estimate"])
     ]
     if versus:
@@ -443,7 +484,8 @@ def format_report(result: dict, study_dir: str | Path) -> str:
         for e in versus:
             lo, hi = e["ci95"]
             lines.append(
-                f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {comparison(lo, hi, result['delta'])}"
+                f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  "
+                f"{comparison(lo, hi, e.get('delta', result['delta']))}"
             )
     if result.get("strata"):
         groups = list(next((e["by_stratum"] for e in result["effects"] if e.get("by_stratum")), {}))
@@ -459,7 +501,7 @@ def format_report(result: dict, study_dir: str | Path) -> str:
     for family, b in result["budget"].items():
         hw = "n/a" if b["max_half_width"] is None else f"{b['max_half_width']:.4f}"
         lines.append(
-            f"budget: widest 95% half-width of {family} effects on beyond TV and calibrated TV {hw} "
+            f"budget: widest 95% half-width of {family} effects on beyond {_measures_text(result)} {hw} "
             f"(target <= {b['target']}): {'met' if b['met'] else 'NOT met'}"
         )
     return "\n".join(lines)
@@ -476,24 +518,34 @@ def plot_forest(result: dict, stem=None):
 
     claims = [e for e in result["effects"] if e["claim"] and math.isfinite(e["estimate"])]
     fig, ax = new_figure(figsize=(9, 0.32 * len(claims) + 1.6))
+    one_delta = len({e.get("delta", result["delta"]) for e in claims}) <= 1
     for i, e in enumerate(claims):
         y = len(claims) - 1 - i
-        ax.scatter(e["per_config"], [y] * len(e["per_config"]), s=8, color="0.75", zorder=1)
-        lo, hi = e["ci_holm"]
+        sign = -1 if e["measure"] in HIGHER_IS_BETTER else 1  # drawn so that left is as predicted
+        ax.scatter([sign * x for x in e["per_config"]], [y] * len(e["per_config"]), s=8, color="0.75", zorder=1)
+        lo, hi = oriented(e, *e["ci_holm"])
         color = VERDICT_COLORS[e["verdict"]]
         ax.plot([lo, hi], [y, y], color=color, lw=2.2, zorder=2)
-        ax.scatter([e["estimate"]], [y], color=color, zorder=3)
-    d = result["delta"]
+        ax.scatter([sign * e["estimate"]], [y], color=color, zorder=3)
+        if not one_delta:  # each row's own +-delta
+            d = e["delta"]
+            ax.plot([-d, -d], [y - 0.4, y + 0.4], color="k", lw=0.6, ls="--")
+            ax.plot([d, d], [y - 0.4, y + 0.4], color="k", lw=0.6, ls="--")
+    d = claims[0].get("delta", result["delta"]) if claims else result["delta"]
     ax.axvline(0, color="k", lw=0.8)
-    for x in (-d, d):
-        ax.axvline(x, color="k", lw=0.6, ls="--")
-    ax.set_yticks(range(len(claims)), [label(e) for e in reversed(claims)], fontsize=7)
+    if one_delta:
+        for x in (-d, d):
+            ax.axvline(x, color="k", lw=0.6, ls="--")
+    names = [label(e) + (" (sign flipped)" if e["measure"] in HIGHER_IS_BETTER else "") for e in claims]
+    ax.set_yticks(range(len(claims)), list(reversed(names)), fontsize=7)
     for v, c in VERDICT_COLORS.items():
         ax.plot([], [], color=c, lw=2.2, label=v)
     ax.legend(fontsize=7, loc="lower right")
     ax.set(
         xlabel="paired difference (beyond the training lengths; below 0 = as the study predicts)",
-        title=f"claims, Holm-corrected intervals; dashed: +-delta = {d}; grey: configs",
+        title="claims, Holm-corrected intervals; dashed: +-delta"
+        + (f" = {d}" if one_delta else " (per claim measure)")
+        + "; grey: configs",
     )
     ax.grid(alpha=0.3, axis="x")
     return finish(fig, stem)

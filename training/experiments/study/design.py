@@ -4,7 +4,9 @@ A study file (``training/configs/study_*.json``) names a base config, fixed over
 parameters its configs are drawn from (``params``, with optional ``strata`` to balance over), and
 the arms every config trains: ``seeds`` x attention dropout ``dropouts`` x ``targets`` (the values
 of the task's target axis, ``Task.target_field``) x ``variants`` (named lists of overrides, one of
-them the reference 'baseline'). Every arm carries every averager (``averagers``). ``check_spec``
+them the reference 'baseline'). Every arm carries every averager (``averagers``). The claims'
+measures and their smallest effects of interest are ``deltas`` (e.g. ``{"tv": 0.02,
+"legal_top1": 0.02}``), or ``delta`` for TV and calibrated TV. ``check_spec``
 checks it in full, through the run config's own validation, before anything is written;
 ``draw_configs`` draws the configs reproducibly from the file's seed.
 
@@ -39,6 +41,7 @@ SPEC_KEYS = {
     "averagers",
     "region",
     "delta",
+    "deltas",
     "measure_sets",
     "max_failures",
     "note",
@@ -132,6 +135,21 @@ def _list_of(spec: dict, key: str, ok: Callable[[object], bool], what: str, wher
     return values
 
 
+def _check_deltas(spec: dict, task_cls, where: str) -> None:
+    """``deltas``: the claim measures and each one's smallest effect of interest, in (0, 1)."""
+    if "deltas" not in spec:
+        return
+    deltas = spec["deltas"]
+    known = list(task_cls.study_metrics) + [f"cal_{m}" for m in task_cls.calibrated_metrics] + ["norm_entropy"]
+    if not isinstance(deltas, dict) or not deltas:
+        raise ConfigError(f'{where}: deltas must map claim measures to their smallest effect, e.g. {{"tv": 0.02}}')
+    for m, d in deltas.items():
+        if m not in known:
+            raise ConfigError(f"{where}: deltas: {m!r} is not a measure the study records ({', '.join(known)})")
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1:
+            raise ConfigError(f"{where}: deltas.{m} must be in (0, 1), got {d!r}")
+
+
 def _check_region(spec: dict, task_cls, where: str) -> None:
     region = spec.get("region", DEFAULT_REGION)
     bound_ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
@@ -191,6 +209,7 @@ def check_spec(spec, where: str) -> None:
     delta = spec.get("delta", 0.02)
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
         raise ConfigError(f"{where}: delta (the smallest TV effect of interest) must be in (0, 1), got {delta!r}")
+    _check_deltas(spec, task_cls, where)
     _check_region(spec, task_cls, where)
     params = spec.get("params", {})
     variants = spec.get("variants", {REFERENCE: []})
