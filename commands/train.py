@@ -168,6 +168,7 @@ def cmd_study(args) -> int:
         measures=study_measures,
         threads=args.threads,
         compile=args.compile,
+        scale=args.scale,
     )
     print(
         f"completed configs: {s['completed']} of {s['n_configs']} ({s['arms']} arms), "
@@ -298,6 +299,12 @@ def build_parser() -> Parser:
         action="store_true",
         help="compile each ensemble's step (train.compile=true in every arm; results equal up to dropout's draws; "
         "docs/study.md gives the measured gain)",
+    )
+    st.add_argument(
+        "--scale",
+        metavar="NAME",
+        help="run the study file at one of its scales (e.g. 'gpu' in study_othello.json: the full-size model, "
+        "data and steps; docs/othello_study.md)",
     )
     st.add_argument(
         "--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)"

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from commands.train import main
 from training.config import preset_path
+from training.errors import ConfigError
 from training.experiments.study import (
     arm_config,
     arms,
@@ -377,3 +378,35 @@ def test_a_moved_study_folder_uses_its_own_database(tmp_path):
     assert len(completed_records(study)) == 8 and not out.exists()
     again = run_study(moved, resume=True, progress=False)
     assert again["completed"] == 1 and not out.exists()  # nothing recreated at the old place
+
+
+def test_a_scale_adds_its_fixed_settings_and_replaces_the_rest(tmp_path, capsys):
+    from training.experiments.study.design import scaled_spec
+
+    spec = load_spec(preset_path("study_quick"))
+    spec["scales"] = {"big": {"fixed": ["train.steps=300", "model.d_model=48"], "n_configs": 3}}
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    big = load_spec(tmp_path / "s.json", "big")
+    assert big["scale"] == "big" and "scales" not in big and big["n_configs"] == 3
+    cfg = arm_config(big, draw_configs(big)[0], arms(big)[0])
+    assert (cfg.train.steps, cfg.model.d_model, cfg.model.d_head) == (300, 48, 16)  # later wins; the rest kept
+    # the committed Othello file's GPU scale is a valid study at the published shape
+    gpu = load_spec(preset_path("study_othello"), "gpu")
+    cfg = arm_config(gpu, draw_configs(gpu)[0], arms(gpu)[0])
+    assert (cfg.model.n_layers, cfg.model.d_model, cfg.train.steps) == (8, 512, 20000)
+    with pytest.raises(ConfigError, match="has no scale 'huge' \\(it has: big\\)"):
+        scaled_spec(spec, "huge")
+    # from the command line: an unknown scale, a scale with a key it may not change, a scale on
+    # resume: one line each, nothing written
+    spec["scales"]["bad"] = {"dropouts": [0.0]}
+    (tmp_path / "bad.json").write_text(json.dumps(spec))
+    for argv, words in (
+        (["--spec", str(tmp_path / "s.json"), "--scale", "huge"], "has no scale 'huge'"),
+        (["--spec", str(tmp_path / "bad.json")], "scales.bad: a scale may not change 'dropouts'"),
+    ):
+        assert main(["study", "--out", str(tmp_path / "st"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+        assert not (tmp_path / "st").exists()
+    assert main(["study", "--resume", str(tmp_path / "st"), "--scale", "big"]) == 2
+    assert "--scale applies to a new study" in capsys.readouterr().err

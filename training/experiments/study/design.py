@@ -47,6 +47,8 @@ SPEC_KEYS = {
     "note",
     "variants",
     "strata",
+    "scales",
+    "scale",
 }
 STUDY_FILE = "study.json"
 REFERENCE = "baseline"
@@ -100,11 +102,45 @@ def max_failures(spec: dict) -> int:
     return int(spec.get("max_failures", spec["n_configs"] + 5))
 
 
-def load_spec(path: str | Path) -> dict:
-    """Read and check a study file before anything is written."""
+def load_spec(path: str | Path, scale: str | None = None) -> dict:
+    """Read and check a study file before anything is written; with ``scale``, the file at that
+    scale (``scaled_spec``)."""
     spec = read_json(path, "study file")
     check_spec(spec, f"study file {path}")
-    return spec
+    return spec if scale is None else scaled_spec(spec, scale, f"study file {path}")
+
+
+SCALE_KEYS = {"fixed", "params", "n_configs", "seeds", "region", "measure_sets", "note"}
+"""What a scale may change: its ``fixed`` settings are added after the file's (later wins); the
+other keys replace the file's."""
+
+
+def scaled_spec(spec: dict, scale: str, where: str = "study file") -> dict:
+    """The study file at one of its ``scales`` (e.g. ``"gpu"``: a full-size model, more data and
+    steps), checked in full; the result names its scale and holds no other."""
+    scales = spec.get("scales", {})
+    if scale not in scales:
+        raise ConfigError(f"{where} has no scale {scale!r} (it has: {', '.join(scales) or 'none'})")
+    change = scales[scale]
+    out = {k: v for k, v in spec.items() if k != "scales"}
+    out.update({k: v for k, v in change.items() if k != "fixed"})
+    out["fixed"] = list(spec.get("fixed", [])) + list(change.get("fixed", []))
+    out["scale"] = scale
+    check_spec(out, f"{where}, scale {scale!r}")
+    return out
+
+
+def _check_scales(spec: dict, where: str) -> None:
+    scales = spec.get("scales", {})
+    if not isinstance(scales, dict) or not all(isinstance(v, dict) for v in scales.values()):
+        raise ConfigError(f'{where}: scales must map names to changes, e.g. {{"gpu": {{"fixed": [...]}}}}')
+    for name, change in scales.items():
+        unknown = sorted(set(change) - SCALE_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: scales.{name}: a scale may not change '{unknown[0]}'")
+        if not isinstance(change.get("fixed", []), list):
+            raise ConfigError(f"{where}: scales.{name}.fixed must be a list of 'section.key=value' overrides")
+        scaled_spec(spec, name, where)
 
 
 def study_task(spec: dict, where: str = "study file"):
@@ -237,6 +273,7 @@ def check_spec(spec, where: str) -> None:
     cfg = _arm_or_error(spec, {}, where, "base and fixed settings")
     if not cfg.averagers:
         raise ConfigError(f"{where}: averagers is empty: every arm must carry the averagers the study compares")
+    _check_scales(spec, where)
 
 
 def _arm_or_error(spec: dict, values: dict, where: str, what: str, variant: str | None = None):
