@@ -393,7 +393,7 @@ def test_a_scale_adds_its_fixed_settings_and_replaces_the_rest(tmp_path, capsys)
     # the committed Othello file's GPU scale is a valid study at the published shape
     gpu = load_spec(preset_path("study_othello"), "gpu")
     cfg = arm_config(gpu, draw_configs(gpu)[0], arms(gpu)[0])
-    assert (cfg.model.n_layers, cfg.model.d_model, cfg.train.steps) == (8, 512, 20000)
+    assert (cfg.model.n_layers, cfg.model.d_model, cfg.train.steps) == (8, 512, 5000)
     with pytest.raises(ConfigError, match="has no scale 'huge' \\(it has: big\\)"):
         scaled_spec(spec, "huge")
     # from the command line: an unknown scale, a scale with a key it may not change, a scale on
