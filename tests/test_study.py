@@ -235,6 +235,7 @@ def test_failures_are_counted_per_arm(tmp_path, monkeypatch, capsys):
         ({"deltas": {"bogus": 0.1}}, "'bogus' is not a measure the study records"),
         ({"deltas": {"tv": 2}}, "deltas.tv must be in (0, 1)"),
         ({"deltas": []}, "deltas must map claim measures"),
+        ({"interval": "bca"}, "interval must be 'bootstrap' or 't'"),
         ({"averagers": []}, "averagers is empty"),
         ({"params": {"train.lr": {"type": "loguniform", "low": -1, "high": 1}}}, "must be positive"),
         ({"strata": ["train.lr"]}, "'train.lr' is not a sampled choice parameter"),

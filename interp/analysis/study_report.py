@@ -1,7 +1,8 @@
 """The analysis of a paired study (``python -m training study``): effects, intervals, verdicts.
 
-Every effect is a paired difference, averaged within each config, then over configs, with a
-cluster-bootstrap interval over configs (``study_stats``):
+Every effect is a paired difference, averaged within each config, then over configs, with an
+interval over configs (``study_stats``): a cluster bootstrap, or with the study file's
+``"interval": "t"`` a cluster t-interval, which keeps its coverage with few configs:
 
 - **averaging**: each averager's weights minus the raw weights of the same arm (pooled over
   seeds and dropout rates), per target;
@@ -41,7 +42,15 @@ from typing import Callable
 
 import numpy as np
 
-from interp.analysis.study_stats import cluster_bootstrap, configs_needed, holm_adjusted, holm_levels, verdict, z_of
+from interp.analysis.study_stats import (
+    cluster_bootstrap,
+    cluster_t,
+    configs_needed,
+    holm_adjusted,
+    holm_levels,
+    verdict,
+    z_of,
+)
 from training import atomic
 from training.experiments.study import DEFAULT_REGION, REFERENCE, arm_label, stratum, targets
 from training.tasks.base import NOISE_FREE, NOISY
@@ -306,7 +315,10 @@ def analyse(
     effects = []
     for e in effect_series(values, spec, kept):
         per_config = e.pop("per_config")
-        boot = cluster_bootstrap(per_config, n_boot=n_boot, seed=seed, strata=labels)
+        if spec.get("interval", "bootstrap") == "t":
+            boot = cluster_t(per_config, strata=labels)
+        else:
+            boot = cluster_bootstrap(per_config, n_boot=n_boot, seed=seed, strata=labels)
         lo, hi = boot.interval()
         e.update(
             estimate=boot.estimate,
@@ -362,6 +374,7 @@ def analyse(
     return {
         "delta": delta,
         "deltas": deltas,
+        "interval": spec.get("interval", "bootstrap"),
         "n_configs": n_configs,
         "configs_with_results": present,
         "kept_configs": kept,
@@ -439,7 +452,8 @@ def format_report(result: dict, study_dir: str | Path) -> str:
     few = len(result["kept_configs"]) < MIN_CONFIGS
     lines += [
         "",
-        f"claims (beyond the training lengths; Holm-corrected intervals over {result['n_claims']} claims; "
+        f"claims (beyond the training lengths; Holm-corrected "
+        f"{'cluster t-' if result.get('interval') == 't' else ''}intervals over {result['n_claims']} claims; "
         f"smallest effect of interest {_deltas_text(result)}):"
         + (f"\n  (fewer than {MIN_CONFIGS} configs kept: every verdict is inconclusive)" if few else ""),
         f"{'effect':<50}{'estimate':>10}  {'interval':<22}{'verdict':<22}{'sd':>8}  configs for +-delta/2",

@@ -6,7 +6,8 @@ the arms every config trains: ``seeds`` x attention dropout ``dropouts`` x ``tar
 of the task's target axis, ``Task.target_field``) x ``variants`` (named lists of overrides, one of
 them the reference 'baseline'). Every arm carries every averager (``averagers``). The claims'
 measures and their smallest effects of interest are ``deltas`` (e.g. ``{"tv": 0.02,
-"legal_top1": 0.02}``), or ``delta`` for TV and calibrated TV. ``check_spec``
+"legal_top1": 0.02}``), or ``delta`` for TV and calibrated TV; ``interval`` is ``"t"`` (the cluster
+t-interval) or ``"bootstrap"`` (the default of the studies run before it). ``check_spec``
 checks it in full, through the run config's own validation, before anything is written;
 ``draw_configs`` draws the configs reproducibly from the file's seed.
 
@@ -49,6 +50,7 @@ SPEC_KEYS = {
     "strata",
     "scales",
     "scale",
+    "interval",
 }
 STUDY_FILE = "study.json"
 REFERENCE = "baseline"
@@ -245,6 +247,8 @@ def check_spec(spec, where: str) -> None:
     delta = spec.get("delta", 0.02)
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
         raise ConfigError(f"{where}: delta (the smallest TV effect of interest) must be in (0, 1), got {delta!r}")
+    if spec.get("interval", "bootstrap") not in ("bootstrap", "t"):
+        raise ConfigError(f"{where}: interval must be 'bootstrap' or 't', got {spec['interval']!r}")
     _check_deltas(spec, task_cls, where)
     _check_region(spec, task_cls, where)
     params = spec.get("params", {})
