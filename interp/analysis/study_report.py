@@ -61,7 +61,7 @@ CLAIM_MEASURES = ("tv", "cal_tv")
 HIGHER_IS_BETTER = ("legal_top1", "side_acc")
 """Measures where the study predicts a rise (a legal move on top, knowing who moves): their
 verdicts read the interval with its sign flipped, so 'supported' always means 'as predicted'."""
-MECHANISM_MEASURES = ("norm_entropy", "margin_law", "sd_cv")
+MECHANISM_MEASURES = ("norm_entropy", "margin_law", "sd_cv", "side_acc")
 """Measures printed in the report's mechanism section (those a task's mechanism probes record)."""
 MIN_CONFIGS = 5
 """Fewer configs than this give no verdict: a percentile bootstrap over 2-4 clusters is too narrow."""
