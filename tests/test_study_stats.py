@@ -339,6 +339,18 @@ def test_planted_othello_effects_are_recovered_with_the_right_verdicts():
         assert e["delta"] == OTHELLO_SPEC["deltas"][measure]
     # 3 measures x (2 averagers x 2 targets + 1 rate x 2 + 1 variant x 2 + 2 interactions)
     assert result["n_claims"] == 3 * 10
+    # the levels the effects are differences of: the raw dropout-0 arm's mean over kept configs
+    recs = othello_records()
+    for variant in ("baseline", "anneal"):
+        want = np.mean(
+            [
+                r["weights"]["raw"]["summary"]["beyond"]["legal_top1"]
+                for r in recs
+                if r["config"] != 0 and r["variant"] == variant and r["dropout"] == 0 and r["target"] == "exact"
+            ]
+        )
+        row = next(x for x in result["levels"] if x["variant"] == variant and x["target"] == "exact")
+        assert row["beyond legal_top1"] == pytest.approx(want) and row["in_range legal_top1"] == pytest.approx(0.9)
     # the versus effect (anneal's raw weights against the reference's EMA) is reported, not claimed
     versus = _effect(result, "versus", "anneal - baseline ema", "sampled", "legal_top1")
     assert not versus["claim"] and versus["estimate"] == pytest.approx(0.01, abs=0.003)

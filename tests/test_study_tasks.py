@@ -249,7 +249,7 @@ def test_a_tiny_othello_study_runs_end_to_end(data, tmp_path):
         assert runs.read_run_config(tmp_path / "st" / r["run_dir"]).othello.target == r["target"]
         for w in ("raw", "ema", "bema", "extrap"):
             beyond = r["weights"][w]["summary"]["beyond"]
-            assert {"tv", "itr", "legal_top1", "cal_tv", "cal_itr", "norm_entropy"} == set(beyond)
+            assert {"tv", "itr", "legal_top1", "cal_tv", "cal_itr", "norm_entropy", "side_acc"} == set(beyond)
             assert len(r["weights"][w]["cal_tv"]) == 59 and len(r["weights"][w]["tv"]) == 59
     # arms of one config and seed share initialisation and batches: their first logged losses
     # differ only through the target (sampled vs exact) and dropout

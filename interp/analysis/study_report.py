@@ -380,6 +380,7 @@ def analyse(
         "kept_configs": kept,
         "excluded_configs": excluded,
         "failures": failures(records, spec),
+        "levels": arm_levels(values, spec, kept),
         "effects": effects,
         "budget": budget,
         "n_claims": len(claims),
@@ -387,6 +388,30 @@ def analyse(
         "strata": strata or [],
         "post_hoc_strata": bool(spec.get("_post_hoc_strata")),
     }
+
+
+def arm_levels(values: dict, spec: dict, configs: list[int]) -> list[dict]:
+    """What the effects are differences of: each variant's raw weights at dropout 0, per target,
+    in range and beyond, the mean over seeds and then over ``configs`` of every claim measure."""
+    measures = list(claim_deltas(spec))
+    out = []
+    for v in spec.get("variants", {REFERENCE: []}):
+        for t in targets(spec):
+            row = {"variant": v, "target": t}
+            for part in PARTS:
+                for m in measures:
+                    per_config = []
+                    for c in configs:
+                        ys = [
+                            values[cell][(part, m)]
+                            for s in spec["seeds"]
+                            if (cell := Cell(c, s, 0.0, t, "raw", v)) in values and (part, m) in values[cell]
+                        ]
+                        if ys:
+                            per_config.append(sum(ys) / len(ys))
+                    row[f"{part} {m}"] = float(np.mean(per_config)) if per_config else float("nan")
+            out.append(row)
+    return out
 
 
 def failures(records: list[dict], spec: dict) -> dict:
@@ -449,6 +474,16 @@ def format_report(result: dict, study_dir: str | Path) -> str:
         lines.append(f"intervals resample configs within strata of {', '.join(result['strata'])} ({how})")
     failed = {k: v for k, v in result["failures"].items() if v["failed"]}
     lines.append("failed arms: " + (", ".join(f"{k}: {v['failed']} of {v['of']}" for k, v in failed.items()) or "none"))
+    if result.get("levels"):
+        cols = [k for k in result["levels"][0] if k not in ("variant", "target")]
+        lines += [
+            "",
+            "levels (raw weights, dropout 0, mean over the kept configs): what the effects are differences of",
+            f"{'arm':<24}" + "".join(f"{c:>20}" for c in cols),
+        ]
+        for row in result["levels"]:
+            arm = row["variant"] + (f", {row['target']}" if row["target"] is not None else "")
+            lines.append(f"{arm:<24}" + "".join(f"{row[c]:>20.4f}" for c in cols))
     few = len(result["kept_configs"]) < MIN_CONFIGS
     lines += [
         "",
