@@ -392,8 +392,11 @@ def analyse(
 
 def arm_levels(values: dict, spec: dict, configs: list[int]) -> list[dict]:
     """What the effects are differences of: each variant's raw weights at dropout 0, per target,
-    in range and beyond, the mean over seeds and then over ``configs`` of every claim measure."""
+    the mean over seeds and then over ``configs`` of every claim measure in range and beyond, and
+    of the mechanism measures the records hold, beyond."""
     measures = list(claim_deltas(spec))
+    held = {key for vals in values.values() for key in vals}
+    mechanism = [m for m in MECHANISM_MEASURES if ("beyond", m) in held]
     out = []
     for v in spec.get("variants", {REFERENCE: []}):
         for t in targets(spec):
@@ -410,6 +413,19 @@ def arm_levels(values: dict, spec: dict, configs: list[int]) -> list[dict]:
                         if ys:
                             per_config.append(sum(ys) / len(ys))
                     row[f"{part} {m}"] = float(np.mean(per_config)) if per_config else float("nan")
+            for m in mechanism:
+                per_config = [
+                    np.mean(ys)
+                    for c in configs
+                    if (
+                        ys := [
+                            values[cell][("beyond", m)]
+                            for s in spec["seeds"]
+                            if (cell := Cell(c, s, 0.0, t, "raw", v)) in values
+                        ]
+                    )
+                ]
+                row[f"beyond {m}"] = float(np.mean(per_config)) if per_config else float("nan")
             out.append(row)
     return out
 
