@@ -394,40 +394,24 @@ def arm_levels(values: dict, spec: dict, configs: list[int]) -> list[dict]:
     """What the effects are differences of: each variant's raw weights at dropout 0, per target,
     the mean over seeds and then over ``configs`` of every claim measure in range and beyond, and
     of the mechanism measures the records hold, beyond."""
-    measures = list(claim_deltas(spec))
     held = {key for vals in values.values() for key in vals}
-    mechanism = [m for m in MECHANISM_MEASURES if ("beyond", m) in held]
-    out = []
-    for v in spec.get("variants", {REFERENCE: []}):
-        for t in targets(spec):
-            row = {"variant": v, "target": t}
-            for part in PARTS:
-                for m in measures:
-                    per_config = []
-                    for c in configs:
-                        ys = [
-                            values[cell][(part, m)]
-                            for s in spec["seeds"]
-                            if (cell := Cell(c, s, 0.0, t, "raw", v)) in values and (part, m) in values[cell]
-                        ]
-                        if ys:
-                            per_config.append(sum(ys) / len(ys))
-                    row[f"{part} {m}"] = float(np.mean(per_config)) if per_config else float("nan")
-            for m in mechanism:
-                per_config = [
-                    np.mean(ys)
-                    for c in configs
-                    if (
-                        ys := [
-                            values[cell][("beyond", m)]
-                            for s in spec["seeds"]
-                            if (cell := Cell(c, s, 0.0, t, "raw", v)) in values
-                        ]
-                    )
-                ]
-                row[f"beyond {m}"] = float(np.mean(per_config)) if per_config else float("nan")
-            out.append(row)
-    return out
+    keys = [(part, m) for part in PARTS for m in claim_deltas(spec)]
+    keys += [("beyond", m) for m in MECHANISM_MEASURES if ("beyond", m) in held]
+
+    def mean(v, t, key) -> float:
+        per_config = []
+        for c in configs:
+            cells = [Cell(c, s, 0.0, t, "raw", v) for s in spec["seeds"]]
+            ys = [values[cell][key] for cell in cells if key in values.get(cell, {})]
+            if ys:
+                per_config.append(sum(ys) / len(ys))
+        return float(np.mean(per_config)) if per_config else float("nan")
+
+    return [
+        {"variant": v, "target": t, **{f"{part} {m}": mean(v, t, (part, m)) for part, m in keys}}
+        for v in spec.get("variants", {REFERENCE: []})
+        for t in targets(spec)
+    ]
 
 
 def failures(records: list[dict], spec: dict) -> dict:
