@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from commands.tools import Parser, run_cli
+from commands.tools import Parser, add_threads, run_cli
 from training import atomic
 from training.errors import WorkbenchError
 
@@ -215,6 +215,7 @@ def build_parser() -> Parser:
         help="set task: also print the dispersion measures (attention entropy, margin and gap laws, "
         "self-displacement balance), in range and beyond",
     )
+    add_threads(e)
     e.set_defaults(handler=cmd_eval)
 
     r = sub.add_parser("report", help="all probes on a run: summary.json, figures, attention HTML, README.md")
@@ -223,6 +224,7 @@ def build_parser() -> Parser:
     r.add_argument("--sets", type=int, default=1024, help="random sets per length (default 1024)")
     r.add_argument("--seed", type=int, help="seed of the probe sets (default: the run's train.eval_seed)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads(r)
     r.set_defaults(handler=cmd_report)
 
     o = sub.add_parser(
@@ -233,6 +235,7 @@ def build_parser() -> Parser:
     o.add_argument("--probe-games", type=int, default=2000, help="training games the probes are fit on")
     o.add_argument("--eval-games", type=int, default=1000, help="held-out games the probes are scored on")
     o.add_argument("--quiet", action="store_true")
+    add_threads(o)
     o.set_defaults(handler=cmd_othello_report)
 
     op = sub.add_parser(
@@ -244,6 +247,7 @@ def build_parser() -> Parser:
     op.add_argument("--out", type=Path, help="default: RUN_DIR/positions")
     op.add_argument("--games", type=int, default=1000, help="held-out games (default 1000)")
     op.add_argument("--quiet", action="store_true")
+    add_threads(op)
     op.set_defaults(handler=cmd_othello_positions)
 
     sr = sub.add_parser("sweep-report", help="best metrics per variant, effects with bootstrap CIs, verdicts, plots")
@@ -283,6 +287,7 @@ def build_parser() -> Parser:
         help="override the demo config, e.g. --set train.steps=2000",
     )
     d.add_argument("--quiet", action="store_true")
+    add_threads(d)
     d.set_defaults(handler=cmd_dim_scan)
     return p
 

@@ -8,6 +8,11 @@ from typing import Callable
 
 from training.errors import WorkbenchError
 
+DEFAULT_THREADS = 1
+"""Torch threads of a command that trains or probes in its own process. These models are tiny: a
+second thread gains little on a quiet machine and stalls every step when another process holds a
+core (``benchmarks/threads.py``; docs/benchmarks.md). Study and sweep workers have their own."""
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are a single line on stderr, exit status 2."""
@@ -17,13 +22,43 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def add_threads(p: argparse.ArgumentParser) -> None:
+    """``--threads N`` on a command that trains or probes (``DEFAULT_THREADS`` unless given)."""
+    p.add_argument(
+        "--threads",
+        dest="torch_threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help=f"torch threads (default {DEFAULT_THREADS}: fastest for these small models on a machine shared "
+        "with other work; docs/benchmarks.md)",
+    )
+
+
+def _threads(args: argparse.Namespace):
+    """The command's ``--threads`` for the length of the command (put back after, for a caller
+    that runs ``main`` in its own process, such as the tests); nothing for one without it."""
+    from contextlib import nullcontext
+
+    from training.scoped import num_threads
+
+    n = getattr(args, "torch_threads", None)
+    if n is None:
+        return nullcontext()
+    if n < 1:
+        raise WorkbenchError(f"--threads must be positive, got {n}")
+    return num_threads(n)
+
+
 def run_cli(
     handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, interrupted: str = "interrupted"
 ) -> int:
-    """Run a subcommand; user-facing errors become one line on stderr and exit status 2, and
-    Ctrl-C prints ``interrupted`` (each command line says what an interruption leaves behind)."""
+    """Run a subcommand (at its ``--threads``, for those that have it); user-facing errors become
+    one line on stderr and exit status 2, and Ctrl-C prints ``interrupted`` (each command line
+    says what an interruption leaves behind)."""
     try:
-        return handler(args) or 0
+        with _threads(args):
+            return handler(args) or 0
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from commands.tools import Parser, run_cli
+from commands.tools import Parser, add_threads, run_cli
 from training import atomic, runs
 from training.config import RunConfig, load_config, preset_path
 from training.errors import WorkbenchError
@@ -203,6 +203,7 @@ def build_parser() -> Parser:
                 help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
             )
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_threads(sp)
 
     d = sub.add_parser("demo", help="train baseline / dropout / EMA / BEMA / dropout+BEMA and compare them by length")
     d.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default: runs/demo)")
@@ -251,6 +252,7 @@ def build_parser() -> Parser:
         sp.add_argument("--overwrite", action="store_true")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
         sp.add_argument("--quiet", action="store_true")
+        add_threads(sp)
         if name == "othello-compare":
             sp.add_argument(
                 "--what",

@@ -107,3 +107,33 @@ def test_help_works(capsys):
             main(["--help"])
         assert e.value.code == 0
     assert "demo" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv", [["train", "--out", "RUN"], ["demo", "--out", "RUN"], ["othello", "--data", "D", "--out", "RUN"]]
+)
+def test_training_commands_run_at_their_threads_and_put_them_back(tmp_path, monkeypatch, capsys, argv):
+    """Every command that trains or probes takes --threads (default 1), holds it while it runs and
+    restores the caller's count after; 0 is a one-line error that writes nothing."""
+    import torch
+
+    import commands.train as ct
+
+    argv = [a.replace("RUN", str(tmp_path / "run")).replace("D", str(tmp_path / "d")) for a in argv]
+    seen = []
+    for name in ("cmd_train", "cmd_demo", "cmd_othello"):
+        monkeypatch.setattr(ct, name, lambda args: seen.append(torch.get_num_threads()) or 0)
+    before = torch.get_num_threads()
+    assert train_main(argv) == 0 and train_main(argv + ["--threads", "2"]) == 0
+    assert seen == [1, 2] and torch.get_num_threads() == before
+    assert train_main(argv + ["--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --threads must be positive, got 0\n" and not (tmp_path / "run").exists()
+
+
+def test_probing_commands_take_threads():
+    from commands.interp import build_parser
+
+    for cmd in (["eval", "R"], ["report", "R"], ["othello-report", "R"], ["dim-scan", "--out", "O"]):
+        assert build_parser().parse_args(cmd + ["--threads", "3"]).torch_threads == 3
+        assert build_parser().parse_args(cmd).torch_threads == 1
