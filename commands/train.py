@@ -13,7 +13,19 @@ from training import atomic, runs
 from training.config import RunConfig, load_config, preset_path
 from training.errors import WorkbenchError
 
-INTERRUPTED = "interrupted; the last checkpoint is intact (resume with: python -m training resume RUN_DIR)"
+INTERRUPTED = "interrupted; the last checkpoint is intact"
+
+
+def interrupted_message(args) -> str:
+    """What Ctrl-C leaves and how to go on, with the actual path."""
+    handler = getattr(args, "handler", None)
+    if handler in (cmd_train, cmd_othello):
+        return f"{INTERRUPTED} (resume with: python -m training resume {args.out})"
+    if handler is cmd_resume:
+        return f"{INTERRUPTED} (resume with: python -m training resume {args.run_dir})"
+    if handler is cmd_demo:
+        return f"{INTERRUPTED} (run the same demo command again: finished variants are reused, the others resume)"
+    return INTERRUPTED
 
 
 def cmd_train(args) -> int:
@@ -36,7 +48,13 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool) -> int:
     result = train(cfg, run_dir, progress=not quiet)
     task_cls = registry.entry(cfg.kind).task_cls
     print(metric_tables(result.final, task_cls.table_metrics, index_label=task_cls.index_label))
-    print(f"done: {result.step} steps in {result.seconds:.1f} s; run saved in {run_dir}")
+    if result.start_step:
+        print(
+            f"done: {result.step} steps, {result.train_seconds:.1f} s of training in all "
+            f"(this call: steps {result.start_step}..{result.step}, {result.seconds:.1f} s); run saved in {run_dir}"
+        )
+    else:
+        print(f"done: {result.step} steps in {result.seconds:.1f} s; run saved in {run_dir}")
     return 0
 
 
@@ -327,7 +345,7 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(args.handler, args, interrupted=INTERRUPTED)
+    return run_cli(args.handler, args, interrupted=interrupted_message(args))
 
 
 if __name__ == "__main__":

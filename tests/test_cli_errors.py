@@ -137,3 +137,20 @@ def test_probing_commands_take_threads():
     for cmd in (["eval", "R"], ["report", "R"], ["othello-report", "R"], ["dim-scan", "--out", "O"]):
         assert build_parser().parse_args(cmd + ["--threads", "3"]).torch_threads == 3
         assert build_parser().parse_args(cmd).torch_threads == 1
+
+
+def test_ctrl_c_names_the_actual_run_folder(tmp_path, monkeypatch, capsys):
+    import commands.train as ct
+
+    def interrupted_train(args):
+        raise KeyboardInterrupt
+
+    def interrupted_resume(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ct, "cmd_train", interrupted_train)
+    monkeypatch.setattr(ct, "cmd_resume", interrupted_resume)
+    assert train_main(["train", "--out", str(tmp_path / "r")]) == 130
+    assert f"resume with: python -m training resume {tmp_path / 'r'}" in capsys.readouterr().err
+    assert train_main(["resume", str(tmp_path / "q")]) == 130
+    assert f"python -m training resume {tmp_path / 'q'}" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from commands.train import main as train_main
+from training import runs
 from training.errors import WorkbenchError
 from training.experiments.demo import VARIANTS, dedupe, run_demo
 
@@ -33,6 +34,10 @@ def test_demo_small(tmp_path, capsys):
     # Running again reuses the finished runs (same numbers); a different config is refused without --overwrite.
     again = run_demo(out, overrides=SMALL, progress=False)
     assert {k: v.to_dict() for k, v in again.results.items()} == data["results"]
+    # and keeps each run's training seconds (those its checkpoint carries), not the rerun's
+    for name in VARIANTS:
+        stored = runs.load_trainer_state(out / name / runs.STATE)["train_seconds"]
+        assert stored > 0 and again.seconds[name] >= round(stored, 1)
     with pytest.raises(WorkbenchError, match="different run"):
         run_demo(out, overrides=SMALL + ["train.lr=0.01"], progress=False)
 

@@ -79,9 +79,15 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
     train(cfg, full, progress=False)
     part = runs.create_run_dir(tmp_path / "part", cfg)
     first = train(cfg, part, stop_after=20, progress=False)
-    assert not first.finished and first.step == 20
+    assert not first.finished and first.step == 20 and first.start_step == 0
     second = train(cfg, part, progress=False)
-    assert second.finished
+    assert second.finished and second.start_step == 20
+    # training seconds are the run's, carried by the checkpoint, not this call's: a call on a
+    # finished run (the demo reusing it) starts from the stored figure instead of near 0
+    stored = runs.load_trainer_state(part / runs.STATE)["train_seconds"]
+    assert 0 < stored <= second.train_seconds
+    again = train(cfg, part, progress=False)
+    assert again.start_step == 30 and again.train_seconds >= stored
     for kind in ("raw", "averaged"):
         assert _same(_weights(full, kind), _weights(part, kind)), kind
     assert [r["step"] for r in runs.read_metrics(part)] == [10, 20, 30]

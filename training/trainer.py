@@ -84,6 +84,11 @@ class TrainResult:
     finished: bool
     final: dict[str, LengthMetrics] | None
     seconds: float
+    """Wall seconds of this call."""
+    start_step: int = 0
+    """The step this call started from (above 0 when it resumed a run)."""
+    train_seconds: float | None = None
+    """Wall seconds of training over every call (a checkpoint carries them), to the end of this one."""
 
 
 class Trainer:
@@ -96,6 +101,8 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        # wall seconds of training in earlier processes (from the checkpoint) and since this one began
+        self.seconds_before, self.t_start = 0.0, time.time()
         self.device = resolve_device(cfg.train.device)
         self.task = cfg.make_task()
         d_vocab, d_vocab_out = cfg.vocab()
@@ -127,10 +134,15 @@ class Trainer:
             "averagers": {name: a.state_dict() for name, a in self.averagers.items()},
             "data_rng": self.data_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "train_seconds": self.train_seconds(),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
+
+    def train_seconds(self) -> float:
+        """Wall seconds this run has trained, over every process that trained it."""
+        return self.seconds_before + time.time() - self.t_start
 
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.params)
@@ -187,6 +199,7 @@ class Trainer:
             if "cuda_rng" in state and self.device.type == "cuda":
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
             self.step = int(state["step"])
+            self.seconds_before, self.t_start = float(state.get("train_seconds", 0.0)), time.time()
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise CheckpointError(f"checkpoint {path} does not match this run ({type(e).__name__}: {e})") from None
         self.check_weights_files()
@@ -323,7 +336,7 @@ def _train(cfg: RunConfig, run_dir, stop_after, progress, desc) -> TrainResult:
     tr = Trainer(cfg, run_dir)
     tcfg = cfg.train
     tr.restore()
-    tr.last_good = tr.step
+    tr.last_good = start_step = tr.step
     end = tcfg.steps if stop_after is None else min(tcfg.steps, stop_after)
     bar = tqdm(
         total=tcfg.steps,
@@ -341,4 +354,6 @@ def _train(cfg: RunConfig, run_dir, stop_after, progress, desc) -> TrainResult:
     if tr.step >= tcfg.steps:
         final = tr.evaluate(tcfg.final_eval_sets)
         atomic.write_json(tr.run_dir / runs.FINAL, {"step": tr.step, **{k: m.to_dict() for k, m in final.items()}})
-    return TrainResult(tr.run_dir, tr.step, tr.step >= tcfg.steps, final, time.time() - t0)
+    return TrainResult(
+        tr.run_dir, tr.step, tr.step >= tcfg.steps, final, time.time() - t0, start_step, tr.train_seconds()
+    )

@@ -90,7 +90,7 @@ def run_demo(
     seconds = {}
     for name, cfg in configs.items():
         res = train(cfg, runs.prepare_run(out / name, cfg, overwrite), progress=progress, desc=name)
-        seconds[name] = round(res.seconds, 1)
+        seconds[name] = round(res.train_seconds, 1)  # the run's own, not this call's (a reused run trains none)
         results[name] = res.final["raw"]
         if "averaged" in res.final:
             results[f"{name} (avg)"] = res.final["averaged"]
