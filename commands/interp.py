@@ -281,7 +281,8 @@ def build_parser() -> Parser:
     d.add_argument("--overwrite", action="store_true", help="retrain cells whose folder holds a run of another config")
     d.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
         help="override the demo config, e.g. --set train.steps=2000",

@@ -215,10 +215,11 @@ def build_parser() -> Parser:
             )
             sp.add_argument(
                 "--set",
-                action="append",
+                action="extend",
+                nargs="+",
                 default=[],
                 metavar="KEY=VALUE",
-                help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
+                help="override config values, e.g. --set train.lr=1e-3 train.steps=2000 (repeatable)",
             )
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         add_threads(sp)
@@ -268,7 +269,9 @@ def build_parser() -> Parser:
             "--out", type=Path, required=True, help="run directory (othello) or folder of runs (othello-compare)"
         )
         sp.add_argument("--overwrite", action="store_true")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+        sp.add_argument(
+            "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="override a config value"
+        )
         sp.add_argument("--quiet", action="store_true")
         add_threads(sp)
         if name == "othello-compare":
@@ -338,7 +341,7 @@ def build_parser() -> Parser:
         choices=["demo", "othello_cpu", "othello_full"],
         help="start from a shipped config instead of the defaults",
     )
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value")
+    c.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="override a value")
     c.set_defaults(handler=cmd_config)
     return p
 

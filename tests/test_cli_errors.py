@@ -154,3 +154,9 @@ def test_ctrl_c_names_the_actual_run_folder(tmp_path, monkeypatch, capsys):
     assert f"resume with: python -m training resume {tmp_path / 'r'}" in capsys.readouterr().err
     assert train_main(["resume", str(tmp_path / "q")]) == 130
     assert f"python -m training resume {tmp_path / 'q'}" in capsys.readouterr().err
+
+
+def test_one_set_takes_several_values_as_the_synopsis_says(capsys):
+    assert train_main(["config", "--set", "train.lr=0.01", "train.steps=7", "--set", "model.d_model=48"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["train"]["lr"], cfg["train"]["steps"], cfg["model"]["d_model"]) == (0.01, 7, 48)
