@@ -81,3 +81,18 @@ def test_deprecation_warning_is_silenced():
         warnings.simplefilter("always")
         build_model(ModelConfig(d_model=16, d_head=8, positional="rotary"), 9, 8, 8)
     assert not [w for w in caught if "HookedTransformer" in str(w.message)]
+
+
+def test_workbench_options_name_only_what_applies():
+    """A model without normalization reports no norm position or final norm (the report's README
+    printed 'norm_position = pre, final_norm = True' for one); a LayerNorm model reports both."""
+    from training.config import load_config, preset_path
+
+    def options(*over):
+        cfg = load_config(preset_path("demo"), list(over))
+        return build_model(cfg.model, *cfg.vocab(), cfg.n_ctx(), 0).workbench_options
+
+    plain = options()
+    assert plain["normalization"] == "none" and "norm_position" not in plain and "final_norm" not in plain
+    ln = options("model.normalization=LN", "model.final_norm=false")
+    assert (ln["norm_position"], ln["final_norm"]) == ("pre", False)

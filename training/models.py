@@ -322,11 +322,13 @@ def build_model(
         model.ln_final = torch.nn.Identity()
         model.setup()  # drop ln_final's hook points from the hook dict
     # what hooks do to the forward pass, for probes whose exact decompositions assume plain TL
+    # only the options that apply: where the norms sit means nothing without norms
+    norms = {"norm_position": cfg.norm_position, "final_norm": cfg.final_norm} if cfg.normalization != "none" else {}
     model.workbench_options = {
-        "norm_position": cfg.norm_position,
+        "normalization": cfg.normalization,
+        **norms,
         "ssmax": cfg.ssmax,
         "out_rescale_len": cfg.out_rescale_len,
-        "final_norm": cfg.final_norm,
         "tie_positions_from": cfg.tie_positions_from,
     }
     if cfg.norm_position == "post":
