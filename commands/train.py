@@ -29,7 +29,9 @@ def interrupted_message(args) -> str:
 
 
 def cmd_train(args) -> int:
-    cfg = load_config(args.config, args.set)
+    if args.config and args.preset:
+        raise WorkbenchError("give --config or --preset, not both")
+    cfg = load_config(args.config or (preset_path(args.preset) if args.preset else None), args.set)
     run_dir = runs.create_run_dir(args.out, cfg, overwrite=args.overwrite)
     return _train(cfg, run_dir, args.quiet)
 
@@ -233,6 +235,12 @@ def build_parser() -> Parser:
     t = sub.add_parser("train", help="train one run into a new run directory")
     t.add_argument("--out", type=Path, required=True, help="run directory to create")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    t.add_argument(
+        "--preset",
+        choices=["demo", "othello_cpu", "othello_full"],
+        help="start from a shipped config (demo: the demo's converging set-complement model) instead of the "
+        "built-in defaults",
+    )
     common(t)
     t.set_defaults(handler=cmd_train)
 

@@ -160,3 +160,23 @@ def test_one_set_takes_several_values_as_the_synopsis_says(capsys):
     assert train_main(["config", "--set", "train.lr=0.01", "train.steps=7", "--set", "model.d_model=48"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert (cfg["train"]["lr"], cfg["train"]["steps"], cfg["model"]["d_model"]) == (0.01, 7, 48)
+
+
+def test_train_takes_a_preset(tmp_path, capsys, monkeypatch):
+    """train --preset starts from a shipped config (the rest as --set says); with --config too it
+    is a one-line error that writes nothing."""
+    import commands.train as ct
+    from training.config import preset_path
+
+    monkeypatch.setattr(ct, "_train", lambda cfg, run_dir, quiet: 0)  # the config is what is checked
+    assert train_main(["train", "--preset", "demo", "--set", "train.steps=5", "--out", str(tmp_path / "r")]) == 0
+    written = load_config(tmp_path / "r" / "config.json").to_dict()
+    demo = load_config(preset_path("demo"))
+    want = demo.to_dict()
+    want["train"]["steps"] = 5
+    assert written == want and written != load_config(None, ["train.steps=5"]).to_dict()  # not the defaults
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(demo.to_dict()))
+    assert train_main(["train", "--preset", "demo", "--config", str(cfg), "--out", str(tmp_path / "q")]) == 2
+    assert capsys.readouterr().err == "error: give --config or --preset, not both\n"
+    assert not (tmp_path / "q").exists()
