@@ -72,6 +72,18 @@ class Bootstrap:
         return float(np.sqrt(ss / dof))
 
 
+def _finite_with_strata(per_config, strata) -> tuple[np.ndarray, np.ndarray | None]:
+    """The finite per-config values and their stratum labels; no labels when there are none, or
+    when a stratum is left with a single config (it would add no spread at all)."""
+    x = np.asarray(per_config, dtype=float)
+    ok = np.isfinite(x)
+    labels = None if strata is None else np.asarray([str(s) for s in strata])[ok]
+    x = x[ok]
+    if labels is not None and np.unique(labels, return_counts=True)[1].min(initial=2) < 2:
+        labels = None
+    return x, labels
+
+
 def cluster_bootstrap(per_config, n_boot: int = 4000, seed: int = 0, strata=None) -> Bootstrap:
     """Resample configs with replacement; the mean of their values, ``n_boot`` times (one
     vectorised draw of indices per stratum, no loop over resamples).
@@ -79,12 +91,7 @@ def cluster_bootstrap(per_config, n_boot: int = 4000, seed: int = 0, strata=None
     ``strata`` (one label per config) resamples within each label, keeping its count. A stratum
     left with a single config would add no spread at all, so then the resampling ignores the
     strata. Configs whose value is not finite (a failed side) are left out before resampling."""
-    x = np.asarray(per_config, dtype=float)
-    ok = np.isfinite(x)
-    labels = None if strata is None else np.asarray([str(s) for s in strata])[ok]
-    x = x[ok]
-    if labels is not None and np.unique(labels, return_counts=True)[1].min(initial=2) < 2:
-        labels = None
+    x, labels = _finite_with_strata(per_config, strata)
     if len(x) == 0:
         return Bootstrap(float("nan"), np.array([np.nan]), x, labels)
     rng = np.random.default_rng(seed)
@@ -250,12 +257,7 @@ def cluster_t(per_config, strata=None) -> ClusterT:
     (labels of a balanced design), the stratified standard error sqrt(sum_s (n_s/n)^2 s_s^2 / n_s)
     with n - k degrees of freedom; a stratum of one config drops the strata, as in
     ``cluster_bootstrap``."""
-    x = np.asarray(per_config, dtype=float)
-    ok = np.isfinite(x)
-    labels = None if strata is None else np.asarray([str(s) for s in strata])[ok]
-    x = x[ok]
-    if labels is not None and np.unique(labels, return_counts=True)[1].min(initial=2) < 2:
-        labels = None
+    x, labels = _finite_with_strata(per_config, strata)
     n = len(x)
     if n < 2:
         return ClusterT(float(x.mean()) if n else float("nan"), float("nan"), 0.0, x, labels)
