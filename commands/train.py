@@ -14,15 +14,16 @@ from training.config import RunConfig, load_config, preset_path
 from training.errors import WorkbenchError
 
 INTERRUPTED = "interrupted; the last checkpoint is intact"
+PRESETS = ["demo", "othello_cpu", "othello_full"]
+"""The shipped run configs ``train`` and ``config`` can start from."""
 
 
 def interrupted_message(args) -> str:
     """What Ctrl-C leaves and how to go on, with the actual path."""
     handler = getattr(args, "handler", None)
-    if handler in (cmd_train, cmd_othello):
-        return f"{INTERRUPTED} (resume with: python -m training resume {args.out})"
-    if handler is cmd_resume:
-        return f"{INTERRUPTED} (resume with: python -m training resume {args.run_dir})"
+    if handler in (cmd_train, cmd_othello, cmd_resume):
+        run_dir = args.run_dir if handler is cmd_resume else args.out
+        return f"{INTERRUPTED} (resume with: python -m training resume {run_dir})"
     if handler is cmd_demo:
         return f"{INTERRUPTED} (run the same demo command again: finished variants are reused, the others resume)"
     return INTERRUPTED
@@ -237,7 +238,7 @@ def build_parser() -> Parser:
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     t.add_argument(
         "--preset",
-        choices=["demo", "othello_cpu", "othello_full"],
+        choices=PRESETS,
         help="start from a shipped config (demo: the demo's converging set-complement model) instead of the "
         "built-in defaults",
     )
@@ -346,7 +347,7 @@ def build_parser() -> Parser:
     c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")
     c.add_argument(
         "--preset",
-        choices=["demo", "othello_cpu", "othello_full"],
+        choices=PRESETS,
         help="start from a shipped config instead of the defaults",
     )
     c.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="override a value")

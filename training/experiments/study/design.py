@@ -108,8 +108,8 @@ def load_spec(path: str | Path, scale: str | None = None) -> dict:
     """Read and check a study file before anything is written; with ``scale``, the file at that
     scale (``scaled_spec``)."""
     spec = read_json(path, "study file")
-    check_spec(spec, f"study file {path}")
-    return spec if scale is None else scaled_spec(spec, scale, f"study file {path}")
+    check_spec(spec, f"study file {path}")  # every scale included
+    return spec if scale is None else _at_scale(spec, scale, f"study file {path}")
 
 
 SCALE_KEYS = {"fixed", "params", "n_configs", "seeds", "region", "measure_sets", "note"}
@@ -120,6 +120,12 @@ other keys replace the file's."""
 def scaled_spec(spec: dict, scale: str, where: str = "study file") -> dict:
     """The study file at one of its ``scales`` (e.g. ``"gpu"``: a full-size model, more data and
     steps), checked in full; the result names its scale and holds no other."""
+    out = _at_scale(spec, scale, where)
+    check_spec(out, f"{where}, scale {scale!r}")
+    return out
+
+
+def _at_scale(spec: dict, scale: str, where: str) -> dict:
     scales = spec.get("scales", {})
     if scale not in scales:
         raise ConfigError(f"{where} has no scale {scale!r} (it has: {', '.join(scales) or 'none'})")
@@ -128,7 +134,6 @@ def scaled_spec(spec: dict, scale: str, where: str = "study file") -> dict:
     out.update({k: v for k, v in change.items() if k != "fixed"})
     out["fixed"] = list(spec.get("fixed", [])) + list(change.get("fixed", []))
     out["scale"] = scale
-    check_spec(out, f"{where}, scale {scale!r}")
     return out
 
 
@@ -173,12 +178,18 @@ def _list_of(spec: dict, key: str, ok: Callable[[object], bool], what: str, wher
     return values
 
 
+def recorded_metrics(task_cls) -> list[str]:
+    """The outcome metrics every arm's record holds: the task's study metrics and ``cal_<name>``
+    for each calibrated one."""
+    return list(task_cls.study_metrics) + [f"cal_{m}" for m in task_cls.calibrated_metrics]
+
+
 def _check_deltas(spec: dict, task_cls, where: str) -> None:
     """``deltas``: the claim measures and each one's smallest effect of interest, in (0, 1)."""
     if "deltas" not in spec:
         return
     deltas = spec["deltas"]
-    known = list(task_cls.study_metrics) + [f"cal_{m}" for m in task_cls.calibrated_metrics] + ["norm_entropy"]
+    known = recorded_metrics(task_cls) + ["norm_entropy"]
     if not isinstance(deltas, dict) or not deltas:
         raise ConfigError(f'{where}: deltas must map claim measures to their smallest effect, e.g. {{"tv": 0.02}}')
     for m, d in deltas.items():
@@ -204,7 +215,7 @@ def _check_region(spec: dict, task_cls, where: str) -> None:
             '(or "min" instead of "max" for a metric where higher is better)'
         )
     metric = region.get("metric", "tv")
-    known = list(task_cls.study_metrics) + [f"cal_{m}" for m in task_cls.calibrated_metrics]
+    known = recorded_metrics(task_cls)
     if metric not in known:
         raise ConfigError(
             f"{where}: region.metric must be one of the metrics the study records ({', '.join(known)}), got {metric!r}"
