@@ -28,7 +28,10 @@ test: $(STAMP)
 
 # JupyterLab on the notebooks, in the same environment (pinned in requirements-lab.lock).
 # LAB_ARGS passes options through, e.g. make lab LAB_ARGS="--no-browser --port 8899".
+# notebooks/lab_overrides.json switches off the news pop-up and the update check (no network calls).
 lab: $(STAMP)
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp notebooks/lab_overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 bench: $(STAMP)

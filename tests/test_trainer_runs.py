@@ -336,3 +336,18 @@ def test_atomic_writes_get_the_ordinary_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_run_files_follow_the_umask(tmp_path, mask):
+    """A run folder and every file in it (weights included) get the modes mkdir and open() give
+    under the user's umask: not the private 0700/0600 of the temporary names they start under."""
+    old = os.umask(mask)
+    try:
+        run = runs.create_run_dir(tmp_path / "run", tiny_config())
+        runs.save_weights(run / "weights_raw.safetensors", {"w": torch.zeros(2)}, step=1)
+    finally:
+        os.umask(old)
+    assert (run.stat().st_mode & 0o777) == 0o777 & ~mask
+    for f in (run / "config.json", run / "weights_raw.safetensors"):
+        assert (f.stat().st_mode & 0o777) == 0o666 & ~mask, f.name

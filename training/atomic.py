@@ -21,10 +21,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp makes the file private (0600); give it the mode an ordinary open() would
-    os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600), and some writers (safetensors) replace it with
+        # another private file: give the result the mode an ordinary open() would
+        os.chmod(tmp_path, 0o666 & ~umask())
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)
@@ -33,7 +34,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process's umask, read without setting it where the system says it (Linux): setting it,
     even to restore it at once, would briefly change the caller's process for its other threads."""
     try:

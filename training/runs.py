@@ -83,6 +83,7 @@ def create_run_dir(path: str | Path, cfg: RunConfig, overwrite: bool = False) ->
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~atomic.umask())  # mkdtemp's folder is private (0700); mkdir's is not
     except OSError as e:
         raise WorkbenchError(f"cannot create run directory {path}: {e.strerror or e}") from None
     try:
