@@ -94,7 +94,9 @@ def test_a_third_task_trains_through_the_registry(copy_task, tmp_path):
 
 
 def test_unknown_kind_and_missing_section_are_one_line_errors(copy_task):
-    with pytest.raises(ConfigError, match="kind must be one of 'set_complement', 'othello', 'copy', got 'chess'"):
+    with pytest.raises(
+        ConfigError, match="kind must be one of 'set_complement', 'othello', 'formal_language', 'copy', got 'chess'"
+    ):
         load_config(None, ["kind=chess"])
     with pytest.raises(ConfigError, match="kind 'othello' needs an 'othello' section"):
         load_config(None, ["kind=othello"])

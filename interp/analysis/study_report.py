@@ -58,7 +58,7 @@ from training.tasks.base import NOISE_FREE, NOISY
 PARTS = ("in_range", "beyond")
 CLAIM_MEASURES = ("tv", "cal_tv")
 """The claim measures of a study file without ``deltas``: each takes the file's ``delta``."""
-HIGHER_IS_BETTER = ("legal_top1", "side_acc")
+HIGHER_IS_BETTER = ("legal_top1", "side_acc", "pos_acc")
 """Measures where the study predicts a rise (a legal move on top, knowing who moves): their
 verdicts read the interval with its sign flipped, so 'supported' always means 'as predicted'."""
 MECHANISM_MEASURES = ("norm_entropy", "margin_law", "sd_cv", "side_acc")

@@ -13,6 +13,7 @@ from typing import Any
 
 from training.errors import ConfigError, WorkbenchError
 from training.tasks.base import Task, TaskShape
+from training.tasks.formal_languages.task import FormalLanguageConfig, FormalLanguageTask
 from training.tasks.othello.task import OthelloConfig, OthelloTask
 from training.tasks.set_complement.task import SetComplementConfig, SetComplementTask
 
@@ -31,6 +32,7 @@ class TaskEntry:
 TASKS: dict[str, TaskEntry] = {
     "set_complement": TaskEntry("task", SetComplementConfig, SetComplementTask, default_section=True),
     "othello": TaskEntry("othello", OthelloConfig, OthelloTask),
+    "formal_language": TaskEntry("formal", FormalLanguageConfig, FormalLanguageTask),
 }
 
 
