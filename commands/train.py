@@ -190,6 +190,7 @@ def cmd_study(args) -> int:
         threads=args.threads,
         compile=args.compile,
         scale=args.scale,
+        fixed=args.set,
     )
     print(
         f"completed configs: {s['completed']} of {s['n_configs']} ({s['arms']} arms), "
@@ -200,6 +201,26 @@ def cmd_study(args) -> int:
     for arm, n in s["failed_arms"].items():
         print(f"  failed arms with {arm}: {n}")
     print(f"next: python -m interp study-report {out}")
+    return 0
+
+
+def cmd_suite(args) -> int:
+    from interp.analysis.suite_report import plot_suite
+    from interp.core.visualize import save_figure
+    from training.experiments.suite import RESULTS, TABLE, run_suite
+
+    if args.resume:
+        out, spec = args.resume, None
+    else:
+        if args.out is None:
+            raise WorkbenchError("give --out DIR for a new suite, or --resume DIR")
+        out, spec = args.out, args.spec or preset_path("formal_suite")
+    result = run_suite(out, spec, workers=args.workers, threads=args.threads or 1, progress=not args.quiet)
+    save_figure(plot_suite(result), Path(out) / "suite_accuracy")
+    print((Path(out) / TABLE).read_text())
+    for f in result["failures"]:
+        print(f"  {f['job']['language']} {f['job']['positional']} seed {f['job']['seed']} failed: {f['error']}")
+    print(f"wrote {out}/{RESULTS}, {TABLE}, suite_accuracy.png ({result['run_seconds']:.0f} s of training in runs)")
     return 0
 
 
@@ -339,10 +360,31 @@ def build_parser() -> Parser:
         "data and steps; docs/othello_study.md)",
     )
     st.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add fixed settings after the study file's own, e.g. formal.language=parity with "
+        "training/configs/study_formal.json (a new study only)",
+    )
+    st.add_argument(
         "--resume", type=Path, metavar="DIR", help="continue the study in DIR (a killed worker's config is retried)"
     )
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(handler=cmd_study)
+
+    fs = sub.add_parser(
+        "suite",
+        help="the formal-language suite: every language, with and without positions, a few seeds, by length bin",
+    )
+    fs.add_argument("--out", type=Path, help="suite folder (suite.json, suite_table.md, runs/)")
+    fs.add_argument("--spec", type=Path, help="suite file (default: training/configs/formal_suite.json)")
+    fs.add_argument("--workers", type=int, default=2, help="worker processes, each training whole runs (default 2)")
+    fs.add_argument("--threads", type=int, help="torch threads per worker (default 1)")
+    fs.add_argument("--resume", type=Path, metavar="DIR", help="continue the suite in DIR (finished runs are kept)")
+    fs.add_argument("--quiet", action="store_true")
+    fs.set_defaults(handler=cmd_suite)
 
     c = sub.add_parser("config", help="print a config as JSON, to edit and pass to --config")
     c.add_argument(

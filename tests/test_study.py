@@ -411,3 +411,21 @@ def test_a_scale_adds_its_fixed_settings_and_replaces_the_rest(tmp_path, capsys)
         assert not (tmp_path / "st").exists()
     assert main(["study", "--resume", str(tmp_path / "st"), "--scale", "big"]) == 2
     assert "--scale applies to a new study" in capsys.readouterr().err
+
+
+def test_study_set_adds_fixed_settings_after_the_file(tmp_path, capsys):
+    """--set adds 'section.key=value' after the study file's fixed settings (later wins), checked in
+    full before anything is written; a resumed study keeps its file's settings."""
+    spec = load_spec(preset_path("study_quick"), fixed=["task.v=24"])
+    assert spec["fixed"][-1] == "task.v=24"
+    assert arm_config(spec, draw_configs(spec)[0], arms(spec)[0]).task.v == 24
+    for argv, words in (
+        (["--set", "task.vv=3"], "unknown config key 'task.vv'"),
+        (["--set", "task.v=1"], "task.v must be at least 2"),
+    ):
+        assert main(["study", "--out", str(tmp_path / "st"), "--quick", *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
+        assert not (tmp_path / "st").exists()
+    assert main(["study", "--resume", str(tmp_path / "st"), "--set", "task.v=24"]) == 2
+    assert "--set applies to a new study" in capsys.readouterr().err

@@ -104,12 +104,17 @@ def max_failures(spec: dict) -> int:
     return int(spec.get("max_failures", spec["n_configs"] + 5))
 
 
-def load_spec(path: str | Path, scale: str | None = None) -> dict:
+def load_spec(path: str | Path, scale: str | None = None, fixed: list[str] = ()) -> dict:
     """Read and check a study file before anything is written; with ``scale``, the file at that
-    scale (``scaled_spec``)."""
+    scale (``scaled_spec``); ``fixed`` overrides ('section.key=value') are added after the file's
+    own (later wins), e.g. the language of a formal-language study, and then checked in full."""
     spec = read_json(path, "study file")
     check_spec(spec, f"study file {path}")  # every scale included
-    return spec if scale is None else _at_scale(spec, scale, f"study file {path}")
+    spec = spec if scale is None else _at_scale(spec, scale, f"study file {path}")
+    if fixed:
+        spec = {**spec, "fixed": list(spec.get("fixed", [])) + list(fixed)}
+        check_spec(spec, f"study file {path} with --set {' '.join(fixed)}")
+    return spec
 
 
 SCALE_KEYS = {"fixed", "params", "n_configs", "seeds", "region", "measure_sets", "note"}

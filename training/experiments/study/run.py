@@ -194,30 +194,30 @@ def run_study(
     threads: int | None = None,
     compile: bool = False,
     scale: str | None = None,
+    fixed: list[str] = (),
 ) -> dict:
     """Create (or resume) the study in ``study_dir`` and train every config with ``workers``
     local worker processes of ``threads`` threads each (default: the cores shared out among
     the workers); returns ``summarize``'s counts. ``compile`` compiles every ensemble's step
     (``compiled_spec``; a new study only: a resumed one keeps its study file's settings). ``scale``
-    runs the study file at one of its ``scales`` (``scaled_spec``; a new study only too)."""
+    runs the study file at one of its ``scales`` (``scaled_spec``; a new study only too), and
+    ``fixed`` adds overrides after the file's own (``load_spec``; a new study only)."""
     with optuna_quiet():
         return _run_study(
-            Path(study_dir), spec_path, storage, workers, resume, progress, measures, threads, compile, scale
+            Path(study_dir), spec_path, storage, workers, resume, progress, measures, threads, compile, scale, fixed
         )
 
 
 def _run_study(
-    study_dir: Path, spec_path, storage, workers, resume, progress, measures, threads, compile, scale=None
+    study_dir: Path, spec_path, storage, workers, resume, progress, measures, threads, compile, scale=None, fixed=()
 ) -> dict:
     if workers < 1:
         raise WorkbenchError("--workers must be positive")
     if threads is not None and threads < 1:
         raise WorkbenchError("--threads must be positive")
-    if (compile or scale) and resume:
-        raise WorkbenchError(
-            f"--{'compile' if compile else 'scale'} applies to a new study; a resumed study keeps the settings "
-            "of its study file"
-        )
+    if (compile or scale or fixed) and resume:
+        flag = "compile" if compile else "scale" if scale else "set"
+        raise WorkbenchError(f"--{flag} applies to a new study; a resumed study keeps the settings of its study file")
     meta_path = study_dir / STUDY_FILE
     if resume:
         if not meta_path.is_file():
@@ -227,7 +227,7 @@ def _run_study(
     else:
         if meta_path.exists():
             raise WorkbenchError(f"{study_dir} already holds a study (use --resume)")
-        spec = load_spec(spec_path, scale)  # checked in full before anything is written
+        spec = load_spec(spec_path, scale, fixed)  # checked in full before anything is written
         if compile:
             spec = compiled_spec(spec)
         configs = draw_configs(spec)
