@@ -1,0 +1,115 @@
+"""The study's claims side by side across tasks: one row per task, one column per claim.
+
+    python scripts/cross_task_table.py --row "set complement=docs/results/study_default,docs/results/study_remedies" \
+        --row "Othello=docs/results/study_othello" --row "dyck-1=docs/results/study_formal/dyck-1" [--out FILE.md]
+
+Each ``--row`` names a task and one or more study report folders (each holding the
+``study_report.json`` of ``python -m interp study-report``); a column is read from the first
+folder of the row that has its contrast. A cell is the effect beyond the training lengths on
+TV, sampled target, with its Holm-corrected interval (its 95% interval, marked ``95%``, for a
+mechanism measure that is not a claim) and the verdict (helps, hurts, none: no practical effect,
+?: inconclusive; a star: a real effect whose whole interval lies within the smallest effect of
+interest). The last columns are the baseline's own
+levels beyond the training lengths (dropout 0, sampled target): its accuracy measure (the
+language's ``pos_acc``, Othello's ``legal_top1``) and its normalised attention entropy, for the
+question whether the tasks that fail to generalize are those whose attention disperses most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = [
+    ("EMA", "averaging", ("ema - raw",), "tv"),
+    ("BEMA", "averaging", ("bema - raw",), "tv"),
+    ("extrapolation", "averaging", ("extrap - raw",), "tv"),
+    ("anneal", "remedy", ("anneal - baseline",), "tv"),
+    ("dropout 0.1", "dropout", ("dropout 0.1 - 0",), "tv"),
+    ("Post-Norm", "remedy", ("postnorm - baseline",), "tv"),
+    ("output rescale", "remedy", ("rescale - baseline", "out_rescale - baseline"), "tv"),
+    ("noise x EMA", "noise", ("(ema - raw) sampled - exact",), "tv"),
+    ("dropout on entropy", "dropout", ("dropout 0.1 - 0",), "norm_entropy"),
+]
+ACCURACY = ("pos_acc", "legal_top1", "acc")
+SHORT = {"supported": "helps", "harmful": "hurts", "no practical effect": "none", "inconclusive": "?"}
+
+
+def _effect(report: dict, family: str, contrasts: tuple[str, ...], measure: str) -> dict | None:
+    target = "both" if family == "noise" else "sampled"
+    for e in report["effects"]:
+        if (
+            e["family"] == family
+            and e["contrast"] in contrasts
+            and e["measure"] == measure
+            and e["part"] == "beyond"
+            and e["target"] == target
+        ):
+            return e
+    return None
+
+
+def cell(reports: list[dict], family: str, contrasts: tuple[str, ...], measure: str) -> str:
+    for report in reports:
+        e = _effect(report, family, contrasts, measure)
+        if e is None:
+            continue
+        if e.get("claim"):
+            lo, hi = e["ci_holm"]
+            small = "*" if e.get("within_delta") and e["verdict"] in ("supported", "harmful") else ""
+            return f"{e['estimate']:+.4f} [{lo:+.4f}, {hi:+.4f}] {SHORT.get(e['verdict'], e['verdict'])}{small}"
+        lo, hi = e["ci95"]
+        return f"{e['estimate']:+.4f} [{lo:+.4f}, {hi:+.4f}] 95%"
+    return "-"
+
+
+def levels(reports: list[dict]) -> tuple[str, str]:
+    for report in reports:
+        for row in report.get("levels", []):
+            if row.get("variant") == "baseline" and row.get("target") == "sampled":
+                acc = next((row[f"beyond {m}"] for m in ACCURACY if f"beyond {m}" in row), None)
+                ent = row.get("beyond norm_entropy")
+                return ("-" if acc is None else f"{acc:.3f}", "-" if ent is None else f"{ent:.3f}")
+    return ("-", "-")
+
+
+def table(rows: list[tuple[str, list[dict]]]) -> str:
+    head = ["task", *(c[0] for c in COLUMNS), "accuracy beyond", "entropy beyond"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, reports in rows:
+        cells = [cell(reports, *c[1:]) for c in COLUMNS]
+        lines.append("| " + " | ".join([name, *cells, *levels(reports)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--row", action="append", required=True, metavar="NAME=DIR[,DIR...]", help="a task and its reports")
+    p.add_argument("--out", type=Path, help="write the table here as well as to stdout")
+    args = p.parse_args(argv)
+    rows = []
+    for spec in args.row:
+        name, sep, dirs = spec.partition("=")
+        if not sep or not dirs:
+            print(f"error: --row takes NAME=DIR[,DIR...], got {spec!r}", file=sys.stderr)
+            return 2
+        reports = []
+        for d in dirs.split(","):
+            path = Path(d) / "study_report.json"
+            try:
+                reports.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError) as e:
+                print(f"error: cannot read {path}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+                return 2
+        rows.append((name, reports))
+    text = table(rows)
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""scripts/cross_task_table.py: the cells read from planted study reports."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("cross_task_table", ROOT / "scripts" / "cross_task_table.py")
+ctt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ctt)
+
+
+def _effect(family, contrast, measure="tv", target="sampled", claim=True, **kw):
+    e = {"family": family, "contrast": contrast, "measure": measure, "part": "beyond", "target": target}
+    return {**e, "claim": claim, **kw}
+
+
+def test_cells_come_from_the_first_report_with_the_contrast(tmp_path, capsys):
+    a = {
+        "effects": [
+            _effect("averaging", "ema - raw", estimate=-0.01, ci_holm=[-0.015, -0.005], verdict="supported"),
+            _effect("averaging", "ema - raw", part="in_range", estimate=9, ci_holm=[9, 9], verdict="harmful"),
+            _effect("dropout", "dropout 0.1 - 0", "norm_entropy", claim=False, estimate=0.1, ci95=[0.05, 0.15]),
+        ],
+        "levels": [{"variant": "baseline", "target": "sampled", "beyond pos_acc": 0.5, "beyond norm_entropy": 0.75}],
+    }
+    b = {"effects": [_effect("remedy", "out_rescale - baseline", estimate=0.001, ci_holm=[-0.002, 0.004],
+                             verdict="no practical effect", within_delta=True)]}  # fmt: skip
+    for name, report in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "study_report.json").write_text(json.dumps(report))
+    assert ctt.main(["--row", f"task={tmp_path / 'a'},{tmp_path / 'b'}"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
+    head = ["task", *(c[0] for c in ctt.COLUMNS), "accuracy beyond", "entropy beyond"]
+    cells = dict(zip(head, [c.strip("| ") for c in row]))
+    assert cells["EMA"] == "-0.0100 [-0.0150, -0.0050] helps"
+    assert cells["output rescale"] == "+0.0010 [-0.0020, +0.0040] none"
+    assert cells["dropout on entropy"] == "+0.1000 [+0.0500, +0.1500] 95%"
+    assert cells["BEMA"] == "-"
+    assert (cells["accuracy beyond"], cells["entropy beyond"]) == ("0.500", "0.750")
+    assert ctt.main(["--row", "nothing"]) == 2
