@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 from training.errors import WorkbenchError
@@ -50,6 +52,42 @@ def _threads(args: argparse.Namespace):
     return num_threads(n)
 
 
+OUTPUT_FILES = ("json",)
+"""Arguments that name a file a command writes."""
+OUTPUT_FOLDERS = ("out",)
+"""Arguments that name a folder a command creates or writes into."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path a command was given, checked before it does any work or writes anything:
+    a file argument must not be a folder, a folder argument must not be a file, and the nearest
+    folder that exists above either must be a writable folder (a file in the way is named)."""
+    for kind, names in (("file", OUTPUT_FILES), ("folder", OUTPUT_FOLDERS)):
+        for name in names:
+            path = getattr(args, name, None)
+            if not isinstance(path, Path):
+                continue
+            flag = f"--{name}"
+            if kind == "file" and path.is_dir():
+                raise WorkbenchError(f"{flag} {path} is a folder; it needs a file name")
+            if kind == "folder" and path.exists() and not path.is_dir():
+                raise WorkbenchError(f"{flag} {path} is a file; it needs a folder")
+            above = _nearest_existing(path if kind == "folder" else path.parent)
+            if not above.is_dir():
+                raise WorkbenchError(f"{flag} {path}: {above} is a file, not a folder")
+            try:  # a real write test (os.access says yes to root on read-only and virtual file systems)
+                tempfile.TemporaryFile(dir=above).close()
+            except OSError as e:
+                raise WorkbenchError(f"{flag} {path}: cannot write in {above} ({e.strerror or e})") from None
+
+
 def run_cli(
     handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, interrupted: str = "interrupted"
 ) -> int:
@@ -57,6 +95,7 @@ def run_cli(
     one line on stderr and exit status 2, and Ctrl-C prints ``interrupted`` (each command line
     says what an interruption leaves behind)."""
     try:
+        check_outputs(args)
         with _threads(args):
             return handler(args) or 0
     except WorkbenchError as e:

@@ -83,7 +83,7 @@ def test_out_under_a_regular_file(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     args = ["train", "--out", str(tmp_path / "afile" / "sub"), "--quiet"] + [a for o in TINY for a in ("--set", o)]
     assert train_main(args) == 2
-    assert "cannot create run directory" in _one_line(capsys)
+    assert "afile is a file, not a folder" in _one_line(capsys)  # names the argument and the file in the way
     assert (tmp_path / "afile").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 

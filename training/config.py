@@ -79,6 +79,9 @@ class TrainConfig:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+        for name in ("seed", "eval_seed"):  # torch and numpy take seeds up to 2^63 - 1
+            if not 0 <= getattr(self, name) < 2**63:
+                raise ConfigError(f"train.{name} must be in 0..2^63-1, got {getattr(self, name)}")
         if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0:
             raise ConfigError("train.warmup_steps and train.grad_clip must be >= 0, min_lr_ratio in [0, 1]")
         for name in ("eval_every", "eval_sets", "final_eval_sets", "checkpoint_every"):

@@ -60,6 +60,15 @@ def weights_to_load(path: str | Path, cfg: RunConfig, weights: str) -> str:
     raise WorkbenchError(f"{path} has no weights {weights!r} (it has {', '.join(names)})")
 
 
+def require_weights(path: str | Path, names) -> None:
+    """A one-line CheckpointError unless the run at ``path`` holds every weights file in ``names``
+    (a run not trained yet has none): for a tool to call before it makes any folder."""
+    for name in names:
+        f = Path(path) / weights_file(name)
+        if not f.is_file():
+            raise CheckpointError(f"{path} has no {name} weights yet ({f.name} missing): train or resume it first")
+
+
 def run_config_json(cfg: RunConfig) -> dict:
     """config.json's content: the run config plus what plain TransformerLens needs."""
     d_vocab, d_vocab_out = cfg.vocab()
@@ -80,6 +89,9 @@ def create_run_dir(path: str | Path, cfg: RunConfig, overwrite: bool = False) ->
             raise WorkbenchError(f"run directory {path} already exists (use --overwrite to replace it, or resume it)")
         if not path.is_dir() or (any(path.iterdir()) and not (path / CONFIG).exists()):
             raise WorkbenchError(f"refusing to overwrite {path}: it is not a run directory")
+    from training.trainer import resolve_device
+
+    resolve_device(cfg.train.device)  # a run this machine cannot train is refused before its folder exists
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

@@ -36,7 +36,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise WorkbenchError(f"train.device is {name!r} but CUDA is not available")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise WorkbenchError(f"train.device is {name!r} but this machine has {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def compiled(fn, tcfg: TrainConfig):

@@ -12,14 +12,13 @@ otherwise (or with too few trials).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from training import atomic
 from training.errors import WorkbenchError
-from training.experiments.runner import storage_url
+from training.experiments.runner import read_state, storage_url
 from training.scoped import optuna_quiet
 
 VARIANTS = ("none", "dropout", "ema", "bema", "dropout+bema")
@@ -53,9 +52,13 @@ def load_trials(sweep_dir: str | Path) -> list[dict]:
     import optuna
     from optuna.trial import TrialState
 
-    meta = json.loads((Path(sweep_dir) / "sweep.json").read_text())
+    meta = read_state(Path(sweep_dir) / "sweep.json", ("space", "storage", "study_name"), "sweep")
+    url = storage_url(meta["storage"], Path(sweep_dir), must_exist=True)
     with optuna_quiet():
-        study = optuna.load_study(study_name=meta["study_name"], storage=storage_url(meta["storage"], Path(sweep_dir)))
+        try:
+            study = optuna.load_study(study_name=meta["study_name"], storage=url)
+        except KeyError:
+            raise WorkbenchError(f"sweep {meta['study_name']!r} not found in {url}") from None
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     rows = []
     for t in trials:

@@ -27,6 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import FactoredMatrix
 
+from interp.core.hooks import require_layer
 from training.scoped import eval_mode
 
 
@@ -50,6 +51,7 @@ def position_qk(model, layer: int, head: int) -> FactoredMatrix:
     """The positional QK map of one head: ``[query position, key position]`` attention scores from
     positional embeddings alone (before the 1/sqrt(d_head) scaling)."""
     _check_positions(model)
+    require_layer(model, layer, head)
     rows = _pos_rows(model, layer)
     return FactoredMatrix(rows @ model.W_Q[layer, head], (rows @ model.W_K[layer, head]).T)
 

@@ -28,7 +28,7 @@ from jaxtyping import Bool, Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from interp.core.hooks import require_hooks
+from interp.core.hooks import require_hooks, require_width
 from training import atomic
 from training.scoped import eval_mode, model_device
 from training.tasks.othello.engine import BLACK, bits_to_bool, replay, squares_to_tokens
@@ -258,6 +258,7 @@ class ProbeAccuracy:
 def probe_accuracy(model, probe: LinearProbe, games: np.ndarray, batch_size: int = 256) -> ProbeAccuracy:
     """Accuracy of ``probe`` on ``games`` at every position, per hook, move index and square."""
     require_hooks(model, probe.meta["hooks"])
+    require_width(model, next(iter(probe.weights.values())).shape[0] - 1, f"this {probe.target} probe")
     with eval_mode(model):
         return _probe_accuracy(model, probe, games, batch_size)
 

@@ -174,7 +174,9 @@ def build_othello_report(
 ) -> dict:
     """Measure (``collect_othello_report``), then write figures, JSON and a README into ``out``."""
     out = Path(out) if out else Path(run_dir) / "othello_report"
-    registry.require(runs.read_run_config(run_dir).kind, "othello", "othello-report")  # before any folder is made
+    cfg = runs.read_run_config(run_dir)
+    registry.require(cfg.kind, "othello", "othello-report")  # before any folder is made
+    runs.require_weights(run_dir, ["raw"])
     out.mkdir(parents=True, exist_ok=True)  # an unwritable place fails before minutes of probing
     report, model, val_games, edits = collect_othello_report(run_dir, probe_games, eval_games, progress)
     figures = save_figure(plot_probes_and_legality(report), out / "probes_and_legality")

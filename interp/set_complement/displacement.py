@@ -33,6 +33,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.core.hooks import require_position
 from interp.core.readout import EMBED, Readout, attn_point, mlp_point, scale_hook_names
 from training.scoped import eval_mode, model_device
 from training.tasks.set_complement.metrics import set_batches
@@ -93,7 +94,7 @@ def decompose_logits(model, tokens, position: int = -1) -> LogitDecomposition:
     and bias parts that sum to the model's logits."""
     with eval_mode(model):
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in _hook_names(model))
-    q = position % tokens.shape[1]
+    q = require_position(position, tokens.shape[1])
     direct, pos, heads, mlp, bias, R = _parts(model, cache, q)
     per_source = torch.stack(
         [

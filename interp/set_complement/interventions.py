@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from interp.core.hooks import require_hooks
 from interp.set_complement.probes import LengthMetrics, evaluate_lengths
 from training.models import attended, out_rescale_hook
 from training.tasks.set_complement.task import SetComplementTask
@@ -62,6 +63,8 @@ def evaluate_interventions(
 ) -> dict[str, LengthMetrics]:
     """Per-length metrics of the model as it is ('none') and under each intervention."""
     interventions = standard_interventions(model, task) if interventions is None else interventions
+    for hooks in interventions.values():
+        require_hooks(model, [name for name, _ in hooks if isinstance(name, str)])
     results = {"none": evaluate_lengths(model, task, **eval_kwargs)}
     for name, hooks in interventions.items():
         with model.hooks(fwd_hooks=hooks):

@@ -189,6 +189,7 @@ def build_report(
     out = Path(out) if out else Path(run_dir) / "report"
     cfg = runs.read_run_config(run_dir)
     registry.require(cfg.kind, "set_complement", "report")  # before any folder is made
+    runs.require_weights(run_dir, runs.weight_names(cfg))
     seed = cfg.train.eval_seed if seed is None else seed
     out.mkdir(parents=True, exist_ok=True)  # an unwritable place fails before minutes of probing
     report, main, task = collect_report(run_dir, sets, seed, progress)

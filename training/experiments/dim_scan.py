@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from training import runs
 from training.config import load_config, preset_path
+from training.errors import ConfigError
 from training.trainer import train
 
 
@@ -31,6 +32,8 @@ def dimension_scan(
     """One run per (d_model, d_head) (demo config plus ``overrides``): in-range TV, beyond-range TV
     and the smallest widths that reach ``target_tv`` in range."""
     out_dir = Path(out_dir)
+    if not (isinstance(target_tv, (int, float)) and 0 < target_tv <= 1):  # TV lies in [0, 1]
+        raise ConfigError(f"--target-tv must be in (0, 1] (a TV), got {target_tv}")
     grid = [(dm, dh) for dm in d_models for dh in d_heads]
     configs = {
         (dm, dh): load_config(

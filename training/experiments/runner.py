@@ -47,6 +47,26 @@ def read_json(path: str | Path, what: str):
         raise ConfigError(f"{what} {path} is not valid JSON: {e}") from None
 
 
+def read_state(path: Path, keys: tuple[str, ...], what: str) -> dict:
+    """An experiment folder's state file (``study.json``, ``sweep.json``): a JSON object holding
+    ``keys``, else a one-line WorkbenchError naming the file (missing, truncated, not an object,
+    or lacking a key), so that no resume or report ever reads a half-written state."""
+    if not path.is_file():
+        raise WorkbenchError(f"{path.parent} holds no {what} ({path.name} missing)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WorkbenchError(f"{path} is corrupt (not valid JSON: {e.msg} at line {e.lineno})") from None
+    except OSError as e:
+        raise WorkbenchError(f"{path} cannot be read: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise WorkbenchError(f"{path} is corrupt (a JSON object expected)")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise WorkbenchError(f"{path} is corrupt (it lacks '{missing[0]}')")
+    return data
+
+
 def check_shared_keys(spec: dict, where: str, counts: tuple[str, ...]) -> None:
     """The checks a search space and a study file share: the ``counts`` keys positive integers, a
     non-negative seed, a base preset name or path, a list of fixed overrides, a params object."""
@@ -55,8 +75,8 @@ def check_shared_keys(spec: dict, where: str, counts: tuple[str, ...]) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
     seed = spec.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"{where}: seed must be an integer in 0..2^63-1, got {seed!r}")
     if not isinstance(spec.get("base", "demo"), str):
         raise ConfigError(f"{where}: base must be a preset name or a .json path, got {spec['base']!r}")
     fixed = spec.get("fixed", [])
@@ -129,10 +149,19 @@ storage as this bare name, not an absolute URL, so a folder that is copied or mo
 its own database (``storage_url`` resolves it against the folder it is read from)."""
 
 
-def storage_url(stored: str, folder: Path) -> str:
+def storage_url(stored: str, folder: Path, must_exist: bool = False) -> str:
     """The Optuna URL of a stored storage: the folder's own SQLite file for ``LOCAL_DB``, else as is
-    (a PostgreSQL URL, or an absolute SQLite URL written before folders were self-contained)."""
-    return f"sqlite:///{(Path(folder) / LOCAL_DB).resolve()}" if stored == LOCAL_DB else stored
+    (a PostgreSQL URL, or an absolute SQLite URL written before folders were self-contained).
+    ``must_exist`` (resuming, reporting): a missing local database is a one-line error, never a
+    new empty one created as a side effect."""
+    if not isinstance(stored, str):
+        raise WorkbenchError(f"{Path(folder)} has a corrupt state file (storage {stored!r})")
+    if stored != LOCAL_DB:
+        return stored
+    db = Path(folder) / LOCAL_DB
+    if must_exist and not db.is_file():
+        raise WorkbenchError(f"{folder} has lost its database ({LOCAL_DB} missing)")
+    return f"sqlite:///{db.resolve()}"
 
 
 def heartbeat_settings() -> tuple[int, int]:

@@ -17,7 +17,6 @@ completed trials. A space whose trials keep failing stops after ``max_failures``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from training import atomic
@@ -31,6 +30,7 @@ from training.experiments.runner import (
     make_storage,
     param_candidates,
     read_json,
+    read_state,
     run_workers,
     stop_after_failures,
     storage_url,
@@ -44,6 +44,10 @@ from training.scoped import num_threads, optuna_quiet
 def max_failures(space: dict) -> int:
     """Failed trials after which a sweep stops: its own ``max_failures`` or 2 * n_trials + 10."""
     return int(space.get("max_failures", 2 * space["n_trials"] + 10))
+
+
+MAX_SEED = (2**32 - 1) // 1000 - 1
+"""The largest sweep seed: worker ``i`` seeds Optuna's sampler (32-bit seeds) with ``seed * 1000 + i``."""
 
 
 def load_space(path: str | Path) -> dict:
@@ -65,6 +69,8 @@ def check_space(space, where: str) -> None:
     if "n_trials" not in space:
         raise ConfigError(f"{where} has no n_trials (the number of completed trials to reach)")
     check_shared_keys(space, where, ("n_trials", "max_failures"))
+    if space.get("seed", 0) > MAX_SEED:  # worker i samples with seed * 1000 + i, and Optuna's are 32-bit
+        raise ConfigError(f"{where}: seed must be in 0..{MAX_SEED} for a sweep, got {space['seed']}")
     params = space.get("params", {})
     try:
         trial_config(space, {})
@@ -153,9 +159,7 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
     sweep_dir = Path(sweep_dir)
     meta_path = sweep_dir / "sweep.json"
     if resume:
-        if not meta_path.is_file():
-            raise WorkbenchError(f"{sweep_dir} holds no sweep to resume (sweep.json missing)")
-        meta = json.loads(meta_path.read_text())
+        meta = read_state(meta_path, ("space", "storage", "study_name"), "sweep to resume")
         space, stored = meta["space"], storage or meta["storage"]
     else:
         if meta_path.exists():
@@ -163,7 +167,7 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
         space = load_space(space_path)  # checked in full before anything is written
         sweep_dir.mkdir(parents=True, exist_ok=True)
         stored = storage or LOCAL_DB
-    url = storage_url(stored, sweep_dir)
+    url = storage_url(stored, sweep_dir, must_exist=resume and storage is None)
     name = meta["study_name"] if resume else unique_name("wm", sweep_dir)
     study = create_study(sweep_dir, url, name, resume, sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0)))
     if not resume:

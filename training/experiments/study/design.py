@@ -238,8 +238,8 @@ def check_spec(spec, where: str) -> None:
         raise ConfigError(f"{where} has no n_configs (the number of base configs to draw)")
     check_shared_keys(spec, where, ("n_configs", "max_failures", "measure_sets"))
     task_cls, section = study_task(spec, where)
-    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
-    _list_of(spec, "seeds", is_int, "non-negative integers", where)
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63  # noqa: E731
+    _list_of(spec, "seeds", is_int, "integers in 0..2^63-1", where)
     dropouts = _list_of(
         spec,
         "dropouts",

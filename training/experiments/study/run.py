@@ -40,6 +40,7 @@ from training.experiments.runner import (
     default_threads,
     heartbeat_settings,
     make_storage,
+    read_state,
     run_workers,
     storage_url,
     unique_name,
@@ -220,9 +221,7 @@ def _run_study(
         raise WorkbenchError(f"--{flag} applies to a new study; a resumed study keeps the settings of its study file")
     meta_path = study_dir / STUDY_FILE
     if resume:
-        if not meta_path.is_file():
-            raise WorkbenchError(f"{study_dir} holds no study to resume ({STUDY_FILE} missing)")
-        meta = json.loads(meta_path.read_text())
+        meta = read_state(meta_path, ("spec", "configs", "storage", "study_name"), "study to resume")
         spec, configs, stored, name = meta["spec"], meta["configs"], storage or meta["storage"], meta["study_name"]
     else:
         if meta_path.exists():
@@ -234,7 +233,7 @@ def _run_study(
         study_dir.mkdir(parents=True, exist_ok=True)
         stored = storage or LOCAL_DB
         name = unique_name("wm-study", study_dir)
-    url = storage_url(stored, study_dir)
+    url = storage_url(stored, study_dir, must_exist=resume and storage is None)
     study = create_study(study_dir, url, name, resume)
     if not resume:
         for index in sorted(
@@ -350,14 +349,9 @@ def open_study(study_dir: str | Path):
     """(spec, configs, optuna study) of a study folder, for the report and notebooks."""
     study_dir = Path(study_dir)
     meta_path = study_dir / STUDY_FILE
-    if not meta_path.is_file():
-        raise WorkbenchError(f"{study_dir} holds no study ({STUDY_FILE} missing)")
-    try:
-        meta = json.loads(meta_path.read_text())
-        spec, configs, stored, name = meta["spec"], meta["configs"], meta["storage"], meta["study_name"]
-        url = storage_url(stored, study_dir)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise WorkbenchError(f"{meta_path} is corrupt ({type(e).__name__})") from None
+    meta = read_state(meta_path, ("spec", "configs", "storage", "study_name"), "study")
+    spec, configs, name = meta["spec"], meta["configs"], meta["study_name"]
+    url = storage_url(meta["storage"], study_dir, must_exist=True)
     import optuna
 
     with optuna_quiet():
