@@ -173,3 +173,25 @@ def test_the_python_api_names_bad_positions_layers_hooks_and_widths(trained_run)
     probe = LinearProbe({hook: torch.zeros(17, 64 * 3)}, 3, "relative", {"hooks": [hook]})
     with pytest.raises(WorkbenchError, match="reads d_model 16, this model has d_model 32"):
         probe_accuracy(othello, probe, np.zeros((2, 60), dtype=np.int8))
+
+
+def test_a_database_server_that_never_answers_is_one_line_not_a_hang(tmp_path, capsys, monkeypatch):
+    """A server that accepts the connection and then says nothing: the connection times out."""
+    import socket
+    import threading
+
+    from training.experiments import runner
+
+    monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(4)], daemon=True).start()
+    url = f"postgresql+psycopg://u:p@127.0.0.1:{server.getsockname()[1]}/db"
+    try:
+        assert train_main(["study", "--quick", "--storage", url, "--out", str(tmp_path / "st"), "--quiet"]) == 2
+    finally:
+        server.close()
+    _one_line(capsys, "connection timeout expired")
+    assert not (tmp_path / "st").exists()

@@ -191,14 +191,23 @@ def _serialize_sqlite(engine) -> None:
     engine.dispose()  # connections made before the listeners were attached are dropped
 
 
+CONNECT_TIMEOUT_S = 10
+"""Seconds to wait for a database server to answer before a one-line error."""
+
+
 def make_storage(url: str):
     """Optuna RDB storage with heartbeats; call inside ``optuna_quiet()``."""
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     heartbeat, grace = heartbeat_settings()
+    engine_kwargs = {}
+    if url.startswith("postgresql"):
+        # a server that accepts the connection and never answers would otherwise hang forever
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
         storage = RDBStorage(
             url,
+            engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat,
             grace_period=grace,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
