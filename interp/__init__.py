@@ -80,6 +80,7 @@ _EXPORTS = {
     # experiments
     "study_measures": "interp.analysis.mechanism",
     "entropy_measures": "interp.analysis.mechanism",
+    "plot_suite": "interp.analysis.suite_report",
 }
 
 __all__ = sorted(_EXPORTS)
