@@ -391,3 +391,14 @@ def test_cluster_t_interval_keeps_its_coverage_with_six_configs_where_the_bootst
     s = cluster_t([0.0, 1.0, 2.0, 10.0, 12.0, 14.0], strata=[1, 1, 1, 2, 2, 2])
     assert s.df == 4 and s.se == pytest.approx(np.sqrt((0.5**2) * 1 / 3 + (0.5**2) * 4 / 3))
     assert cluster_t([0.0, 0.0, 0.0]).p_value() == 1.0 and cluster_t([1.0, 1.0, 1.0]).p_value() == 0.0
+
+
+def test_levels_show_an_accuracy_measure_that_is_not_a_claim():
+    """With legal top-1 left out of the claims (deltas on TV only), the levels still show it: how
+    well each arm does at all, next to the differences the claims are about."""
+    spec = {**OTHELLO_SPEC, "deltas": {"tv": 0.02}}
+    result = analyse(othello_records(), spec, 10, n_boot=1000)
+    assert {e["measure"] for e in result["effects"] if e["claim"]} == {"tv"}
+    row = next(x for x in result["levels"] if x["variant"] == "baseline" and x["target"] == "exact")
+    assert row["in_range legal_top1"] == pytest.approx(0.9) and "beyond legal_top1" in row
+    assert "in_range cal_tv" not in row

@@ -392,10 +392,13 @@ def analyse(
 
 def arm_levels(values: dict, spec: dict, configs: list[int]) -> list[dict]:
     """What the effects are differences of: each variant's raw weights at dropout 0, per target,
-    the mean over seeds and then over ``configs`` of every claim measure in range and beyond, and
-    of the mechanism measures the records hold, beyond."""
+    the mean over seeds and then over ``configs`` of every claim measure in range and beyond (and
+    of an accuracy measure in ``HIGHER_IS_BETTER`` the records hold, claim or not: how well the
+    arm does at all), and of the mechanism measures the records hold, beyond."""
     held = {key for vals in values.values() for key in vals}
-    keys = [(part, m) for part in PARTS for m in claim_deltas(spec)]
+    measures = list(claim_deltas(spec))
+    measures += [m for m in HIGHER_IS_BETTER if m not in (*measures, *MECHANISM_MEASURES) and ("beyond", m) in held]
+    keys = [(part, m) for part in PARTS for m in measures]
     keys += [("beyond", m) for m in MECHANISM_MEASURES if ("beyond", m) in held]
 
     def mean(v, t, key) -> float:
