@@ -26,6 +26,9 @@ def interrupted_message(args) -> str:
         return f"{INTERRUPTED} (resume with: python -m training resume {run_dir})"
     if handler is cmd_demo:
         return f"{INTERRUPTED} (run the same demo command again: finished variants are reused, the others resume)"
+    if handler is cmd_suite:
+        folder = args.resume or args.out
+        return f"{INTERRUPTED} (resume with: python -m training suite --resume {folder}; finished runs are kept)"
     return INTERRUPTED
 
 

@@ -81,3 +81,26 @@ def test_bad_suite_files_are_one_line_and_write_nothing(tmp_path, capsys, change
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert not out.exists()
+
+
+def test_ctrl_c_stops_the_workers_in_one_line_and_the_suite_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = _write(tmp_path, {**TINY_SUITE, "languages": ["dyck-1", "tomita-2", "parity", "anbn"]})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "training", "suite", "--out", str(out), "--spec", str(spec), "--workers", "1"]
+    proc = subprocess.Popen([*cmd, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob("runs/*/*/word_accuracy.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [err.strip()] and f"python -m training suite --resume {out}" in err
+    done = len(list(out.glob("runs/*/*/word_accuracy.json")))
+    assert 1 <= done < 4
+    assert train_main(["suite", "--resume", str(out), "--workers", "1", "--quiet"]) == 0
+    assert len(list(out.glob("runs/*/*/word_accuracy.json"))) == 4

@@ -278,8 +278,15 @@ def exit_with_parent(parent: int) -> None:
 
 
 def _child(work: Callable, args, parent: int) -> None:
+    import threading
+
+    from tqdm.auto import tqdm
+
     exit_with_parent(parent)
     keep_freed_memory()  # a worker process is ours (see training/allocator.py)
+    # tqdm's default lock is a multiprocessing semaphore, which a worker killed mid-step cannot
+    # release: the resource tracker would then warn about it on the user's terminal
+    tqdm.set_lock(threading.RLock())
     work(args)
 
 

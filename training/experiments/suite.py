@@ -7,9 +7,11 @@ check on our task (``training/tasks/formal_languages``): one run per language, p
 encoding and seed, from one suite file (``training/configs/formal_suite.json``), each scored by
 the paper's word accuracy and by our TV, both per bin.
 
-Runs train in worker processes (one torch thread each by default: these models are small), each
-into its own run folder under ``DIR/runs/``; a run is done once its ``word_accuracy.json`` is
-written. Running the command again on the same folder resumes: finished runs are read back,
+Runs train in spawned worker processes (one torch thread each by default: these models are
+small), each worker taking every n-th run, each run in its own folder under ``DIR/runs/``; a run
+is done once its ``word_accuracy.json`` is written (a failed one writes ``error.json``). Results
+travel through these files, not through pipes or queues, so a killed worker or a Ctrl-C loses at
+most the runs in progress. Running the command again on the same folder resumes: finished runs are read back,
 interrupted ones resume from their last checkpoint (a resumed run's seconds count only the
 call that finished it). The results go to ``DIR/suite.json`` and the
 table to ``DIR/suite_table.md``, rewritten from all finished runs at the end of every call.
@@ -19,8 +21,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -36,6 +38,7 @@ SPEC = "suite_spec.json"
 RESULTS = "suite.json"
 TABLE = "suite_table.md"
 WORD_ACC = "word_accuracy.json"
+ERROR = "error.json"
 KEYS = {"description", "base", "fixed", "languages", "positional", "seeds", "word_eval", "bins"}
 POSITIONAL = ("none", "learned", "rotary")
 
@@ -102,38 +105,64 @@ def jobs(spec: dict) -> list[Job]:
     return [Job(lang, pos, seed) for lang in spec["languages"] for pos in spec["positional"] for seed in spec["seeds"]]
 
 
-def _init_worker(threads: int, parent: int) -> None:
+def _done(out: Path, job: Job) -> bool:
+    return (out / job.folder / WORD_ACC).is_file()
+
+
+def train_job(out: Path, spec: dict, job: Job) -> None:
+    """In a worker: train (or resume) one run and score it into its ``word_accuracy.json``, or
+    write why it failed into its ``error.json`` (any exception: a worker never prints a traceback)."""
+    from training.tasks.formal_languages.task import FormalLanguageTask
+    from training.trainer import train
+
+    folder = out / job.folder
+    t0 = time.time()
+    try:
+        (folder / ERROR).unlink(missing_ok=True)
+        cfg = trial_config(spec, {}, job.overrides())
+        runs.prepare_run(folder, cfg)
+        train(cfg, folder, progress=False)
+        model = runs.load_run(folder, "raw")
+        acc = FormalLanguageTask(cfg.formal).word_accuracy(
+            model, n=spec.get("word_eval", 100), seed=cfg.train.eval_seed
+        )
+        atomic.write_json(
+            folder / WORD_ACC, {"seconds": time.time() - t0, "by_length": {str(k): v for k, v in acc.items()}}
+        )
+    except Exception as e:  # noqa: BLE001 - recorded for the parent, which reports it in one line
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(
+            folder / ERROR, {"error": msg if isinstance(e, WorkbenchError) else f"{type(e).__name__}: {msg}"}
+        )
+
+
+def _worker(out: str, spec: dict, todo: list[Job], threads: int, parent: int) -> None:
+    """A spawned worker: its share of the runs, one after the other. Ctrl-C is the parent's to
+    handle (it stops the workers); a worker ends itself if the parent dies."""
     import torch
 
     from training.experiments.runner import exit_with_parent
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(parent)
     torch.set_num_threads(threads)
+    # tqdm's default lock is a multiprocessing semaphore; a worker stopped by Ctrl-C could not
+    # release it, and the resource tracker would warn about it on the user's terminal
+    tqdm.set_lock(threading.RLock())
+    for job in todo:
+        train_job(Path(out), spec, job)
 
 
-def run_job(out: str, spec: dict, job: Job) -> dict:
-    """Train (or resume, or read back) one run and score it; the result row, or its error."""
-    from training.tasks.formal_languages.task import FormalLanguageTask
-    from training.trainer import train
-
-    folder = Path(out) / job.folder
-    t0 = time.time()
-    try:
-        cfg = trial_config(spec, {}, job.overrides())
-        done = folder / WORD_ACC
-        if not done.is_file():
-            runs.prepare_run(folder, cfg)
-            train(cfg, folder, progress=False)
-            task = FormalLanguageTask(cfg.formal)
-            model = runs.load_run(folder, "raw")
-            acc = task.word_accuracy(model, n=spec.get("word_eval", 100), seed=cfg.train.eval_seed)
-            record = {"seconds": time.time() - t0, "by_length": {str(k): v for k, v in acc.items()}}
-            atomic.write_json(done, record)
-        record = read_json(done, "word accuracy")
-        final = read_json(folder / runs.FINAL, "final metrics")["raw"]
-    except WorkbenchError as e:
-        return {"job": job.__dict__, "error": str(e)}
+def read_row(out: Path, job: Job) -> dict:
+    """One run's result row from its files: word accuracy and TV by length, or its error."""
+    folder = out / job.folder
+    if not _done(out, job):
+        error = folder / ERROR
+        why = read_json(error, "error record").get("error", "failed") if error.is_file() else "did not finish"
+        return {"job": job.__dict__, "error": why}
+    record = read_json(folder / WORD_ACC, "word accuracy")
+    final = read_json(folder / runs.FINAL, "final metrics")["raw"]
     acc = {int(k): v for k, v in record["by_length"].items()}
     return {"job": job.__dict__, "word_acc": acc, "tv": final["values"]["tv"], "seconds": record["seconds"]}
 
@@ -205,26 +234,34 @@ def run_suite(
     if not stored.is_file():
         atomic.write_json(stored, spec)
     todo = jobs(spec)
+    pending = [j for j in todo if not _done(out, j)]
     t0 = time.time()
-    rows = []
-    bar = tqdm(total=len(todo), desc="suite runs", disable=not progress, dynamic_ncols=True)
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads, os.getpid())
+    bar = tqdm(
+        total=len(todo), initial=len(todo) - len(pending), desc="suite runs", disable=not progress, dynamic_ncols=True
     )
+    # each worker takes every n-th pending run; results travel through the run folders, so a
+    # killed worker or an interrupted suite loses at most the runs in progress (they resume)
+    ctx = get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(str(out), spec, pending[i::workers], threads, os.getpid()))
+        for i in range(min(workers, len(pending)))
+    ]
     try:
-        futures = [pool.submit(run_job, str(out), spec, job) for job in todo]
-        for f in as_completed(futures):
-            rows.append(f.result())
-            bar.update(1)
-    except BaseException:
-        for p in list(getattr(pool, "_processes", {}).values()):
+        for p in procs:
+            p.start()
+        while any(p.is_alive() for p in procs):
+            time.sleep(0.5)
+            bar.update(sum(_done(out, j) for j in todo) - bar.n)
+    except BaseException:  # Ctrl-C: stop the workers now; their runs resume from the last checkpoint
+        for p in procs:
             p.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.join()
         raise
     finally:
+        bar.update(sum(_done(out, j) for j in todo) - bar.n)
         bar.close()
-    pool.shutdown()
-    rows.sort(key=lambda r: todo.index(Job(**r["job"])))
+    rows = [read_row(out, j) for j in todo]
     summary = summarize(spec, rows)
     result = {
         "spec": spec,
