@@ -56,6 +56,8 @@ def cell(reports: list[dict], family: str, contrasts: tuple[str, ...], measure: 
         e = _effect(report, family, contrasts, measure)
         if e is None:
             continue
+        if e.get("claim") and "ci_holm" not in e:  # no config met the study's region
+            return "no verdict (no config kept)"
         if e.get("claim"):
             lo, hi = e["ci_holm"]
             small = "*" if e.get("within_delta") and e["verdict"] in ("supported", "harmful") else ""
