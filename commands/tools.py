@@ -16,11 +16,18 @@ second thread gains little on a quiet machine and stalls every step when another
 core (``benchmarks/threads.py``; docs/benchmarks.md). Study and sweep workers have their own."""
 
 
+def say(message: str) -> None:
+    """Print ``message`` on stderr as exactly one line: characters that a terminal or a reader of
+    lines would break or hide (a newline in a path, a control character in an argument) are
+    shown escaped."""
+    print("".join(c if c.isprintable() else repr(c)[1:-1] for c in message), file=sys.stderr)
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are a single line on stderr, exit status 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        say(f"{self.prog}: error: {message}")
         raise SystemExit(2)
 
 
@@ -99,12 +106,20 @@ def run_cli(
         with _threads(args):
             return handler(args) or 0
     except WorkbenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}")
         return 2
     except OSError as e:  # a path that cannot be made, read or written (permissions, a file in the way, disk full)
         where = f" ({e.filename})" if e.filename else ""
-        print(f"error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        say(f"error: {e.strerror or type(e).__name__}{where}")
         return 2
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130
+    except Exception as e:  # a database that failed under a report or a notebook-style reader
+        from training.experiments.runner import database_fault, database_message
+
+        fault = database_fault(e)
+        if fault is None:
+            raise
+        say(f"error: {database_message(fault)}")
+        return 2

@@ -74,7 +74,8 @@ def test_a_lost_database_is_one_line_and_never_recreated(finished_study, tmp_pat
     assert not (copy / "study.db").exists()
     sweep = tmp_path / "sw"
     sweep.mkdir()
-    (sweep / "sweep.json").write_text(json.dumps({"space": {}, "storage": "study.db", "study_name": "x"}))
+    space = json.loads(Path("training/configs/sweep_quick.json").read_text())
+    (sweep / "sweep.json").write_text(json.dumps({"space": space, "storage": "study.db", "study_name": "x"}))
     assert interp_main(["sweep-report", str(sweep)]) == 2
     _one_line(capsys, "has lost its database")
     assert not (sweep / "study.db").exists()

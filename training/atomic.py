@@ -7,6 +7,7 @@ never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -26,16 +27,35 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        # mkstemp makes the file private (0600), and some writers (safetensors) replace it with
-        # another private file: give the result the mode an ordinary open() would
-        os.chmod(tmp_path, 0o666 & ~umask())
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, target)
+        try:
+            yield tmp_path
+            # mkstemp makes the file private (0600), and some writers (safetensors) replace it
+            # with another private file: give the result the mode an ordinary open() would
+            os.chmod(tmp_path, 0o666 & ~umask())
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_path, target)
+        finally:
+            full = _disk_full(target.parent)  # before the temporary file is removed
+    except OSError as e:  # name the file the caller asked for, not the temporary one
+        tmp_path.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(target)) from None
+    except Exception as e:
+        tmp_path.unlink(missing_ok=True)
+        if full:  # torch.save and safetensors report a full disk as their own errors
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target)) from e
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has no block left for this user."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def umask() -> int:

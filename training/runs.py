@@ -218,11 +218,25 @@ def load_trainer_state(path: Path) -> dict:
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    """Append one line and fsync; a torn last line is dropped by ``read_jsonl``."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one line and fsync. A write that fails (a full disk) is cut back off, and a torn
+    last line a ``kill -9`` left is ended first, so a torn line never swallows the next record;
+    ``read_jsonl`` drops torn lines. Unbuffered, so that nothing is left to flush after a failure."""
+    data = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # frees what was written, which a full disk allows
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -19,6 +19,7 @@ import numpy as np
 from training import atomic
 from training.errors import WorkbenchError
 from training.experiments.runner import read_state, storage_url
+from training.experiments.sweep import SWEEP_STATE, check_sweep_state
 from training.scoped import optuna_quiet
 
 VARIANTS = ("none", "dropout", "ema", "bema", "dropout+bema")
@@ -52,7 +53,7 @@ def load_trials(sweep_dir: str | Path) -> list[dict]:
     import optuna
     from optuna.trial import TrialState
 
-    meta = read_state(Path(sweep_dir) / "sweep.json", ("space", "storage", "study_name"), "sweep")
+    meta = read_state(Path(sweep_dir) / "sweep.json", SWEEP_STATE, "sweep", check_sweep_state)
     url = storage_url(meta["storage"], Path(sweep_dir), must_exist=True)
     with optuna_quiet():
         try:

@@ -14,7 +14,11 @@ What they share lives here:
   storage cannot be opened;
 - **workers**: ``run_workers`` runs one worker in this process (which then shows the progress
   bar) or spawns several, each ending itself when the command that started it dies; a failure
-  cap (``stop_after_failures``) stops a worker once the study holds too many failed trials.
+  cap (``stop_after_failures``) stops a worker once the study holds too many failed trials;
+- **faults**: an error of the machine rather than of a trial (a full disk, a database that stopped
+  answering) stops the experiment at once with one line (``record_failure``, ``halt_on_fault``,
+  ``halted``, ``database_errors``): the next trial would fail the same way, and a trial failed by
+  the machine is retried by ``--resume``.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import json
 import math
 import multiprocessing as mp
 import os
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from training.allocator import keep_freed_memory
 from training.errors import ConfigError, WorkbenchError
@@ -47,10 +53,12 @@ def read_json(path: str | Path, what: str):
         raise ConfigError(f"{what} {path} is not valid JSON: {e}") from None
 
 
-def read_state(path: Path, keys: tuple[str, ...], what: str) -> dict:
+def read_state(path: Path, keys: dict[str, type], what: str, check: Callable[[dict], None] | None = None) -> dict:
     """An experiment folder's state file (``study.json``, ``sweep.json``): a JSON object holding
-    ``keys``, else a one-line WorkbenchError naming the file (missing, truncated, not an object,
-    or lacking a key), so that no resume or report ever reads a half-written state."""
+    ``keys``, each of its type (a string: a non-empty one), and passing ``check`` (which raises a
+    ConfigError), else a one-line WorkbenchError naming the file (missing, truncated, not an
+    object, lacking or mistyping a key, or holding a design that no longer checks), so that no
+    resume or report ever reads a half-written or edited-wrong state."""
     if not path.is_file():
         raise WorkbenchError(f"{path.parent} holds no {what} ({path.name} missing)")
     try:
@@ -61,10 +69,20 @@ def read_state(path: Path, keys: tuple[str, ...], what: str) -> dict:
         raise WorkbenchError(f"{path} cannot be read: {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise WorkbenchError(f"{path} is corrupt (a JSON object expected)")
-    missing = [k for k in keys if k not in data]
-    if missing:
-        raise WorkbenchError(f"{path} is corrupt (it lacks '{missing[0]}')")
+    for key, kind in keys.items():
+        if key not in data:
+            raise WorkbenchError(f"{path} is corrupt (it lacks '{key}')")
+        if not isinstance(data[key], kind) or (kind is str and not data[key]):
+            raise WorkbenchError(f"{path} is corrupt ('{key}' should be a {_KIND_NAMES.get(kind, kind.__name__)})")
+    if check is not None:
+        try:
+            check(data)
+        except ConfigError as e:
+            raise WorkbenchError(f"{path} is corrupt ({e})") from None
     return data
+
+
+_KIND_NAMES = {dict: "JSON object", list: "list", str: "non-empty string"}
 
 
 def check_shared_keys(spec: dict, where: str, counts: tuple[str, ...]) -> None:
@@ -214,6 +232,7 @@ def make_storage(url: str):
         )
         if url.startswith("sqlite"):
             _serialize_sqlite(storage.engine)
+        _quiet_heartbeat(storage)
         return storage
     except ImportError as e:
         raise WorkbenchError(f"storage {url!r} needs a missing database driver ({e.name})") from None
@@ -222,15 +241,132 @@ def make_storage(url: str):
         raise WorkbenchError(f"cannot open study storage {url!r}: {msg}") from None
 
 
+def _quiet_heartbeat(storage) -> None:
+    """Heartbeats that fail say nothing: Optuna records them from a thread, whose exception would
+    print a traceback on the user's terminal when the database goes away. A missed heartbeat is
+    harmless (the trial goes stale and is retried); the next write of the worker itself reports
+    the fault, through ``database_errors``."""
+    record = storage.record_heartbeat
+
+    def record_heartbeat(trial_id: int) -> None:
+        try:
+            record(trial_id)
+        except Exception:
+            pass
+
+    storage.record_heartbeat = record_heartbeat
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of the deepest cause's message: a database error's own words, not the
+    wrapper Optuna and SQLAlchemy put around it."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def database_fault(e: BaseException) -> BaseException | None:
+    """The storage fault (Optuna's or SQLAlchemy's) behind ``e``, or None; the chain is followed
+    because Optuna, failing to record a trial on a lost database, can raise an error of its own
+    (an ``UnboundLocalError`` in its clean-up) while handling it. Imports neither library."""
+    optuna_exc, sqlalchemy_exc = sys.modules.get("optuna.exceptions"), sys.modules.get("sqlalchemy.exc")
+    kinds = tuple(
+        k
+        for k in (
+            getattr(optuna_exc, "StorageInternalError", None),
+            getattr(sqlalchemy_exc, "SQLAlchemyError", None),
+        )
+        if k is not None
+    )
+    seen = set()
+    while e is not None and id(e) not in seen and kinds:
+        if isinstance(e, kinds):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def database_message(fault: BaseException, url: str | None = None) -> str:
+    """One line for a storage fault: what failed, in the database's own words, and how to go on."""
+    where = f" {_redacted(url)}" if url else ""
+    return (
+        f"the experiment's database{where} failed ({_first_line(fault)}); finished work is kept: "
+        "resume with --resume once it answers again"
+    )
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn a storage fault inside the block (a server that stopped answering, a disk too full for
+    SQLite) into a one-line ``WorkbenchError`` that says how to go on."""
+    try:
+        yield
+    except Exception as e:
+        fault = database_fault(e)
+        if fault is None:
+            raise
+        raise WorkbenchError(database_message(fault, url)) from None
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unreadable URL)"
+
+
+FAULTS = (OSError, MemoryError)
+"""Exceptions of the machine, not the trial: a full disk, a lost permission, memory."""
+
+
+def record_failure(trial, e: BaseException) -> None:
+    """Store why ``trial`` failed; a fault of the machine (``FAULTS``, or a database error) also
+    marks it ``halt``, so that ``halt_on_fault`` stops the experiment instead of failing every
+    remaining trial the same way."""
+    trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+    if isinstance(e, FAULTS) or database_fault(e) is not None:
+        trial.set_user_attr("halt", True)
+
+
+def halt_on_fault(study, trial) -> None:
+    """Optuna callback: stop this worker after a trial that failed on a fault of the machine."""
+    if trial.user_attrs.get("halt"):
+        study.stop()
+
+
+def halted(study, since: int) -> str | None:
+    """The error of a trial numbered ``since`` or later that failed on a fault of the machine."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if t.number >= since and t.user_attrs.get("halt"):
+            return t.user_attrs.get("error", "a fault of the machine")
+    return None
+
+
+def next_trial_number(study) -> int:
+    """The number the next trial of ``study`` gets: ``halted`` looks only at trials from here on."""
+    return len(study.get_trials(deepcopy=False))
+
+
 def create_study(folder: Path, url: str, name: str, resume: bool, **kwargs):
     """Create (or, resuming, load) the Optuna study ``name`` in storage ``url``; a new experiment's
     folder is removed again when it is still empty and the storage cannot be opened."""
     import optuna
 
     try:
-        return optuna.create_study(
-            study_name=name, storage=make_storage(url), direction="minimize", load_if_exists=True, **kwargs
-        )
+        storage = make_storage(url)
+        if resume:  # never a new, empty study under the old name: that would silently start over
+            try:
+                return optuna.load_study(study_name=name, storage=storage, **kwargs)
+            except KeyError:
+                raise WorkbenchError(f"{folder}: its study {name!r} is not in {_redacted(url)}") from None
+        return optuna.create_study(study_name=name, storage=storage, direction="minimize", **kwargs)
     except WorkbenchError:
         if not resume and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
@@ -277,7 +413,7 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _child(work: Callable, args, parent: int) -> None:
+def _child(work: Callable, args, parent: int, errors) -> None:
     import threading
 
     from tqdm.auto import tqdm
@@ -287,14 +423,19 @@ def _child(work: Callable, args, parent: int) -> None:
     # tqdm's default lock is a multiprocessing semaphore, which a worker killed mid-step cannot
     # release: the resource tracker would then warn about it on the user's terminal
     tqdm.set_lock(threading.RLock())
-    work(args)
+    try:
+        work(args)
+    except WorkbenchError as e:  # the command prints it, once: a worker says nothing itself
+        errors.put(str(e))
+        sys.exit(2)
 
 
 def run_workers(work: Callable, args: list, show: Callable[[], None], poll_s: float = 5.0) -> None:
     """Run ``work(args[i])`` for each worker. One worker runs in this process, as
     ``work(args[0], on_trial_done)``, an Optuna callback that calls ``show`` after each trial;
     several run in spawned processes while this one calls ``show`` every ``poll_s`` seconds
-    (reading the trials back costs a parse of every finished one)."""
+    (reading the trials back costs a parse of every finished one). A worker's one-line error is
+    raised here once every worker has ended."""
     if len(args) == 1:
         show()
         try:
@@ -303,7 +444,8 @@ def run_workers(work: Callable, args: list, show: Callable[[], None], poll_s: fl
             show()
         return
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_child, args=(work, a, os.getpid())) for a in args]
+    errors = ctx.SimpleQueue()
+    procs = [ctx.Process(target=_child, args=(work, a, os.getpid(), errors)) for a in args]
     for p in procs:
         p.start()
     while any(p.is_alive() for p in procs):
@@ -311,9 +453,11 @@ def run_workers(work: Callable, args: list, show: Callable[[], None], poll_s: fl
         deadline = time.time() + poll_s
         while time.time() < deadline and any(p.is_alive() for p in procs):
             time.sleep(0.5)
-    show()
     for p in procs:
         p.join()
+    if not errors.empty():
+        raise WorkbenchError(errors.get())
+    show()
 
 
 def default_threads(workers: int) -> int:

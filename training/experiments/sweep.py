@@ -26,11 +26,16 @@ from training.experiments.runner import (
     check_shared_keys,
     count,
     create_study,
+    database_errors,
     default_threads,
+    halt_on_fault,
+    halted,
     make_storage,
+    next_trial_number,
     param_candidates,
     read_json,
     read_state,
+    record_failure,
     run_workers,
     stop_after_failures,
     storage_url,
@@ -57,6 +62,15 @@ def load_space(path: str | Path) -> dict:
     space = read_json(path, "search space")
     check_space(space, f"search space {path}")
     return space
+
+
+SWEEP_STATE = {"space": dict, "storage": str, "study_name": str}
+"""What ``sweep.json`` holds, and of which type."""
+
+
+def check_sweep_state(meta: dict) -> None:
+    """A ConfigError unless the search space in ``meta`` still checks."""
+    check_space(meta["space"], "its search space")
 
 
 def check_space(space, where: str) -> None:
@@ -100,7 +114,7 @@ def objective_factory(space: dict, sweep_dir: Path):
             )  # what the analysis reads: every value, not only the sampled ones
             res = train(cfg, run_dir, progress=False)
         except Exception as e:  # recorded on the trial, then Optuna marks it failed
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            record_failure(trial, e)
             raise
         final = {k: m.to_dict() for k, m in res.final.items()}
         for weights, m in final.items():
@@ -117,7 +131,7 @@ def objective_factory(space: dict, sweep_dir: Path):
 def _work(args, on_trial_done=None) -> None:
     """One worker: run trials until the sweep has its completed trials or too many failed."""
     sweep_dir, url, name, space, threads, index = args
-    with optuna_quiet(), num_threads(threads):
+    with optuna_quiet(), num_threads(threads), database_errors(url):
         import optuna
         from optuna.study import MaxTrialsCallback
         from optuna.trial import TrialState
@@ -134,6 +148,7 @@ def _work(args, on_trial_done=None) -> None:
         callbacks = [
             MaxTrialsCallback(space["n_trials"], states=(TrialState.COMPLETE,)),
             stop_after_failures(max_failures(space)),
+            halt_on_fault,
         ] + ([on_trial_done] if on_trial_done else [])
         study.optimize(objective_factory(space, Path(sweep_dir)), callbacks=callbacks, catch=(Exception,))
 
@@ -159,7 +174,7 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
     sweep_dir = Path(sweep_dir)
     meta_path = sweep_dir / "sweep.json"
     if resume:
-        meta = read_state(meta_path, ("space", "storage", "study_name"), "sweep to resume")
+        meta = read_state(meta_path, SWEEP_STATE, "sweep to resume", check_sweep_state)
         space, stored = meta["space"], storage or meta["storage"]
     else:
         if meta_path.exists():
@@ -172,7 +187,13 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
     study = create_study(sweep_dir, url, name, resume, sampler=optuna.samplers.RandomSampler(seed=space.get("seed", 0)))
     if not resume:
         atomic.write_json(meta_path, {"space": space, "storage": stored, "study_name": name})
+    with database_errors(url):
+        return _run_workers(sweep_dir, study, url, name, space, workers, progress)
+
+
+def _run_workers(sweep_dir: Path, study, url: str, name: str, space: dict, workers: int, progress: bool) -> dict:
     threads = default_threads(workers)
+    since = next_trial_number(study)
     bar = _trial_bar(space["n_trials"], progress)
     try:
         run_workers(
@@ -183,6 +204,12 @@ def _run_sweep(sweep_dir, space_path, storage, workers, resume, progress) -> dic
         )
     finally:
         bar.close()
+    fault = halted(study, since)
+    if fault:
+        raise WorkbenchError(
+            f"stopped by {fault}; finished trials are kept: when that is fixed, "
+            f"resume with: python -m training sweep --resume {sweep_dir}"
+        )
     result = summarize(study)
     if result["failed"] >= max_failures(space) and result["completed"] < space["n_trials"]:
         first = result["failures"][0]["error"] if result["failures"] else "unknown"

@@ -32,15 +32,20 @@ from pathlib import Path
 from typing import Callable
 
 from training import atomic
-from training.errors import WorkbenchError
+from training.errors import ConfigError, WorkbenchError
 from training.experiments.runner import (
     LOCAL_DB,
     count,
     create_study,
+    database_errors,
     default_threads,
+    halt_on_fault,
+    halted,
     heartbeat_settings,
     make_storage,
+    next_trial_number,
     read_state,
+    record_failure,
     run_workers,
     storage_url,
     unique_name,
@@ -49,6 +54,7 @@ from training.experiments.study.design import (
     STUDY_FILE,
     arm_label,
     arms,
+    check_spec,
     compiled_spec,
     config_cost,
     draw_configs,
@@ -57,6 +63,17 @@ from training.experiments.study.design import (
 )
 from training.experiments.study.measure import measure_member
 from training.scoped import num_threads, optuna_quiet
+
+STATE_KEYS = {"spec": dict, "configs": list, "storage": str, "study_name": str}
+"""What ``study.json`` holds, and of which type."""
+
+
+def check_state(meta: dict) -> None:
+    """A ConfigError unless the study file in ``meta`` still checks and its configs are the ones
+    the file draws: a report or a resume never reads a design that was edited into another."""
+    check_spec(meta["spec"], "its study file")
+    if meta["configs"] != draw_configs(meta["spec"]):
+        raise ConfigError("its configs are not the ones its study file draws")
 
 
 def task_axis(cfg) -> str:
@@ -132,7 +149,7 @@ def objective_factory(study_dir: Path, spec: dict, configs: list[dict], measures
             if not ok:
                 raise WorkbenchError(f"every arm of config {index} failed; the first: {records[0]['error']}")
         except Exception as e:  # recorded on the trial, then Optuna marks it failed
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            record_failure(trial, e)
             raise
         trial.set_user_attr("arms", records)
         trial.set_user_attr("failed_arms", sum(r["error"] is not None for r in records))
@@ -165,7 +182,7 @@ def _queued(study) -> int:
 def _work(args, on_config_done: Callable | None = None) -> None:
     """One worker: take queued configs until none is left (or too many failed)."""
     study_dir, url, name, spec, configs, measures, threads = args
-    with optuna_quiet(), num_threads(threads):
+    with optuna_quiet(), num_threads(threads), database_errors(url):
         import optuna
         from optuna.trial import TrialState
 
@@ -178,7 +195,7 @@ def _work(args, on_config_done: Callable | None = None) -> None:
             if not _queued(st) or count(st, TrialState.FAIL) >= max_failures(spec):
                 st.stop()
 
-        callbacks = [stop_when_done] + ([on_config_done] if on_config_done else [])
+        callbacks = [stop_when_done, halt_on_fault] + ([on_config_done] if on_config_done else [])
         study.optimize(
             objective_factory(Path(study_dir), spec, configs, measures), callbacks=callbacks, catch=(Exception,)
         )
@@ -221,7 +238,7 @@ def _run_study(
         raise WorkbenchError(f"--{flag} applies to a new study; a resumed study keeps the settings of its study file")
     meta_path = study_dir / STUDY_FILE
     if resume:
-        meta = read_state(meta_path, ("spec", "configs", "storage", "study_name"), "study to resume")
+        meta = read_state(meta_path, STATE_KEYS, "study to resume", check_state)
         spec, configs, stored, name = meta["spec"], meta["configs"], storage or meta["storage"], meta["study_name"]
     else:
         if meta_path.exists():
@@ -235,13 +252,25 @@ def _run_study(
         name = unique_name("wm-study", study_dir)
     url = storage_url(stored, study_dir, must_exist=resume and storage is None)
     study = create_study(study_dir, url, name, resume)
+    with database_errors(url):
+        return _train_configs(
+            study_dir, study, url, name, spec, configs, stored, resume, workers, progress, measures, threads
+        )
+
+
+def _train_configs(study_dir, study, url, name, spec, configs, stored, resume, workers, progress, measures, threads):
+    """Queue the configs (a new study: all; a resumed one: those neither done nor live) and run
+    the workers until none is left."""
+    import optuna
+
+    if resume:
+        optuna.storages.fail_stale_trials(study)
+    todo = _unfinished(study, len(configs)) if resume else range(len(configs))
+    for index in sorted(todo, key=lambda i: -config_cost(spec, configs[i])):  # stable: ties keep their order
+        study.enqueue_trial({"config": index}, user_attrs={"config": index})
     if not resume:
-        for index in sorted(
-            range(len(configs)), key=lambda i: -config_cost(spec, configs[i])
-        ):  # stable: ties keep their order
-            study.enqueue_trial({"config": index}, user_attrs={"config": index})
         atomic.write_json(
-            meta_path,
+            study_dir / STUDY_FILE,
             {
                 "spec": spec,
                 "configs": configs,
@@ -252,10 +281,17 @@ def _run_study(
         )
     threads = threads or default_threads(workers)
     args = (str(study_dir), url, name, spec, configs, measures, threads)
+    since = next_trial_number(study)
     bar = _bar(len(configs), progress)
     try:
         while True:
             run_workers(_work, [args] * workers, lambda: _show(bar, study, len(configs)))
+            fault = halted(study, since)
+            if fault:
+                raise WorkbenchError(
+                    f"stopped by {fault}; finished configs are kept: when that is fixed, "
+                    f"resume with: python -m training study --resume {study_dir}"
+                )
             if not _recover(study, spec):
                 break
     finally:
@@ -268,6 +304,17 @@ def _run_study(
             f"(limit {max_failures(spec)}); the first failure: {first}"
         )
     return result
+
+
+def _unfinished(study, n_configs: int) -> list[int]:
+    """Configs with no completed, queued or running trial: what a resumed study queues again,
+    so that a config failed by a fault (a full disk, a lost database), or killed more often than
+    Optuna retries, is not left out for good."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    held = {t.params.get("config", t.user_attrs.get("config")) for t in study.get_trials(deepcopy=False, states=live)}
+    return [i for i in range(n_configs) if i not in held]
 
 
 def _recover(study, spec) -> bool:
@@ -325,7 +372,10 @@ def summarize(study, n_configs: int) -> dict:
 
     trials = study.get_trials(deepcopy=False)
     complete = {t.params["config"] for t in trials if t.state == TrialState.COMPLETE}
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    # a config that failed and then completed on a retry is not a failure; one that failed more
+    # than once counts once, with its last error
+    last_failure = {t.params.get("config"): t for t in trials if t.state == TrialState.FAIL}
+    failed = [t for c, t in last_failure.items() if c not in complete]
     records = completed_records(study)
     failed_arms = {}
     for r in records:
@@ -349,7 +399,7 @@ def open_study(study_dir: str | Path):
     """(spec, configs, optuna study) of a study folder, for the report and notebooks."""
     study_dir = Path(study_dir)
     meta_path = study_dir / STUDY_FILE
-    meta = read_state(meta_path, ("spec", "configs", "storage", "study_name"), "study")
+    meta = read_state(meta_path, STATE_KEYS, "study", check_state)
     spec, configs, name = meta["spec"], meta["configs"], meta["study_name"]
     url = storage_url(meta["storage"], study_dir, must_exist=True)
     import optuna
