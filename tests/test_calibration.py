@@ -109,3 +109,38 @@ def test_dispersion_measures_of_the_balanced_model():
     assert all(x == pytest.approx(1.0, abs=1e-5) for x in d.gap_law)
     assert d.self_displacement_cv[0][0] == pytest.approx(0.0, abs=1e-6)
     assert d.summary()["beyond"]["margin_law"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_oracle_and_per_length_temperatures_against_a_grid_on_a_trained_model(tmp_path):
+    """The temperature controls of the study on a trained model: the oracle 1/T minimises the
+    pooled beyond-range KL of its held-out sets, and each length's 1/T that length's KL, as a
+    brute-force grid finds them; the per-length evaluation equals evaluating each length at its
+    own single temperature."""
+    from training.tasks.set_complement.calibration import fit_scales_beyond, temperature_controls
+
+    from .conftest import tiny_config, train_and_reload
+
+    model, _ = train_and_reload(tmp_path, "train.steps=60")
+    task = tiny_config().make_task()
+    L, hi = task.cfg.max_eval_len, task.cfg.train_max_len
+    oracle, per_length = fit_scales_beyond(model, task, n=128)
+    assert len(per_length) == L
+
+    def kl(beta):  # KL per length on the same held-out sets, through the evaluation's own path
+        return evaluate_lengths(model, task, n=128, max_len=L, seed=CALIBRATION_SEED, logit_scale=beta).values["kl"]
+
+    grid = [0.05 * k for k in range(1, 161)]
+    kls = [kl(b) for b in grid]
+    beyond = [sum(k[hi:]) / (L - hi) for k in kls]
+    best = grid[min(range(len(grid)), key=beyond.__getitem__)]
+    assert 0.05 < best < grid[-1]  # an interior optimum: the grid brackets it
+    assert abs(oracle - best) <= 0.05
+    assert sum(kl(oracle)[hi:]) / (L - hi) <= min(beyond) + 1e-9
+    for i in (0, hi, L - 1):  # no grid point does better at its length (the optimum may lie past the grid)
+        assert kl(per_length[i])[i] <= min(k[i] for k in kls) + 1e-9
+    controls = temperature_controls(model, task, n=64, seed=3, fit_n=128)
+    at_length, scales = controls["length"]
+    assert scales == per_length and controls["oracle"][1] == oracle
+    for i in (0, L - 1):
+        single = evaluate_lengths(model, task, n=64, seed=3, logit_scale=per_length[i])
+        assert at_length.values["tv"][i] == pytest.approx(single.values["tv"][i], abs=1e-6)

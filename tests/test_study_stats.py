@@ -20,6 +20,22 @@ def test_holm_against_a_hand_computed_case():
     assert [pv <= lvl for pv, lvl in zip(p, holm_levels(p))] == [a <= 0.05 for a in holm_adjusted(p)]
 
 
+def test_holm_with_ties_against_hand_computed_cases():
+    # two claims tie at 0.01 (as bootstrap p-values tie at their floor): both take the level of
+    # the first rank they share, 0.05 / 3 (not 0.05 / 3 and 0.05 / 2 by list order); both are
+    # rejected (0.01 <= 0.0167), so 0.04 is tested at 0.05 / 1
+    assert holm_levels([0.01, 0.01, 0.04]) == pytest.approx([0.05 / 3, 0.05 / 3, 0.05])
+    assert holm_levels([0.04, 0.01, 0.01]) == pytest.approx([0.05, 0.05 / 3, 0.05 / 3])  # order-free
+    # a tie that is not rejected at 0.0167 fixes that level for itself and everything after
+    assert holm_levels([0.02, 0.5, 0.02]) == pytest.approx([0.05 / 3] * 3)
+    # 36 claims at the floor of 10,000 resamples: one level for all, the strictest, 0.05 / 36
+    assert holm_levels([1e-4] * 36) == pytest.approx([0.05 / 36] * 36)
+    # a NaN p-value (an effect without spread) ranks last, whatever its place in the list
+    assert holm_levels([float("nan"), 0.01, 0.01]) == pytest.approx([0.05, 0.05 / 3, 0.05 / 3])
+    # the adjusted p-values were already tie-free: equal p, equal adjusted p
+    assert holm_adjusted([0.01, 0.01, 0.04]) == pytest.approx([0.03, 0.03, 0.04])
+
+
 def test_verdicts():
     assert verdict(-0.03, -0.01, 0.02) == "supported"
     assert verdict(0.001, 0.05, 0.02) == "harmful"
@@ -221,6 +237,42 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
     assert any(x.startswith("fix - baseline bema [exact]: TV") and x.endswith("variant lower") for x in lines)
 
 
+def test_averaging_within_a_variant_and_at_dropout_0_alone():
+    """Planted: within variant 'fix' BEMA gains 0.03 less than within the baseline (-0.02 against
+    -0.05, sampled); EMA gains 0.02 at dropout 0.1 only, so its pooled effect is -0.01 and its
+    dropout-0 effect 0. The 'within' effects recover each, outside the Holm family."""
+    spec = {**SPEC, "variants": {"baseline": [], "fix": ["model.ssmax=true"]}}
+    records = []
+    for r in planted_records():
+        weights = {w: {"summary": {k: dict(d) for k, d in rec["summary"].items()}} for w, rec in r["weights"].items()}
+        if r["dropout"] != 0.0:
+            weights["ema"]["summary"]["beyond"]["tv"] -= 0.02
+        records.append({**r, "weights": weights})
+        fix = {w: {"summary": {k: dict(d) for k, d in rec["summary"].items()}} for w, rec in weights.items()}
+        if r["target"] == "sampled":
+            fix["bema"]["summary"]["beyond"]["tv"] += 0.03
+        records.append({**r, "variant": "fix", "weights": fix})
+    result = analyse(records, spec, 12, n_boot=4000)
+    cases = [
+        ("bema - raw (fix)", "sampled", -0.02),
+        ("bema - raw (fix)", "exact", -0.01),
+        ("ema - raw (dropout 0)", "sampled", 0.0),
+        ("bema - raw (dropout 0)", "sampled", -0.05),
+    ]
+    for contrast, target, planted in cases:
+        e = _effect(result, "within", contrast, target)
+        assert e["ci95"][0] <= planted <= e["ci95"][1] and not e["claim"], (contrast, target, e["ci95"])
+        assert e["estimate"] == pytest.approx(planted, abs=0.003)
+    pooled = _effect(result, "averaging", "ema - raw", "sampled")
+    assert pooled["estimate"] == pytest.approx(-0.01, abs=0.003)
+    noise0 = _effect(result, "within", "(bema - raw) sampled - exact (dropout 0)", "both")
+    assert noise0["estimate"] == pytest.approx(-0.04, abs=0.003)
+    from interp.analysis.study_report import format_report
+
+    lines = format_report(result, "x").splitlines()
+    assert any(x.startswith("bema - raw (fix) [sampled]: TV") and x.endswith("average lower") for x in lines)
+
+
 def test_a_real_but_small_effect_is_marked_as_below_delta():
     """bema - raw planted at -0.01 with exact targets: supported, and inside +-delta."""
     from interp.analysis.study_report import format_report
@@ -402,3 +454,59 @@ def test_levels_show_an_accuracy_measure_that_is_not_a_claim():
     row = next(x for x in result["levels"] if x["variant"] == "baseline" and x["target"] == "exact")
     assert row["in_range legal_top1"] == pytest.approx(0.9) and "beyond legal_top1" in row
     assert "in_range cal_tv" not in row
+
+
+def test_infer_from_stored_per_config_values_reproduces_a_committed_report():
+    """The re-inference path (scripts/rereport_studies.py) against numbers the study engine wrote
+    before it existed: the remedies study's bootstrap report. From its stored per-config values,
+    ``infer`` with the same interval, resamples and seed gives every estimate and 95% interval
+    back to the last digit, and the same claims."""
+    import json
+    from pathlib import Path
+
+    from interp.analysis.study_report import infer, stratum_labels
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "results" / "study_remedies"
+    old = json.loads((folder / "study_report_bootstrap.json").read_text())
+    meta = json.loads((folder / "study.json").read_text())
+    spec = {**meta["spec"], "interval": "bootstrap"}
+    keep = ("family", "contrast", "target", "part", "measure", "per_config", "family_label")
+    series = [{k: e[k] for k in keep if k in e} for e in old["effects"]]
+    new = infer(series, spec, stratum_labels(spec, meta["configs"], old["kept_configs"]))
+    assert len(new["effects"]) == len(old["effects"]) > 100
+    for a, b in zip(old["effects"], new["effects"]):
+        assert b["estimate"] == a["estimate"] and b["ci95"] == a["ci95"] and b["claim"] == a["claim"]
+    assert new["n_claims"] == old["n_claims"] == 19
+
+
+def test_the_temperature_controls_are_reported_beside_the_claims():
+    """Records that carry oracle_tv and length_tv (the study's temperature controls): planted
+    bema - raw of +0.03 on calibrated TV but -0.02 at the oracle temperature and 0 per length
+    (sampled targets); the report gives each its 95% interval and verdict, outside the Holm family."""
+    records = []
+    for r in planted_records():
+        weights = {}
+        for w, rec in r["weights"].items():
+            beyond = dict(rec["summary"]["beyond"])
+            shift = {"cal_tv": 0.03, "oracle_tv": -0.02, "length_tv": 0.0} if w == "bema" else {}
+            base = beyond["tv"] - (-0.05 if w == "bema" and r["target"] == "sampled" else 0.0)
+            if w == "bema" and r["target"] == "exact":
+                base -= -0.01
+            for m in ("cal_tv", "oracle_tv", "length_tv"):
+                beyond[m] = base + 0.1 + shift.get(m, 0.0) if r["target"] == "sampled" else base + 0.1
+            weights[w] = {"summary": {"in_range": rec["summary"]["in_range"], "beyond": beyond}}
+        records.append({**r, "weights": weights})
+    result = analyse(records, SPEC, 12, n_boot=4000)
+    for measure, planted in (("cal_tv", 0.03), ("oracle_tv", -0.02)):
+        e = _effect(result, "averaging", "bema - raw", "sampled", measure=measure)
+        assert e["estimate"] == pytest.approx(planted, abs=0.003) and e["ci95"][0] <= planted <= e["ci95"][1]
+    length = _effect(result, "averaging", "bema - raw", "sampled", measure="length_tv")
+    assert not length["claim"] and length["ci95"][0] <= 0.0 <= length["ci95"][1]
+    from interp.analysis.study_report import format_report
+
+    lines = format_report(result, "x").splitlines()
+    assert any(x.startswith("bema - raw [sampled]: oracle-temperature TV") and x.endswith("supported") for x in lines)
+    assert any(
+        x.startswith("bema - raw [sampled]: per-length-temperature TV") and x.endswith("no practical effect")
+        for x in lines
+    )

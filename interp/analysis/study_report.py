@@ -1,8 +1,8 @@
 """The analysis of a paired study (``python -m training study``): effects, intervals, verdicts.
 
 Every effect is a paired difference, averaged within each config, then over configs, with an
-interval over configs (``study_stats``): a cluster bootstrap, or with the study file's
-``"interval": "t"`` a cluster t-interval, which keeps its coverage with few configs:
+interval over configs (``study_stats``): a cluster t-interval, which keeps its coverage with few
+configs, or with the study file's ``"interval": "bootstrap"`` a percentile cluster bootstrap:
 
 - **averaging**: each averager's weights minus the raw weights of the same arm (pooled over
   seeds and dropout rates), per target;
@@ -52,7 +52,7 @@ from interp.analysis.study_stats import (
     z_of,
 )
 from training import atomic
-from training.experiments.study import DEFAULT_REGION, REFERENCE, arm_label, stratum, targets
+from training.experiments.study import DEFAULT_INTERVAL, DEFAULT_REGION, REFERENCE, arm_label, stratum, targets
 from training.tasks.base import NOISE_FREE, NOISY
 
 PARTS = ("in_range", "beyond")
@@ -244,9 +244,25 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
                 paired("remedy", f"{v} - {REFERENCE}", t, key, {"variant": v}, {}, fx.at_dropout_0)
                 for avg in averagers:
                     paired("versus", f"{v} - {REFERENCE} {avg}", t, key, {"variant": v}, {"w": avg}, fx.at_dropout_0)
+                for avg in averagers:  # is an average's gain additive to the variant's (EMA on annealing)?
+                    paired(
+                        "within", f"{avg} - raw ({v})", t, key, {"variant": v, "w": avg}, {"variant": v}, fx.every_arm
+                    )
+            if rates:  # the pooled averaging effects mix dropout rates: the same at dropout 0 alone
+                for avg in averagers:
+                    paired("within", f"{avg} - raw (dropout 0)", t, key, {"w": avg}, {}, fx.at_dropout_0)
         if {NOISY, NOISE_FREE} <= set(targets(spec)):
             for avg in averagers:
                 noise("noise", f"({avg} - raw) {NOISY} - {NOISE_FREE}", key, {"w": avg}, {}, fx.every_arm)
+                if rates:
+                    noise(
+                        "within",
+                        f"({avg} - raw) {NOISY} - {NOISE_FREE} (dropout 0)",
+                        key,
+                        {"w": avg},
+                        {},
+                        fx.at_dropout_0,
+                    )
                 for v in variants:
                     # does the average's edge over the variant grow with the target noise?
                     noise(
@@ -266,7 +282,8 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
 def claim_deltas(spec: dict) -> dict[str, float]:
     """The smallest effect of interest of every claim measure: the study file's ``deltas``, else
     its ``delta`` for TV and calibrated TV. The dispersion claim (dropout on attention entropy)
-    takes ``deltas['norm_entropy']``, else ``delta``."""
+    takes ``deltas['norm_entropy']``, else ``delta``; naming it in ``deltas`` makes no other
+    entropy effect a claim."""
     delta = float(spec.get("delta", 0.02))
     return {m: float(d) for m, d in spec.get("deltas", {m: delta for m in CLAIM_MEASURES}).items()}
 
@@ -277,7 +294,9 @@ def is_claim(e: dict, measures=CLAIM_MEASURES) -> bool:
     if e["part"] != "beyond":
         return False
     if e["family"] in ("averaging", "dropout", "noise", "remedy") and e["measure"] in measures:
-        return True
+        # attention entropy is a mechanism, claimed for dropout only: a study file's
+        # deltas['norm_entropy'] sets that claim's smallest effect, nothing more
+        return e["measure"] != "norm_entropy" or e["family"] == "dropout"
     return e["family"] == "dropout" and e["measure"] == "norm_entropy"  # the dispersion mechanism
 
 
@@ -287,35 +306,28 @@ def oriented(e: dict, lo: float, hi: float) -> tuple[float, float]:
     return (-hi, -lo) if e["measure"] in HIGHER_IS_BETTER else (lo, hi)
 
 
-def analyse(
-    records: list[dict],
-    spec: dict,
-    n_configs: int,
-    n_boot: int = 10000,
-    seed: int = 0,
-    configs: list[dict] | None = None,
-) -> dict:
-    """Effects, intervals and verdicts of a study's arm records (see the module docstring).
+def stratum_labels(spec: dict, configs: list[dict] | None, kept: list[int]) -> list[str] | None:
+    """Each kept config's stratum as a label ('n_heads=2'), or None for a study without strata."""
+    strata = spec.get("strata") or None
+    if not strata:
+        return None
+    return [" ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(strata, stratum(spec, configs[c]))) for c in kept]
 
-    When ``spec`` names ``strata``, ``configs`` (the drawn values, by index) label each config's
-    stratum: intervals resample within strata and each effect also gets its mean per stratum."""
+
+def infer(series: list[dict], spec: dict, labels: list[str] | None, n_boot: int = 10000, seed: int = 0) -> dict:
+    """Intervals, Holm levels and verdicts of effect series (``effect_series``: each a dict with
+    its ``per_config`` values, one per kept config, and ``labels`` their strata or None); the
+    study file says the interval (``interval``) and the smallest effects (``claim_deltas``).
+    Separate from the records, so that a study can be re-inferred from its stored per-config
+    values (``scripts/rereport_studies.py``)."""
     delta = float(spec.get("delta", 0.02))
     deltas = claim_deltas(spec)
-    values = arm_values(records)
-    present = sorted({r["config"] for r in records})
-    kept, excluded = convergence(values, spec, present)
-    strata = spec.get("strata") or None
-    if strata and configs is None:
-        raise ValueError("a stratified study needs its configs to label the strata")
-    labels = (
-        [" ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(strata, stratum(spec, configs[c]))) for c in kept]
-        if strata
-        else None
-    )
+    interval = spec.get("interval", DEFAULT_INTERVAL)
     effects = []
-    for e in effect_series(values, spec, kept):
+    for e in series:
+        e = dict(e)
         per_config = e.pop("per_config")
-        if spec.get("interval", "bootstrap") == "t":
+        if interval == "t":
             boot = cluster_t(per_config, strata=labels)
         else:
             boot = cluster_bootstrap(per_config, n_boot=n_boot, seed=seed, strata=labels)
@@ -364,6 +376,7 @@ def analyse(
             if e["family"] == family
             and e["part"] == "beyond"
             and e["measure"] in deltas
+            and e["measure"] != "norm_entropy"  # the budgets are on outcome scales, not entropy
             and math.isfinite(e["estimate"])
         ]
         budget[family] = {
@@ -374,16 +387,41 @@ def analyse(
     return {
         "delta": delta,
         "deltas": deltas,
-        "interval": spec.get("interval", "bootstrap"),
+        "interval": interval,
+        "effects": effects,
+        "budget": budget,
+        "n_claims": len(claims),
+    }
+
+
+def analyse(
+    records: list[dict],
+    spec: dict,
+    n_configs: int,
+    n_boot: int = 10000,
+    seed: int = 0,
+    configs: list[dict] | None = None,
+) -> dict:
+    """Effects, intervals and verdicts of a study's arm records (see the module docstring).
+
+    When ``spec`` names ``strata``, ``configs`` (the drawn values, by index) label each config's
+    stratum: intervals resample within strata and each effect also gets its mean per stratum."""
+    values = arm_values(records)
+    present = sorted({r["config"] for r in records})
+    kept, excluded = convergence(values, spec, present)
+    strata = spec.get("strata") or None
+    if strata and configs is None:
+        raise ValueError("a stratified study needs its configs to label the strata")
+    labels = stratum_labels(spec, configs, kept)
+    inferred = infer(effect_series(values, spec, kept), spec, labels, n_boot, seed)
+    return {
+        **inferred,
         "n_configs": n_configs,
         "configs_with_results": present,
         "kept_configs": kept,
         "excluded_configs": excluded,
         "failures": failures(records, spec),
         "levels": arm_levels(values, spec, kept),
-        "effects": effects,
-        "budget": budget,
-        "n_claims": len(claims),
         "region": spec.get("region", {}),
         "strata": strata or [],
         "post_hoc_strata": bool(spec.get("_post_hoc_strata")),
@@ -429,12 +467,20 @@ def failures(records: list[dict], spec: dict) -> dict:
 
 def _measure_name(m: str) -> str:
     names = {"tv": "TV", "norm_entropy": "attention entropy", "legal_top1": "legal top-1", "itr": "ITR"}
-    return f"calibrated {names.get(m[4:], m[4:])}" if m.startswith("cal_") else names.get(m, m)
+    for prefix, words in (
+        ("cal_", "calibrated"),
+        ("oracle_", "oracle-temperature"),
+        ("length_", "per-length-temperature"),
+    ):
+        if m.startswith(prefix):
+            return f"{words} {names.get(m[len(prefix) :], m[len(prefix) :])}"
+    return names.get(m, m)
 
 
 def _measures_text(result: dict) -> str:
-    """'TV and calibrated TV': the claim measures in words."""
-    names = [_measure_name(m) for m in result.get("deltas") or CLAIM_MEASURES]
+    """'TV and calibrated TV': the outcome claim measures in words (the budgets' measures; attention
+    entropy, a mechanism, is not one)."""
+    names = [_measure_name(m) for m in result.get("deltas") or CLAIM_MEASURES if m != "norm_entropy"]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
@@ -459,6 +505,17 @@ def comparison(lo: float, hi: float, delta: float) -> str:
 def label(e: dict) -> str:
     target = "" if e["target"] in ("both", None) else f" [{e['target']}]"
     return f"{e['contrast']}{target}: {_measure_name(e['measure'])}"
+
+
+def _section(effects: list[dict], title: str, word_title: str, word: Callable[[dict, float, float], str]) -> list[str]:
+    """Report lines for effects outside the Holm family: each with its 95% interval and a word."""
+    if not effects:
+        return []
+    lines = ["", title, f"{'effect':<50}{'estimate':>10}  {'interval':<22}{word_title}"]
+    for e in effects:
+        lo, hi = e["ci95"]
+        lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  {word(e, lo, hi)}")
+    return lines
 
 
 def format_report(result: dict, study_dir: str | Path) -> str:
@@ -518,27 +575,36 @@ def format_report(result: dict, study_dir: str | Path) -> str:
         if e["target"] not in (NOISY, "both", None) or not math.isfinite(e["estimate"]):
             continue
         lines.append(f"{label(e):<50}{e['estimate']:>+10.4f}  [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]")
-    versus = [
-        e
-        for e in result["effects"]
-        if e["family"] == "versus"
-        and e["part"] == "beyond"
-        and e["measure"] in result.get("deltas", CLAIM_MEASURES)
-        and math.isfinite(e["estimate"])
-    ]
-    if versus:
-        lines += [
-            "",
-            "variants against the reference's averagers, beyond (95% intervals, outside the Holm family; "
-            "negative: the variant's raw weights beat the average)",
-            f"{'effect':<50}{'estimate':>10}  {'interval':<22}comparison",
-        ]
-        for e in versus:
-            lo, hi = e["ci95"]
-            lines.append(
-                f"{label(e):<50}{e['estimate']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]  "
-                f"{comparison(lo, hi, e.get('delta', result['delta']))}"
-            )
+
+    def delta_of(e: dict) -> float:
+        return e.get("delta", result["delta"])
+
+    beyond = [e for e in result["effects"] if e["part"] == "beyond" and math.isfinite(e["estimate"])]
+    claim_measures = result.get("deltas", CLAIM_MEASURES)
+    lines += _section(
+        [e for e in beyond if e["family"] == "versus" and e["measure"] in claim_measures],
+        "variants against the reference's averagers, beyond (95% intervals, outside the Holm family; "
+        "negative: the variant's raw weights beat the average)",
+        "comparison",
+        lambda e, lo, hi: comparison(lo, hi, delta_of(e)),
+    )
+    lines += _section(
+        [
+            e
+            for e in beyond
+            if e["family"] in ("averaging", "noise", "remedy") and e["measure"].split("_", 1)[0] in ("oracle", "length")
+        ],
+        "the claims at temperatures that see beyond the training lengths (95% intervals, outside the Holm "
+        "family): oracle = one temperature fit on held-out beyond-range sets, length = one per length",
+        "verdict at 95%",
+        lambda e, lo, hi: verdict(*oriented(e, lo, hi), delta_of(e)),
+    )
+    lines += _section(
+        [e for e in beyond if e["family"] == "within" and e["measure"] in claim_measures],
+        "averaging within each variant, and at dropout 0 alone, beyond (95% intervals, outside the Holm family)",
+        "comparison",
+        lambda e, lo, hi: comparison(lo, hi, delta_of(e)).replace("variant", "average"),
+    )
     if result.get("strata"):
         groups = list(next((e["by_stratum"] for e in result["effects"] if e.get("by_stratum")), {}))
         lines += [

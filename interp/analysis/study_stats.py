@@ -105,10 +105,15 @@ def cluster_bootstrap(per_config, n_boot: int = 4000, seed: int = 0, strata=None
     return Bootstrap(float(x.mean()), total / len(x), x, labels)
 
 
+def _sort_key(p: float) -> float:
+    """A p-value's place in Holm's order: a NaN (an effect with no spread) goes last."""
+    return p if p == p else math.inf
+
+
 def holm_adjusted(pvalues: list[float]) -> list[float]:
     """Holm-adjusted p-values: max over j <= i of (m - j + 1) p_(j), capped at 1, in input order."""
     m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
+    order = sorted(range(m), key=lambda i: _sort_key(pvalues[i]))
     out = [0.0] * m
     running = 0.0
     for rank, i in enumerate(order):
@@ -118,19 +123,28 @@ def holm_adjusted(pvalues: list[float]) -> list[float]:
 
 
 def holm_levels(pvalues: list[float], alpha: float = 0.05) -> list[float]:
-    """Each claim's alpha under Holm's step-down procedure (see the module docstring)."""
+    """Each claim's alpha under Holm's step-down procedure (see the module docstring).
+
+    Tied p-values (a bootstrap's floor of 1 / n_boot ties most strong claims) all get the level
+    of the first rank they share, the strictest: the order of the claim list never decides
+    whose interval is the wider, and no claim gets a wider interval than Holm allows it."""
     m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
+    order = sorted(range(m), key=lambda i: _sort_key(pvalues[i]))
     out = [0.0] * m
     level = None
-    for rank, i in enumerate(order):
+    rank = 0
+    while rank < m:
+        end = rank + 1  # the run of p-values equal to this one (a NaN ties with nothing)
+        while end < m and pvalues[order[end]] == pvalues[order[rank]]:
+            end += 1
+        tied = order[rank:end]
         if level is None:
             this = alpha / (m - rank)
-            if pvalues[i] > this:
-                level = this  # the first claim kept: it and every later claim use this level
-            out[i] = this
-        else:
-            out[i] = level
+            if pvalues[tied[0]] > this:
+                level = this  # the first claims kept: they and every later claim use this level
+        for i in tied:
+            out[i] = this if level is None else level
+        rank += len(tied)
     return out
 
 

@@ -90,6 +90,11 @@ class Task(ABC):
     are decided on 'tv', so a task in a study reports it (lower is better)."""
     calibrated_metrics: tuple[str, ...] = ()
     """Metrics the study records again at the model's fitted temperature, as ``cal_<name>``."""
+    temperature_controls: tuple[str, ...] = ()
+    """Calibrated metrics the study also records at two temperatures that see beyond the training
+    lengths (``temperature_controls``): one fit on held-out beyond-range inputs, ``oracle_<name>``
+    (how much of a gap any single temperature could close), and one per length, ``length_<name>``
+    (what is left when even the temperature may follow the length: the shape of the distribution)."""
 
     @classmethod
     @abstractmethod
@@ -145,6 +150,12 @@ class Task(ABC):
                 zs.append(z[keep].double())
                 ps.append(p_star[keep].double())
         return fit_scale(torch.cat(zs), torch.cat(ps))
+
+    def temperature_evaluations(self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512) -> dict:
+        """The controls of ``temperature_controls``: {'oracle': (LengthMetrics, 1/T),
+        'length': (LengthMetrics, [1/T per length])}, each fit on ``fit_n`` held-out inputs and
+        evaluated on the evaluation's own ``n``. Tasks that list controls implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no temperature controls")
 
     def calibrated_evaluate(
         self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512

@@ -6,6 +6,7 @@ which metrics it reports and how to calibrate them (``training/tasks/base.py``).
 """
 
 from training.experiments.study.design import (
+    DEFAULT_INTERVAL,
     DEFAULT_REGION,
     REFERENCE,
     STUDY_FILE,
@@ -30,6 +31,7 @@ from training.experiments.study.run import completed_records, open_study, run_co
 
 __all__ = [
     "Arm",
+    "DEFAULT_INTERVAL",
     "DEFAULT_REGION",
     "REFERENCE",
     "STUDY_FILE",

@@ -7,7 +7,8 @@ of the task's target axis, ``Task.target_field``) x ``variants`` (named lists of
 them the reference 'baseline'). Every arm carries every averager (``averagers``). The claims'
 measures and their smallest effects of interest are ``deltas`` (e.g. ``{"tv": 0.02,
 "legal_top1": 0.02}``), or ``delta`` for TV and calibrated TV; ``interval`` is ``"t"`` (the cluster
-t-interval) or ``"bootstrap"`` (the default of the studies run before it). ``check_spec``
+t-interval, the default: it keeps its coverage with few configs, docs/study.md) or
+``"bootstrap"`` (the percentile cluster bootstrap, too narrow below about 20 configs). ``check_spec``
 checks it in full, through the run config's own validation, before anything is written;
 ``draw_configs`` draws the configs reproducibly from the file's seed.
 
@@ -53,6 +54,8 @@ SPEC_KEYS = {
     "interval",
 }
 STUDY_FILE = "study.json"
+DEFAULT_INTERVAL = "t"
+"""A study file without ``interval``: the cluster t-interval over configs."""
 REFERENCE = "baseline"
 """The variant every other variant is paired against (a study without ``variants`` has only it)."""
 DEFAULT_REGION = {"metric": "tv", "range": "in_range", "max": 0.05}
@@ -184,9 +187,10 @@ def _list_of(spec: dict, key: str, ok: Callable[[object], bool], what: str, wher
 
 
 def recorded_metrics(task_cls) -> list[str]:
-    """The outcome metrics every arm's record holds: the task's study metrics and ``cal_<name>``
-    for each calibrated one."""
-    return list(task_cls.study_metrics) + [f"cal_{m}" for m in task_cls.calibrated_metrics]
+    """The outcome metrics every arm's record holds: the task's study metrics, ``cal_<name>`` for
+    each calibrated one, and ``oracle_<name>``, ``length_<name>`` for each temperature control."""
+    controls = [f"{kind}_{m}" for kind in ("oracle", "length") for m in task_cls.temperature_controls]
+    return list(task_cls.study_metrics) + [f"cal_{m}" for m in task_cls.calibrated_metrics] + controls
 
 
 def _check_deltas(spec: dict, task_cls, where: str) -> None:
@@ -263,7 +267,7 @@ def check_spec(spec, where: str) -> None:
     delta = spec.get("delta", 0.02)
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
         raise ConfigError(f"{where}: delta (the smallest TV effect of interest) must be in (0, 1), got {delta!r}")
-    if spec.get("interval", "bootstrap") not in ("bootstrap", "t"):
+    if spec.get("interval", DEFAULT_INTERVAL) not in ("bootstrap", "t"):
         raise ConfigError(f"{where}: interval must be 'bootstrap' or 't', got {spec['interval']!r}")
     _check_deltas(spec, task_cls, where)
     _check_region(spec, task_cls, where)

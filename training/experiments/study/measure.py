@@ -30,6 +30,12 @@ def measure_member(run_dir: Path, cfg, final: dict, measures: Callable | None, m
             for part, values in cal.summary().items():
                 summary[part].update({f"cal_{m}": values[m] for m in task.calibrated_metrics})
             record.update(cal_tv=cal.values["tv"], logit_scale=scale)
+        if task.temperature_controls:
+            controls = task.temperature_evaluations(model, cfg.train.final_eval_sets, seed=cfg.train.eval_seed)
+            for kind, (metrics_at, scales) in controls.items():
+                for part, values in metrics_at.summary().items():
+                    summary[part].update({f"{kind}_{m}": values[m] for m in task.temperature_controls})
+                record.update({f"{kind}_tv": metrics_at.values["tv"], f"{kind}_scale": scales})
         if measures is not None:
             extra = measures(model, task, measure_sets, cfg.train.eval_seed)
             for part, values in extra.get("by_range", {}).items():

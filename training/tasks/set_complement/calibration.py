@@ -20,7 +20,7 @@ from training.tasks.set_complement.metrics import evaluate_lengths, set_batches
 if TYPE_CHECKING:
     from training.tasks.set_complement.task import SetComplementTask
 
-__all__ = ["CALIBRATION_SEED", "calibrated_lengths", "fit_logit_scale"]
+__all__ = ["CALIBRATION_SEED", "calibrated_lengths", "fit_logit_scale", "fit_scales_beyond", "temperature_controls"]
 
 
 @torch.no_grad()
@@ -58,3 +58,41 @@ def calibrated_lengths(
     that temperature as 1/T."""
     scale = fit_logit_scale(model, task, fit_n, fit_seed)
     return evaluate_lengths(model, task, n, seed=seed, logit_scale=scale), scale
+
+
+@torch.no_grad()
+def fit_scales_beyond(
+    model: torch.nn.Module,
+    task: "SetComplementTask",
+    n: int = 512,
+    seed: int = CALIBRATION_SEED,
+) -> tuple[float, list[float]]:
+    """The temperatures that see past the training lengths, on ``n`` held-out sets per length:
+    (one 1/T fit on every beyond-range length pooled, the oracle; one 1/T per length
+    1..max_eval_len). Each minimises the mean KL(p* || softmax(beta z)) over its positions."""
+    max_len, hi_len = task.cfg.max_eval_len, task.cfg.train_max_len
+    device = model_device(model)
+    zs, ps = [], []
+    with eval_mode(model):
+        for batch in set_batches(task, n, max_len, seed, 1024, device):
+            zs.append(task.prefix_logits(model(batch.tokens), batch).double())
+            valid = ~task.membership(batch.items, task.v)
+            ps.append(valid.double() / valid.sum(-1, keepdim=True))
+    z, p_star = torch.cat(zs), torch.cat(ps)  # [sets, length, vocab]
+    if max_len <= hi_len:
+        raise ValueError("the task evaluates no length beyond its training range")
+    oracle = fit_scale(z[:, hi_len:].reshape(-1, z.shape[-1]), p_star[:, hi_len:].reshape(-1, z.shape[-1]))
+    per_length = [fit_scale(z[:, i], p_star[:, i]) for i in range(max_len)]
+    return oracle, per_length
+
+
+def temperature_controls(
+    model: torch.nn.Module, task: "SetComplementTask", n: int = 2048, seed: int = 0, fit_n: int = 512
+) -> dict:
+    """Every metric at the oracle temperature and at each length's own (``fit_scales_beyond``,
+    fit on the calibration seed's sets), evaluated on the evaluation's sets."""
+    oracle, per_length = fit_scales_beyond(model, task, fit_n)
+    return {
+        "oracle": (evaluate_lengths(model, task, n, seed=seed, logit_scale=oracle), oracle),
+        "length": (evaluate_lengths(model, task, n, seed=seed, logit_scale=per_length), per_length),
+    }

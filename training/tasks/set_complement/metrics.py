@@ -91,18 +91,23 @@ def evaluate_lengths(
     max_len: int | None = None,
     seed: int = 0,
     batch_size: int = 1024,
-    logit_scale: float = 1.0,
+    logit_scale: float | list[float] = 1.0,
 ) -> LengthMetrics:
     """Every metric at every set length 1..max_len (default: the task's evaluation range).
 
-    ``logit_scale`` multiplies the logits first (1 / temperature; see ``calibrated_lengths``)."""
+    ``logit_scale`` multiplies the logits first (1 / temperature; see ``calibrated_lengths``): one
+    factor, or one per length 1..max_len."""
     max_len = task.cfg.max_eval_len if max_len is None else max_len
     device = model_device(model)
+    if isinstance(logit_scale, (list, tuple)):
+        if len(logit_scale) != max_len:
+            raise ValueError(f"{len(logit_scale)} logit scales for {max_len} lengths")
+        logit_scale = torch.tensor(logit_scale, dtype=torch.float32, device=device)[None, :, None]
     sums = {m: torch.zeros(max_len, dtype=torch.float64, device=device) for m in METRICS}
     with eval_mode(model):
         for batch in set_batches(task, n, max_len, seed, batch_size, device):
             logits = task.prefix_logits(model(batch.tokens), batch)
-            if logit_scale != 1.0:
+            if isinstance(logit_scale, torch.Tensor) or logit_scale != 1.0:
                 logits = logits.float() * logit_scale
             members = task.membership(batch.items, task.v)
             for m, values in complement_metrics(logits, members).items():

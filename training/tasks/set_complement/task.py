@@ -95,6 +95,7 @@ class SetComplementTask(Task):
     target_values = ("sampled", "exact")
     study_metrics = ("tv", "itr", "acc")
     calibrated_metrics = ("tv", "acc")
+    temperature_controls = ("tv",)
 
     @classmethod
     def shape(cls, cfg: SetComplementConfig) -> TaskShape:
@@ -235,6 +236,12 @@ class SetComplementTask(Task):
             p_star = torch.zeros(*batch.tokens.shape, self.v, dtype=torch.float64, device=batch.tokens.device)
             p_star[:, self.offset : self.offset + hi] = valid.double() / valid.sum(-1, keepdim=True)
             yield batch.tokens, p_star, keep
+
+    def temperature_evaluations(self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512) -> dict:
+        """The oracle and per-length temperatures (``calibration.temperature_controls``)."""
+        from training.tasks.set_complement.calibration import temperature_controls
+
+        return temperature_controls(model, self, n=n, seed=seed, fit_n=fit_n)
 
     def calibrated_evaluate(self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512):
         """The generic fit on the same sets, through the set task's own batched path (the numbers
