@@ -196,3 +196,27 @@ def test_a_database_server_that_never_answers_is_one_line_not_a_hang(tmp_path, c
         server.close()
     _one_line(capsys, "connection timeout expired")
     assert not (tmp_path / "st").exists()
+
+
+def test_a_report_exports_the_arm_records_and_a_folder_of_records_reports_alone(finished_study, tmp_path, capsys):
+    """study-report writes every arm record (records.json.gz); study.json beside that file, with
+    no database (a committed study), gives the same report; a corrupt records file is one line."""
+    from training.experiments.study import completed_records, open_study
+    from training.experiments.study.records import read_records
+
+    assert interp_main(["study-report", str(finished_study), "--out", str(tmp_path / "r1"), "--boot", "200"]) == 0
+    records = read_records(tmp_path / "r1" / "records.json.gz")
+    assert records == json.loads(json.dumps(completed_records(open_study(finished_study)[2])))
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(finished_study / "study.json", alone)
+    shutil.copy(tmp_path / "r1" / "records.json.gz", alone)
+    assert interp_main(["study-report", str(alone), "--out", str(tmp_path / "r2"), "--boot", "200"]) == 0
+    capsys.readouterr()
+    one = json.loads((tmp_path / "r1" / "study_report.json").read_text())
+    two = json.loads((tmp_path / "r2" / "study_report.json").read_text())
+    assert [e["estimate"] for e in one["effects"]] == [e["estimate"] for e in two["effects"]]
+    (alone / "records.json.gz").write_bytes(b"\x1f\x8b not gzip")
+    assert interp_main(["study-report", str(alone), "--out", str(tmp_path / "r3")]) == 2
+    _one_line(capsys, "is not a study's records file")
+    assert not (tmp_path / "r3").exists()

@@ -801,22 +801,24 @@ def study_report(
     n_boot: int = 10000,
     strata: list[str] | None = None,
 ) -> dict:
-    """Analyse the study in ``study_dir``; write the figures (and ``--json``) under ``out``
-    (default ``study_dir/report``); returns the result.
+    """Analyse the study in ``study_dir``; write the figures, the arm records
+    (``records.json.gz``) and ``--json`` under ``out`` (default ``study_dir/report``); returns
+    the result. A folder without its database (a committed study: ``study.json`` beside a
+    ``records.json.gz``) is analysed from the records file.
 
     ``strata`` re-analyses a study with intervals stratified by sampled choice parameters it did
     not balance over: post hoc, and marked so in the report."""
     from interp.core.visualize import save_figure
-    from training.experiments.study import check_strata, completed_records, open_study
+    from training.experiments.study import check_strata
+    from training.experiments.study.records import RECORDS_FILE, study_records, write_records
 
     study_dir = Path(study_dir)
-    spec, configs, study = open_study(study_dir)
+    spec, configs, records = study_records(study_dir)
     if strata is not None:
         spec = {**spec, "strata": list(strata), "_post_hoc_strata": spec.get("strata") != list(strata)}
         # post hoc strata need not fill the cells evenly (n_configs 0 passes that check); the
         # parameters must still be sampled choices
         check_strata({**spec, "n_configs": 0}, "--strata")
-    records = completed_records(study)
     result = analyse(records, spec, len(configs), n_boot=n_boot, configs=configs)
     out = Path(out) if out else study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -830,6 +832,8 @@ def study_report(
             files += save_figure(
                 plot_variant_lengths(records, spec, result["kept_configs"][0]), out / "variant_lengths"
             )
+    write_records(out / RECORDS_FILE, records)  # every arm, so the report can be redone from the files
+    files.append(out / RECORDS_FILE)
     result["files"] = [str(p) for p in files]
     text = format_report(result, study_dir)
     atomic.write_text(out / "study_report.txt", text + "\n")

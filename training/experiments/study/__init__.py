@@ -1,5 +1,6 @@
 """The paired study: a design (``design.py``), its training (``run.py``) and what it records of
-each arm (``measure.py``). ``python -m interp study-report`` analyses it (``interp/analysis``).
+each arm (``measure.py``), and those records as a file (``records.py``). ``python -m interp
+study-report`` analyses it (``interp/analysis``).
 
 The study runs on any registered task: the task says which loss-only field is its target axis,
 which metrics it reports and how to calibrate them (``training/tasks/base.py``).
