@@ -143,6 +143,7 @@ def test_output_rescaled_decomposition_against_the_hand_factor():
         dict(normalization="LN", out_rescale_len=3, n_layers=2, attn_only=False, d_mlp=32),
         dict(normalization="LN", norm_position="post", out_rescale_len=3),
         dict(normalization="LN", final_norm=False, n_layers=2, attn_only=False, d_mlp=32),
+        dict(normalization="LN", block_norms=False, n_layers=2, attn_only=False, d_mlp=32),
     ],
 )
 def test_every_decomposition_adds_up_through_post_norm_and_rescaling(changes):
@@ -216,3 +217,44 @@ def test_pre_norm_without_the_final_norm():
 def test_pre_norm_without_the_final_norm_reloads_exactly(tmp_path):
     model, _ = train_and_reload(tmp_path, "model.normalization=LN", "model.final_norm=false")
     assert isinstance(model.ln_final, torch.nn.Identity)
+
+
+def test_final_layer_norm_only():
+    """model.block_norms=false: the blocks see the raw stream, as in the model without norms, and
+    only ln_final normalises it before the unembedding. Ground truth: a model with no norms and
+    the same block weights gives the stream, and a LayerNorm written out by hand reads it out."""
+    from training.errors import ConfigError
+
+    cfg = ModelConfig(
+        n_layers=2, d_model=16, n_heads=2, d_head=8, attn_only=False, d_mlp=32, normalization="LN", block_norms=False
+    )
+    model = _random(cfg)
+    plain = build_model(ModelConfig(**{**cfg.__dict__, "normalization": "none", "block_norms": True}), 9, 8, 8).eval()
+    state = model.state_dict()
+    assert not any(".ln1." in k or ".ln2." in k for k in state)
+    plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("ln_final.")})
+    tokens = torch.randint(0, 9, (4, 8), generator=torch.Generator().manual_seed(7))
+    _, cache = plain.run_with_cache(tokens)
+    x = cache["blocks.1.hook_resid_post"]
+    centred = x - x.mean(-1, keepdim=True)
+    normed = centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+    want = (normed * model.ln_final.w + model.ln_final.b) @ model.W_U + model.b_U
+    assert torch.allclose(model(tokens), want, atol=1e-5)
+    assert "blocks.0.ln1.hook_scale" not in model.hook_dict and "ln_final.hook_scale" in model.hook_dict
+    for bad in (
+        dict(block_norms=False),
+        dict(block_norms=False, normalization="LN", norm_position="post"),
+        dict(block_norms=False, normalization="LN", final_norm=False),
+    ):
+        with pytest.raises(ConfigError, match="block_norms=false"):
+            ModelConfig(**bad).validate()
+
+
+def test_final_layer_norm_only_reloads_exactly_and_decomposes(tmp_path):
+    from interp.set_complement.displacement import decompose_logits
+
+    model, _ = train_and_reload(tmp_path, "model.normalization=LN", "model.block_norms=false")
+    assert isinstance(model.blocks[0].ln1, torch.nn.Identity)
+    tokens = torch.randint(1, 9, (4, 3), generator=torch.Generator().manual_seed(1))
+    parts = decompose_logits(model, tokens)
+    assert torch.allclose(parts.total(), parts.logits, atol=1e-4)

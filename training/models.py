@@ -51,6 +51,13 @@ class ModelConfig:
     an ``Identity``): the control that tells the final LayerNorm's effect from the per-block ones.
     Plain TransformerLens reproduces it by setting ``model.ln_final = torch.nn.Identity()`` and
     calling ``model.setup()`` before loading the state dict."""
+    block_norms: bool = True
+    """False drops the per-block LayerNorms of a pre-norm model (``blocks.{l}.ln1``, and ``ln2``
+    with MLPs, become ``Identity``) and keeps only ``ln_final``: the final-LayerNorm-only model,
+    the control for 'a LayerNorm before the readout acts as an input-adaptive temperature' (the
+    blocks see the raw stream, as in the model without norms). Plain TransformerLens reproduces it
+    by setting each block's ``ln1`` (and ``ln2``) to ``torch.nn.Identity()`` and calling
+    ``model.setup()`` before loading the state dict."""
     ssmax: bool = False
     """Scalable softmax, trained: each head's attention scores at a query attending to n positions
     are multiplied by s_h * log n, with s_h learned per head (``blocks.{l}.attn_ssmax``, starting
@@ -99,6 +106,13 @@ class ModelConfig:
             raise ConfigError(
                 "model.final_norm=false drops the final LayerNorm of a pre-norm model; this model has none "
                 "(normalization none, or Post-Norm)"
+            )
+        if not self.block_norms and (
+            self.normalization == "none" or self.norm_position == "post" or not self.final_norm
+        ):
+            raise ConfigError(
+                "model.block_norms=false keeps only the final LayerNorm of a pre-norm model; this model has none "
+                "(normalization none, Post-Norm, or final_norm=false)"
             )
         if self.tie_positions_from is not None and (self.positional != "learned" or self.tie_positions_from < 2):
             raise ConfigError(
@@ -321,9 +335,19 @@ def build_model(
     if not cfg.final_norm:
         model.ln_final = torch.nn.Identity()
         model.setup()  # drop ln_final's hook points from the hook dict
+    if not cfg.block_norms:
+        for block in model.blocks:
+            block.ln1 = torch.nn.Identity()
+            if hasattr(block, "ln2"):
+                block.ln2 = torch.nn.Identity()
+        model.setup()
     # what hooks do to the forward pass, for probes whose exact decompositions assume plain TL
     # only the options that apply: where the norms sit means nothing without norms
-    norms = {"norm_position": cfg.norm_position, "final_norm": cfg.final_norm} if cfg.normalization != "none" else {}
+    norms = (
+        {"norm_position": cfg.norm_position, "final_norm": cfg.final_norm, "block_norms": cfg.block_norms}
+        if cfg.normalization != "none"
+        else {}
+    )
     model.workbench_options = {
         "normalization": cfg.normalization,
         **norms,
