@@ -127,6 +127,16 @@ def resume_quickly(out: Path, long: int) -> subprocess.CompletedProcess:
     return done
 
 
+def study_report(out: Path, report: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "interp", "study-report", str(out), "--out", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def each_config_completed_once(out: Path, n_configs: int) -> None:
     study = open_study(out)[2]
     complete = [t.params["config"] for t in study.get_trials() if t.state == TrialState.COMPLETE]
@@ -184,24 +194,12 @@ def test_disk_full_during_a_study_and_its_report(disk, tmp_path):
     # the report: nothing half-written on a full disk, and the same command works with space again
     report = disk / "report"
     fill(disk)
-    again = subprocess.run(
-        [sys.executable, "-m", "interp", "study-report", str(out), "--out", str(report)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = study_report(out, report)
     assert again.returncode == 2
     assert "No space left on device" in one_line(again.stderr)
     assert not report.exists() or not [p for p in report.rglob("*") if p.is_file()]
     free(disk)
-    ok = subprocess.run(
-        [sys.executable, "-m", "interp", "study-report", str(out), "--out", str(report)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    ok = study_report(out, report)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert json.loads((report / "study_report.json").read_text())["n_configs"] == 2
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from training.metrics import LengthMetrics
 from training.scoped import eval_mode, model_device
@@ -24,6 +26,21 @@ __all__ = ["CALIBRATION_SEED", "calibrated_lengths", "fit_logit_scale", "fit_sca
 
 
 @torch.no_grad()
+def held_out_logits(
+    model: torch.nn.Module, task: "SetComplementTask", n: int, max_len: int, seed: int = CALIBRATION_SEED
+) -> tuple[Float[Tensor, "sets length vocab"], Float[Tensor, "sets length vocab"]]:
+    """Logits (float64) and the true distribution p* after every prefix of ``n`` held-out sets of
+    ``max_len`` items: what every temperature here is fit on."""
+    device = model_device(model)
+    zs, ps = [], []
+    with eval_mode(model):
+        for batch in set_batches(task, n, max_len, seed, 1024, device):
+            zs.append(task.prefix_logits(model(batch.tokens), batch).double())
+            valid = ~task.membership(batch.items, task.v)
+            ps.append(valid.double() / valid.sum(-1, keepdim=True))
+    return torch.cat(zs), torch.cat(ps)
+
+
 def fit_logit_scale(
     model: torch.nn.Module,
     task: "SetComplementTask",
@@ -35,15 +52,9 @@ def fit_logit_scale(
     """The factor beta = 1/T that minimises the mean KL(p* || softmax(beta z)) over the training
     lengths, on ``n`` held-out sets per length (``calibration.fit_scale``)."""
     lo_len, hi_len = task.cfg.train_min_len, task.cfg.train_max_len
-    device = model_device(model)
-    zs, ps = [], []
-    with eval_mode(model):
-        for batch in set_batches(task, n, hi_len, seed, 1024, device):
-            z = task.prefix_logits(model(batch.tokens), batch)[:, lo_len - 1 : hi_len].float()
-            valid = ~task.membership(batch.items, task.v)[:, lo_len - 1 : hi_len]
-            zs.append(z.double())
-            ps.append(valid.double() / valid.sum(-1, keepdim=True))
-    return fit_scale(torch.cat(zs), torch.cat(ps), max_scale, iters)
+    z, p_star = held_out_logits(model, task, n, hi_len, seed)
+    in_range = slice(lo_len - 1, hi_len)
+    return fit_scale(z[:, in_range].flatten(0, 1), p_star[:, in_range].flatten(0, 1), max_scale, iters)
 
 
 def calibrated_lengths(
@@ -60,7 +71,6 @@ def calibrated_lengths(
     return evaluate_lengths(model, task, n, seed=seed, logit_scale=scale), scale
 
 
-@torch.no_grad()
 def fit_scales_beyond(
     model: torch.nn.Module,
     task: "SetComplementTask",
@@ -71,17 +81,10 @@ def fit_scales_beyond(
     (one 1/T fit on every beyond-range length pooled, the oracle; one 1/T per length
     1..max_eval_len). Each minimises the mean KL(p* || softmax(beta z)) over its positions."""
     max_len, hi_len = task.cfg.max_eval_len, task.cfg.train_max_len
-    device = model_device(model)
-    zs, ps = [], []
-    with eval_mode(model):
-        for batch in set_batches(task, n, max_len, seed, 1024, device):
-            zs.append(task.prefix_logits(model(batch.tokens), batch).double())
-            valid = ~task.membership(batch.items, task.v)
-            ps.append(valid.double() / valid.sum(-1, keepdim=True))
-    z, p_star = torch.cat(zs), torch.cat(ps)  # [sets, length, vocab]
     if max_len <= hi_len:
         raise ValueError("the task evaluates no length beyond its training range")
-    oracle = fit_scale(z[:, hi_len:].reshape(-1, z.shape[-1]), p_star[:, hi_len:].reshape(-1, z.shape[-1]))
+    z, p_star = held_out_logits(model, task, n, max_len, seed)
+    oracle = fit_scale(z[:, hi_len:].flatten(0, 1), p_star[:, hi_len:].flatten(0, 1))
     per_length = [fit_scale(z[:, i], p_star[:, i]) for i in range(max_len)]
     return oracle, per_length
 
