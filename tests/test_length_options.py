@@ -9,7 +9,6 @@ import torch
 from training import runs
 from training.ensemble import train_ensemble
 from training.models import ModelConfig, build_model
-from training.trainer import train
 
 from .conftest import tiny_config, train_and_reload
 
@@ -23,7 +22,7 @@ def _randomise(model, seed=5):
     return gen
 
 
-def reference(model, tokens, ssmax: bool, n_train: int | None):
+def reference(model, tokens, ssmax: bool, n_train: int | None, len_scale: bool = False):
     """One attention-only layer, no norm, no positions, written out by hand."""
     x = model.W_E[tokens]
     n = tokens.shape[1]
@@ -40,7 +39,11 @@ def reference(model, tokens, ssmax: bool, n_train: int | None):
     out = torch.einsum("bqhd,hdm->bqm", torch.einsum("bhqk,bkhd->bqhd", pattern, v), a.W_O) + a.b_O
     if n_train is not None:
         out = out * torch.clamp(torch.arange(1, n + 1, dtype=torch.float) / n_train, min=1.0).view(1, -1, 1)
-    return (x + out) @ model.W_U + model.b_U
+    resid = x + out
+    if len_scale:  # the residual at the q-th position (q attended positions) times e^a q^b, by hand
+        a, b = model.readout_len_scale.tolist()
+        resid = resid * torch.tensor([math.exp(a) * q**b for q in range(1, n + 1)]).view(1, -1, 1)
+    return resid @ model.W_U + model.b_U
 
 
 @pytest.mark.parametrize("ssmax, n_train", [(True, None), (False, 3), (True, 3)])
@@ -55,6 +58,25 @@ def test_forward_matches_the_hand_written_one(ssmax, n_train):
         assert model.blocks[0].attn_ssmax.requires_grad and "blocks.0.attn_ssmax" in model.state_dict()
 
 
+@pytest.mark.parametrize("ssmax, n_train", [(False, None), (True, 3)])
+def test_readout_length_scale_matches_the_hand_written_forward(ssmax, n_train):
+    cfg = ModelConfig(d_model=16, n_heads=2, d_head=8, ssmax=ssmax, out_rescale_len=n_train, readout_len_scale=True)
+    model = build_model(cfg, 9, 8, 8, seed=1).eval()
+    plain = build_model(ModelConfig(**{**cfg.__dict__, "readout_len_scale": False}), 9, 8, 8, seed=1)
+    tokens = torch.randint(0, 9, (4, 8), generator=torch.Generator().manual_seed(3))
+    # (a, b) start at 0: the same weights and logits as the model without it
+    assert model.readout_len_scale.tolist() == [0.0, 0.0]
+    assert torch.equal(model(tokens), plain.eval()(tokens))
+    _randomise(model)
+    assert model.readout_len_scale[1].abs() > 0.05  # a real power of the length
+    assert torch.allclose(model(tokens), reference(model, tokens, ssmax, n_train, len_scale=True), atol=1e-5)
+    # the stream itself is unscaled (caches hold what the model without it computes); only the readout is
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "readout_len_scale"})
+    _, cache = model.run_with_cache(tokens)
+    _, plain_cache = plain.run_with_cache(tokens)
+    assert torch.equal(cache["blocks.0.hook_resid_post"], plain_cache["blocks.0.hook_resid_post"])
+
+
 def test_out_rescale_leaves_training_lengths_alone():
     base = build_model(ModelConfig(d_model=16, d_head=8), 9, 8, 8, seed=1).eval()
     rescaled = build_model(ModelConfig(d_model=16, d_head=8, out_rescale_len=4), 9, 8, 8, seed=1).eval()
@@ -63,21 +85,21 @@ def test_out_rescale_leaves_training_lengths_alone():
     assert not torch.allclose(base(tokens)[:, 4:], rescaled(tokens)[:, 4:])
 
 
-def test_ssmax_trains_reloads_and_ensembles(tmp_path):
-    cfg = tiny_config("model.ssmax=true")
-    run = runs.create_run_dir(tmp_path / "run", cfg)
-    res = train(cfg, run, progress=False)
-    model = runs.load_run(run, weights="raw")
-    assert not torch.allclose(model.blocks[0].attn_ssmax, torch.ones_like(model.blocks[0].attn_ssmax))  # learned
-    again = cfg.make_task().evaluate(model, cfg.train.final_eval_sets, cfg.train.eval_seed)
-    assert again.values["tv"] == pytest.approx(res.final["raw"].values["tv"], abs=1e-6)
-    # an ensemble member reads its own s_h (functional weights), matching its separate run
-    cfgs = [tiny_config("model.ssmax=true", f"train.seed={s}") for s in (3, 0)]
+@pytest.mark.parametrize(
+    "option, param, start",
+    [("model.ssmax=true", "blocks.0.attn_ssmax", 1.0), ("model.readout_len_scale=true", "readout_len_scale", 0.0)],
+)
+def test_learned_length_options_train_reload_and_ensemble(tmp_path, option, param, start):
+    model, run = train_and_reload(tmp_path, option)  # reloads and evaluates exactly as it trained
+    learned = model.state_dict()[param]
+    assert (learned - start).abs().max() > 1e-4  # learned, moved from its start
+    # an ensemble member reads its own parameter (functional weights), matching its separate run
+    cfgs = [tiny_config(option, f"train.seed={s}") for s in (3, 0)]
     dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
     train_ensemble(cfgs, dirs, progress=False)
     mine = runs.load_weights(dirs[1] / runs.weights_file("raw"))
     theirs = runs.load_weights(run / runs.weights_file("raw"))
-    assert torch.allclose(mine["blocks.0.attn_ssmax"], theirs["blocks.0.attn_ssmax"], atol=2e-4)
+    assert torch.allclose(mine[param], theirs[param], atol=2e-4)
 
 
 def test_tied_positions_equal_the_same_parity_transplant():

@@ -144,6 +144,8 @@ def test_output_rescaled_decomposition_against_the_hand_factor():
         dict(normalization="LN", norm_position="post", out_rescale_len=3),
         dict(normalization="LN", final_norm=False, n_layers=2, attn_only=False, d_mlp=32),
         dict(normalization="LN", block_norms=False, n_layers=2, attn_only=False, d_mlp=32),
+        dict(readout_len_scale=True, n_layers=2, attn_only=False, d_mlp=32),
+        dict(normalization="LN", readout_len_scale=True, out_rescale_len=3),
     ],
 )
 def test_every_decomposition_adds_up_through_post_norm_and_rescaling(changes):

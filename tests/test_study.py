@@ -316,6 +316,13 @@ def test_bad_variants_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps(spec))
     assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tmp_path / "bad.json")]) == 2
     assert "one of them 'baseline'" in capsys.readouterr().err
+    spec["variants"] = {"baseline": [], "fix": ["model.ssmax=true"]}
+    for contrasts in ([["fix", "nope"]], [["fix", "fix"]], [["fix"]], "fix - baseline"):
+        spec["contrasts"] = contrasts
+        (tmp_path / "bad.json").write_text(json.dumps(spec))
+        assert main(["study", "--out", str(tmp_path / "st"), "--spec", str(tmp_path / "bad.json")]) == 2
+        err = capsys.readouterr().err
+        assert "contrasts must be a list of [variant, variant] pairs" in err and err.count("\n") == 1
 
 
 def test_arms_of_one_config_and_seed_share_initialisation_and_batches(tmp_path):

@@ -194,7 +194,11 @@ def test_too_few_configs_give_no_verdict():
 
 def test_a_planted_remedy_is_paired_against_the_baseline_variant():
     """Variant 'fix' lowers beyond-range TV by 0.04 at dropout 0; variant 'same' changes nothing."""
-    spec = {**SPEC, "variants": {"baseline": [], "fix": ["model.ssmax=true"], "same": []}}
+    spec = {
+        **SPEC,
+        "variants": {"baseline": [], "fix": ["model.ssmax=true"], "same": []},
+        "contrasts": [["same", "fix"]],
+    }
     records = planted_records()
     extra = []
     for r in records:
@@ -216,6 +220,10 @@ def test_a_planted_remedy_is_paired_against_the_baseline_variant():
     assert fix["ci_holm"][0] <= -0.04 <= fix["ci_holm"][1] and fix["verdict"] == "supported"
     same = _effect(result, "remedy", "same - baseline", "exact", measure="cal_tv")
     assert same["estimate"] == pytest.approx(0.0, abs=1e-12) and same["verdict"] == "no practical effect"
+    # a contrast between two variants, neither the reference: same - fix is 0 - (-0.04) = +0.04, a claim
+    contrast = _effect(result, "remedy", "same - fix", "sampled")
+    assert contrast["estimate"] == pytest.approx(0.04, abs=1e-12) and contrast["claim"]
+    assert contrast["verdict"] == "harmful"
     # the other families still read the baseline variant only
     assert _effect(result, "averaging", "bema - raw", "sampled")["verdict"] == "supported"
     # versus: a variant's raw weights against the baseline's averages, same cells. fix - bema is

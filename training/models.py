@@ -67,6 +67,15 @@ class ModelConfig:
     output at a query attending to n positions is multiplied by max(1, n / n_train): the 1/n
     compression of uniform attention undone beyond the training lengths (training lengths are
     untouched, so this trains exactly as without it; it travels with the model)."""
+    readout_len_scale: bool = False
+    """A learned length-dependent scalar before the unembedding: the residual read out at a query
+    attending to n positions is multiplied by exp(a + b log n) = e^a n^b, with (a, b) learned
+    (``readout_len_scale``, starting at 0, so training starts as without it; a power of n so that
+    it extrapolates past the training lengths). The control for 'a LayerNorm before the readout
+    acts as an input-adaptive temperature': a temperature that depends on the length alone.
+    Applied by a forward pre-hook on ``unembed`` (so ``hook_resid_post`` and ``ln_final`` caches
+    hold the unscaled stream, and ``b_U`` is not scaled); plain TransformerLens reproduces it with
+    the same pre-hook (``readout_len_scale_hook``)."""
     positional: Literal["none", "learned", "rotary"] = "none"
     """Positional information. 'none' keeps W_pos at zero and frozen: the set task's input is a set."""
     tie_positions_from: Optional[int] = None
@@ -264,10 +273,31 @@ def tie_positions_hook(trained: int):
     return hook
 
 
+def readout_len_factor(params: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """exp(a + b log n) for ``params`` = (a, b) and attended counts ``n``."""
+    return torch.exp(params[0] + params[1] * torch.log(n))
+
+
+def readout_len_scale_hook(model: torch.nn.Module):
+    """Forward pre-hook for ``model.unembed``: the residual ([batch, pos, d_model]) times
+    exp(a + b log n), with n = pos + 1 the positions a causal query attends to."""
+
+    def hook(unembed: torch.nn.Module, args: tuple):
+        resid = args[0]
+        # read through the model at call time (not captured), so functional_call's weights are used
+        return (resid * readout_len_factor(model.readout_len_scale, attended(resid, resid.ndim - 2)),)
+
+    return hook
+
+
 def add_length_options(model: HookedTransformer, cfg: ModelConfig) -> None:
     """``ssmax`` (a learned per-head scale ``blocks.{l}.attn_ssmax`` on hook_attn_scores),
-    ``out_rescale_len`` (on hook_attn_out) and ``tie_positions_from`` (on hook_pos_embed), as
-    permanent hooks; their parameters are in the state dict, so ``load_run`` rebuilds them exactly."""
+    ``out_rescale_len`` (on hook_attn_out), ``tie_positions_from`` (on hook_pos_embed) and
+    ``readout_len_scale`` (a forward pre-hook on ``unembed``), as permanent hooks; their parameters
+    are in the state dict, so ``load_run`` rebuilds them exactly."""
+    if cfg.readout_len_scale:
+        model.readout_len_scale = torch.nn.Parameter(torch.zeros(2, device=model.W_E.device))
+        model.unembed.register_forward_pre_hook(readout_len_scale_hook(model))
     if cfg.tie_positions_from is not None:
         model.add_perma_hook("hook_pos_embed", tie_positions_hook(cfg.tie_positions_from))
     for layer, block in enumerate(model.blocks):
@@ -353,6 +383,7 @@ def build_model(
         **norms,
         "ssmax": cfg.ssmax,
         "out_rescale_len": cfg.out_rescale_len,
+        "readout_len_scale": cfg.readout_len_scale,
         "tie_positions_from": cfg.tie_positions_from,
     }
     if cfg.norm_position == "post":
@@ -381,6 +412,8 @@ def additive_readout_problem(model) -> str | None:
         return "it has no final LayerNorm (model.final_norm=false)"
     if options.get("out_rescale_len") is not None:
         return "it rescales attention outputs by position (model.out_rescale_len)"
+    if options.get("readout_len_scale"):
+        return "it scales the residual before the unembedding by a learned function of length (model.readout_len_scale)"
     return None
 
 

@@ -13,8 +13,10 @@ configs, or with the study file's ``"interval": "bootstrap"`` a percentile clust
 - **dispersion** (the mechanism for dropout): dropout's effect on the normalised attention entropy
   beyond the training lengths. Dropout against dispersion predicts lower entropy;
 - **remedy** (studies with ``variants``, such as the remedies preset): each variant's raw weights
-  minus the reference variant's ('baseline'), at dropout 0, per config, seed and target. The
-  averaging, dropout and noise effects are taken within the reference variant;
+  minus the reference variant's ('baseline'), at dropout 0, per config, seed and target, and each
+  of the study file's ``contrasts`` ([a, b]: variant a minus variant b, e.g. a learned length
+  scale against the final LayerNorm it stands in for). The averaging, dropout and noise effects
+  are taken within the reference variant;
 - **versus** (the same studies): each variant's raw weights minus each averager of the reference
   variant, per config, seed and target: does a change to training (e.g. annealing the learning
   rate to 0) do what the average does? And the same difference with sampled minus exact targets
@@ -248,6 +250,8 @@ def effect_series(values: dict, spec: dict, configs: list[int]) -> list[dict]:
                     paired(
                         "within", f"{avg} - raw ({v})", t, key, {"variant": v, "w": avg}, {"variant": v}, fx.every_arm
                     )
+            for a, b in spec.get("contrasts", []):  # two variants against each other, not the reference
+                paired("remedy", f"{a} - {b}", t, key, {"variant": a}, {"variant": b}, fx.at_dropout_0)
             if rates:  # the pooled averaging effects mix dropout rates: the same at dropout 0 alone
                 for avg in averagers:
                     paired("within", f"{avg} - raw (dropout 0)", t, key, {"w": avg}, {}, fx.at_dropout_0)

@@ -12,11 +12,13 @@ the stream:
 - Post-Norm (``model.norm_position=post``): every later ``blocks.{l}.ln_post_attn`` /
   ``ln_post_mlp``, and the LayerNorms' biases enter as constants of their own;
 - output rescaling (``model.out_rescale_len``): an attention layer's output, ``b_O`` included, is
-  multiplied by ``max(1, n / n_train)`` at a query attending to ``n`` positions.
+  multiplied by ``max(1, n / n_train)`` at a query attending to ``n`` positions;
+- a learned length scale (``model.readout_len_scale``): the whole residual before ``W_U`` (every
+  contribution, every norm's bias; not ``b_U``) is multiplied by ``exp(a + b log n)``.
 
 Each contribution's readout splits into a query-independent linear map (centering and ``w`` of
 each later norm, then ``W_U``: ``Readout.unembed``) and a per-query scalar (the product of the
-later norms' ``1/s`` and the rescale factor: ``Readout.scale``). Keeping them apart keeps a source
+later norms' ``1/s``, the rescale factor and the length scale: ``Readout.scale``). Keeping them apart keeps a source
 token's unweighted displacement ``D[t]`` a property of the token; the per-query scalar multiplies
 after the attention weighting.
 
@@ -33,7 +35,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from training.models import has_final_norm
+from training.models import has_final_norm, readout_len_factor
 
 EMBED = 0
 
@@ -98,6 +100,12 @@ class Readout:
         # positions a causal query attends to (1, 2, ...), for output rescaling
         self.attended = torch.arange(1, n_pos + 1, device=device, dtype=cache["hook_embed"].dtype)[q]
         self.rescale_len = getattr(model, "workbench_options", {}).get("out_rescale_len")
+        # the length scale sits after everything, just before W_U: it multiplies every contribution
+        self.len_scale = (
+            readout_len_factor(model.readout_len_scale, self.attended)
+            if getattr(model, "workbench_options", {}).get("readout_len_scale")
+            else None
+        )
         self.batch = cache["hook_embed"].shape[0]
 
     def _after(self, point: int, strict: bool) -> list[_Norm]:
@@ -121,6 +129,8 @@ class Readout:
             out = out / self.scales[norm.scale_name]
         if self.rescale_len is not None and not strict and is_attn_point(point):
             out = out * (self.attended / self.rescale_len).clamp(min=1.0)
+        if self.len_scale is not None:
+            out = out * self.len_scale
         return out
 
     def scaled(self, x: Float[Tensor, " batch *rest"], point: int, strict: bool = False) -> Tensor:

@@ -48,6 +48,7 @@ SPEC_KEYS = {
     "max_failures",
     "note",
     "variants",
+    "contrasts",
     "strata",
     "scales",
     "scale",
@@ -282,6 +283,15 @@ def check_spec(spec, where: str) -> None:
         raise ConfigError(
             f"{where}: variants must map names (letters, digits, _ and -) to lists of 'section.key=value' "
             f"overrides, one of them '{REFERENCE}'"
+        )
+    contrasts = spec.get("contrasts", [])
+    if not isinstance(contrasts, list) or not all(
+        isinstance(c, list) and len(c) == 2 and c[0] != c[1] and all(isinstance(v, str) and v in variants for v in c)
+        for c in contrasts
+    ):
+        raise ConfigError(
+            f"{where}: contrasts must be a list of [variant, variant] pairs of two different variants "
+            f"({', '.join(variants)}): each is claimed as the first's raw weights minus the second's"
         )
     if not isinstance(spec.get("averagers", []), list):
         raise ConfigError(f"{where}: averagers must be a list of named averagers")
