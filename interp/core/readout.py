@@ -18,9 +18,9 @@ the stream:
 
 Each contribution's readout splits into a query-independent linear map (centering and ``w`` of
 each later norm, then ``W_U``: ``Readout.unembed``) and a per-query scalar (the product of the
-later norms' ``1/s``, the rescale factor and the length scale: ``Readout.scale``). Keeping them apart keeps a source
-token's unweighted displacement ``D[t]`` a property of the token; the per-query scalar multiplies
-after the attention weighting.
+later norms' ``1/s``, the rescale factor and the length scale: ``Readout.scale``). Keeping them
+apart keeps a source token's unweighted displacement ``D[t]`` a property of the token; the
+per-query scalar multiplies after the attention weighting.
 
 Entry points are numbered in stream order: the embeddings 0, layer ``l``'s attention ``2l + 1``,
 its MLP ``2l + 2``. A norm applied after point ``p`` acts on every contribution entering at ``p``
@@ -99,12 +99,11 @@ class Readout:
         device = cache["hook_embed"].device
         # positions a causal query attends to (1, 2, ...), for output rescaling
         self.attended = torch.arange(1, n_pos + 1, device=device, dtype=cache["hook_embed"].dtype)[q]
-        self.rescale_len = getattr(model, "workbench_options", {}).get("out_rescale_len")
+        options = getattr(model, "workbench_options", {})
+        self.rescale_len = options.get("out_rescale_len")
         # the length scale sits after everything, just before W_U: it multiplies every contribution
         self.len_scale = (
-            readout_len_factor(model.readout_len_scale, self.attended)
-            if getattr(model, "workbench_options", {}).get("readout_len_scale")
-            else None
+            readout_len_factor(model.readout_len_scale, self.attended) if options.get("readout_len_scale") else None
         )
         self.batch = cache["hook_embed"].shape[0]
 
