@@ -144,3 +144,46 @@ def test_oracle_and_per_length_temperatures_against_a_grid_on_a_trained_model(tm
     for i in (0, L - 1):
         single = evaluate_lengths(model, task, n=64, seed=3, logit_scale=per_length[i])
         assert at_length.values["tv"][i] == pytest.approx(single.values["tv"][i], abs=1e-6)
+
+
+def test_the_newton_fit_finds_the_bisection_root():
+    """Interior optima (p* a noisy softmax of a multiple of z), optima at 0 (p* unrelated to z),
+    one beyond max_scale, and the flat stretch of a model right up to temperature: the
+    bracketed Newton fit lands where 60 bisections of [0, 1000] do."""
+    from training.tasks.calibration import bisection_scale as _bisection
+    from training.tasks.calibration import fit_scale
+
+    g = torch.Generator().manual_seed(0)
+    for k in range(60):
+        z = torch.randn(200, 12, generator=g, dtype=torch.float64) * (0.05 + 20 * torch.rand((), generator=g).item())
+        c = 3 * torch.rand((), generator=g).item() if k % 3 else 0.0
+        p = torch.softmax(c * z + torch.randn(200, 12, generator=g, dtype=torch.float64), -1)
+        ref = _bisection(z, p)
+        assert fit_scale(z, p) == pytest.approx(ref, rel=1e-11, abs=1e-14), k
+    z = torch.randn(100, 8, generator=g, dtype=torch.float64)
+    p = torch.softmax(5e3 * z, -1)  # sharper than max_scale allows
+    assert fit_scale(z, p) == _bisection(z, p) == 1e3
+    flat = torch.where(torch.arange(8) < 5, 0.5, 0.0).double().expand(50, 8)  # valid items 0.5, members 0
+    p_flat = (flat > 0).double() / 5
+    ref = _bisection(flat, p_flat)
+    assert ref > 50  # the slope vanishes in float64 from some beta on
+    assert fit_scale(flat, p_flat) == pytest.approx(ref, rel=1e-9)
+
+
+def test_one_pass_at_every_temperature_equals_separate_evaluations(tmp_path):
+    """The study's calibrated and temperature-control metrics from one forward pass
+    (``calibrated_evaluations``) are those of separate evaluations at each fitted scale."""
+    from training.tasks.set_complement.calibration import temperature_controls
+
+    from .conftest import tiny_config, train_and_reload
+
+    model, _ = train_and_reload(tmp_path, "train.steps=60")
+    task = tiny_config().make_task()
+    shared = task.calibrated_evaluations(model, 64, seed=3, fit_n=128)
+    cal, scale = calibrated_lengths(model, task, n=64, seed=3, fit_n=128)
+    controls = temperature_controls(model, task, n=64, seed=3, fit_n=128)
+    assert list(shared) == ["cal", "oracle", "length"]
+    assert shared["cal"][1] == scale and shared["cal"][0].values == cal.values
+    for kind in ("oracle", "length"):
+        assert shared[kind][1] == controls[kind][1]
+        assert shared[kind][0].values == controls[kind][0].values

@@ -165,3 +165,15 @@ class Task(ABC):
         does not know its true next-token distribution."""
         scale = self.fit_logit_scale(model, fit_n)
         return self.evaluate(model, n, seed, logit_scale=scale), scale
+
+    def calibrated_evaluations(self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512) -> dict:
+        """What the study measures at fitted temperatures: {'cal': ``calibrated_evaluate``} when the
+        task has ``calibrated_metrics``, and {'oracle', 'length': ``temperature_evaluations``} when
+        it has ``temperature_controls``; each a (LengthMetrics, 1/T). A task whose evaluation can
+        score one forward pass at several temperatures overrides this to run the pass once."""
+        out = {}
+        if self.calibrated_metrics:
+            out["cal"] = self.calibrated_evaluate(model, n, seed, fit_n)
+        if self.temperature_controls:
+            out.update(self.temperature_evaluations(model, n, seed, fit_n))
+        return out

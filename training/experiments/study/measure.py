@@ -20,26 +20,29 @@ def measure_member(run_dir: Path, cfg, final: dict, measures: Callable | None, m
     from training import runs
 
     task = cfg.make_task()
-    out = {}
-    for name, metrics in final.items():
-        model = runs.load_run(run_dir, weights=name)
-        summary = {part: {m: values[m] for m in task.study_metrics} for part, values in metrics.summary().items()}
-        record = {"summary": summary, "tv": metrics.values["tv"]}
-        if task.calibrated_metrics:
-            cal, scale = task.calibrated_evaluate(model, cfg.train.final_eval_sets, seed=cfg.train.eval_seed)
-            for part, values in cal.summary().items():
-                summary[part].update({f"cal_{m}": values[m] for m in task.calibrated_metrics})
-            record.update(cal_tv=cal.values["tv"], logit_scale=scale)
-        if task.temperature_controls:
-            controls = task.temperature_evaluations(model, cfg.train.final_eval_sets, seed=cfg.train.eval_seed)
-            for kind, (metrics_at, scales) in controls.items():
-                for part, values in metrics_at.summary().items():
-                    summary[part].update({f"{kind}_{m}": values[m] for m in task.temperature_controls})
-                record.update({f"{kind}_tv": metrics_at.values["tv"], f"{kind}_scale": scales})
-        if measures is not None:
-            extra = measures(model, task, measure_sets, cfg.train.eval_seed)
-            for part, values in extra.get("by_range", {}).items():
-                summary.setdefault(part, {}).update(values)
-            record["model"] = extra.get("model", {})
-        out[name] = record
-    return out
+    return {
+        name: measure_weights(runs.load_run(run_dir, weights=name), task, cfg, metrics, measures, measure_sets)
+        for name, metrics in final.items()
+    }
+
+
+def measure_weights(model, task, cfg, metrics, measures: Callable | None, measure_sets: int) -> dict:
+    """The record of one set of weights (``model``), whose final evaluation is ``metrics``."""
+    summary = {part: {m: values[m] for m in task.study_metrics} for part, values in metrics.summary().items()}
+    record = {"summary": summary, "tv": metrics.values["tv"]}
+    fitted = task.calibrated_evaluations(model, cfg.train.final_eval_sets, seed=cfg.train.eval_seed)
+    if "cal" in fitted:
+        cal, scale = fitted.pop("cal")
+        for part, values in cal.summary().items():
+            summary[part].update({f"cal_{m}": values[m] for m in task.calibrated_metrics})
+        record.update(cal_tv=cal.values["tv"], logit_scale=scale)
+    for kind, (metrics_at, scales) in fitted.items():  # the temperature controls
+        for part, values in metrics_at.summary().items():
+            summary[part].update({f"{kind}_{m}": values[m] for m in task.temperature_controls})
+        record.update({f"{kind}_tv": metrics_at.values["tv"], f"{kind}_scale": scales})
+    if measures is not None:
+        extra = measures(model, task, measure_sets, cfg.train.eval_seed)
+        for part, values in extra.get("by_range", {}).items():
+            summary.setdefault(part, {}).update(values)
+        record["model"] = extra.get("model", {})
+    return record

@@ -47,7 +47,7 @@ def fit_logit_scale(
     n: int = 512,
     seed: int = CALIBRATION_SEED,
     max_scale: float = 1e3,
-    iters: int = 60,
+    iters: int = 100,
 ) -> float:
     """The factor beta = 1/T that minimises the mean KL(p* || softmax(beta z)) over the training
     lengths, on ``n`` held-out sets per length (``calibration.fit_scale``)."""

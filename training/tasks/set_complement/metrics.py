@@ -97,24 +97,47 @@ def evaluate_lengths(
 
     ``logit_scale`` multiplies the logits first (1 / temperature; see ``calibrated_lengths``): one
     factor, or one per length 1..max_len."""
+    return evaluate_lengths_at(model, task, {"": logit_scale}, n, max_len, seed, batch_size)[""]
+
+
+@torch.no_grad()
+def evaluate_lengths_at(
+    model: torch.nn.Module,
+    task: "SetComplementTask",
+    scales: dict[str, float | list[float]],
+    n: int = 2048,
+    max_len: int | None = None,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> dict[str, LengthMetrics]:
+    """``evaluate_lengths`` at each of several logit scales, keyed as ``scales``, from one forward
+    pass per batch: the sets and the logits are the same for every scale, only the metrics differ."""
     max_len = task.cfg.max_eval_len if max_len is None else max_len
     device = model_device(model)
-    if isinstance(logit_scale, (list, tuple)):
-        if len(logit_scale) != max_len:
-            raise ValueError(f"{len(logit_scale)} logit scales for {max_len} lengths")
-        logit_scale = torch.tensor(logit_scale, dtype=torch.float32, device=device)[None, :, None]
-    sums = {m: torch.zeros(max_len, dtype=torch.float64, device=device) for m in METRICS}
+    factors = {}
+    for key, scale in scales.items():
+        if isinstance(scale, (list, tuple)):
+            if len(scale) != max_len:
+                raise ValueError(f"{len(scale)} logit scales for {max_len} lengths")
+            scale = torch.tensor(scale, dtype=torch.float32, device=device)[None, :, None]
+        factors[key] = scale
+    sums = {key: {m: torch.zeros(max_len, dtype=torch.float64, device=device) for m in METRICS} for key in scales}
     with eval_mode(model):
         for batch in set_batches(task, n, max_len, seed, batch_size, device):
-            logits = task.prefix_logits(model(batch.tokens), batch)
-            if isinstance(logit_scale, torch.Tensor) or logit_scale != 1.0:
-                logits = logits.float() * logit_scale
+            raw = task.prefix_logits(model(batch.tokens), batch)
             members = task.membership(batch.items, task.v)
-            for m, values in complement_metrics(logits, members).items():
-                sums[m] += values.double().sum(0)
-    return LengthMetrics(
-        lengths=list(range(1, max_len + 1)),
-        train_range=(task.cfg.train_min_len, task.cfg.train_max_len),
-        sets_per_length=n,
-        values={m: (s / n).tolist() for m, s in sums.items()},
-    )
+            for key, scale in factors.items():
+                logits = raw
+                if isinstance(scale, torch.Tensor) or scale != 1.0:
+                    logits = raw.float() * scale
+                for m, values in complement_metrics(logits, members).items():
+                    sums[key][m] += values.double().sum(0)
+    return {
+        key: LengthMetrics(
+            lengths=list(range(1, max_len + 1)),
+            train_range=(task.cfg.train_min_len, task.cfg.train_max_len),
+            sets_per_length=n,
+            values={m: (s / n).tolist() for m, s in per_key.items()},
+        )
+        for key, per_key in sums.items()
+    }

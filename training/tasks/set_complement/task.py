@@ -243,6 +243,17 @@ class SetComplementTask(Task):
 
         return temperature_controls(model, self, n=n, seed=seed, fit_n=fit_n)
 
+    def calibrated_evaluations(self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512) -> dict:
+        """The model's own temperature and the two controls, fit as ``calibrated_evaluate`` and
+        ``temperature_evaluations`` fit them, scored on one forward pass over the evaluation's sets."""
+        from training.tasks.set_complement.calibration import fit_logit_scale, fit_scales_beyond
+        from training.tasks.set_complement.metrics import evaluate_lengths_at
+
+        scales = {"cal": fit_logit_scale(model, self, fit_n)}
+        scales["oracle"], scales["length"] = fit_scales_beyond(model, self, fit_n)
+        metrics = evaluate_lengths_at(model, self, scales, n, seed=seed)
+        return {key: (metrics[key], scale) for key, scale in scales.items()}
+
     def calibrated_evaluate(self, model: torch.nn.Module, n: int, seed: int = 0, fit_n: int = 512):
         """The generic fit on the same sets, through the set task's own batched path (the numbers
         the committed studies were computed with)."""
