@@ -13,6 +13,11 @@ interest). The last columns are the baseline's own
 levels beyond the training lengths (dropout 0, sampled target): its accuracy measure (the
 language's ``pos_acc``, Othello's ``legal_top1``) and its normalised attention entropy, for the
 question whether the tasks that fail to generalize are those whose attention disperses most.
+
+With ``--tally`` a second table follows: per claim, how many rows it helps, hurts, has no
+practical effect on, leaves inconclusive, or gives no verdict on (no config kept), and on how
+many it was not run; a helps or hurts count says in brackets how many of those effects lie
+wholly within the smallest effect of interest. It answers which conclusions are general.
 """
 
 from __future__ import annotations
@@ -51,6 +56,22 @@ def _effect(report: dict, family: str, contrasts: tuple[str, ...], measure: str)
     return None
 
 
+def verdict(reports: list[dict], family: str, contrasts: tuple[str, ...], measure: str) -> str | None:
+    """The row's short verdict on one claim (``helps*`` for an effect within delta, ``no verdict``
+    when no config was kept), or None where the row has no such claim."""
+    for report in reports:
+        e = _effect(report, family, contrasts, measure)
+        if e is None:
+            continue
+        if not e.get("claim"):
+            return None
+        if "ci_holm" not in e:
+            return "no verdict"
+        small = "*" if e.get("within_delta") and e["verdict"] in ("supported", "harmful") else ""
+        return SHORT.get(e["verdict"], e["verdict"]) + small
+    return None
+
+
 def cell(reports: list[dict], family: str, contrasts: tuple[str, ...], measure: str) -> str:
     for report in reports:
         e = _effect(report, family, contrasts, measure)
@@ -86,9 +107,28 @@ def table(rows: list[tuple[str, list[dict]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TALLY = ("helps", "hurts", "none", "?", "no verdict")
+
+
+def tally(rows: list[tuple[str, list[dict]]]) -> str:
+    """Per claim (a column of ``table``), the number of rows with each verdict."""
+    head = ["claim", *TALLY, "not run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, *spec in COLUMNS:
+        found = [verdict(reports, *spec) for _, reports in rows]
+        counts = []
+        for v in TALLY:
+            n = sum(f is not None and f.rstrip("*") == v for f in found)
+            stars = sum(f == v + "*" for f in found)
+            counts.append(f"{n} ({stars}*)" if stars else str(n))
+        lines.append("| " + " | ".join([name, *counts, str(found.count(None))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--row", action="append", required=True, metavar="NAME=DIR[,DIR...]", help="a task and its reports")
+    p.add_argument("--tally", action="store_true", help="add the verdict counts per claim below the table")
     p.add_argument("--out", type=Path, help="write the table here as well as to stdout")
     args = p.parse_args(argv)
     rows = []
@@ -107,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         rows.append((name, reports))
     text = table(rows)
+    if args.tally:
+        text += "\n" + tally(rows)
     print(text, end="")
     if args.out:
         args.out.write_text(text)

@@ -39,3 +39,39 @@ def test_cells_come_from_the_first_report_with_the_contrast(tmp_path, capsys):
     assert cells["BEMA"] == "-"
     assert (cells["accuracy beyond"], cells["entropy beyond"]) == ("0.500", "0.750")
     assert ctt.main(["--row", "nothing"]) == 2
+
+
+def test_tally_counts_each_claims_verdicts_across_rows(tmp_path, capsys):
+    def report(ema=None, bema=None):
+        effects = []
+        for contrast, v in (("ema - raw", ema), ("bema - raw", bema)):
+            if v == "kept none":  # a claim that no config met the region for: no interval
+                effects.append(_effect("averaging", contrast, estimate=float("nan"), verdict="inconclusive"))
+            elif v is not None:
+                verdict, small = v
+                effects.append(_effect("averaging", contrast, estimate=0.0, ci_holm=[-1, 1], verdict=verdict,
+                                       within_delta=small))  # fmt: skip
+        return {"effects": effects}
+
+    # four rows: EMA helps twice (once within delta), is harmful once and kept no config once;
+    # BEMA is none on one row, inconclusive on one, and absent from two
+    rows = [
+        report(ema=("supported", True), bema=("no practical effect", True)),
+        report(ema=("supported", False), bema=("inconclusive", False)),
+        report(ema=("harmful", False)),
+        report(ema="kept none"),
+    ]
+    args = []
+    for i, r in enumerate(rows):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "study_report.json").write_text(json.dumps(r))
+        args += ["--row", f"t{i}={tmp_path / str(i)}"]
+    assert ctt.main([*args, "--tally"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    counts = {}
+    for line in lines[lines.index("| claim | helps | hurts | none | ? | no verdict | not run |") + 2 :]:
+        name, *rest = [c.strip() for c in line.strip("|").split("|")]
+        counts[name] = rest
+    assert counts["EMA"] == ["2 (1*)", "1", "0", "0", "1", "0"]
+    assert counts["BEMA"] == ["0", "0", "1", "1", "0", "2"]
+    assert counts["Post-Norm"] == ["0", "0", "0", "0", "0", "4"]
