@@ -1,13 +1,10 @@
 """scripts/cross_task_table.py: the cells read from planted study reports."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("cross_task_table", ROOT / "scripts" / "cross_task_table.py")
-ctt = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ctt)
+from tests.scriptload import load_script
+
+ctt = load_script("cross_task_table")
 
 
 def _effect(family, contrast, measure="tv", target="sampled", claim=True, **kw):

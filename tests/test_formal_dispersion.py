@@ -1,14 +1,10 @@
 """scripts/formal_dispersion.py's statistics against hand-computed values."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("formal_dispersion", ROOT / "scripts" / "formal_dispersion.py")
-fd = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fd)
+from tests.scriptload import load_script
+
+fd = load_script("formal_dispersion")
 
 
 def test_spearman_matches_the_textbook_formula_and_averages_ties():

@@ -1,15 +1,11 @@
 """scripts/interval_coverage.py: the t-interval's coverage on normal data is exact (a theorem), and
 bad arguments are one line."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("interval_coverage", ROOT / "scripts" / "interval_coverage.py")
-ic = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ic)
+from tests.scriptload import load_script
+
+ic = load_script("interval_coverage")
 
 
 def test_t_interval_covers_normal_data_at_its_nominal_rate():

@@ -1,16 +1,13 @@
 """scripts/verdict_sensitivity.py: no widening for normal data (the t-interval is exact there), a
 planted borderline claim changes verdict under skew and a clear one does not."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("verdict_sensitivity", ROOT / "scripts" / "verdict_sensitivity.py")
-vs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(vs)
+from tests.scriptload import load_script
+
+vs = load_script("verdict_sensitivity")
 
 
 def test_normal_data_need_no_widening():
