@@ -13,7 +13,7 @@ def test_t_interval_covers_normal_data_at_its_nominal_rate():
     # studies give a binomial SD of 0.0015 at 95%, so 0.006 is four SDs
     rng = np.random.default_rng(1)
     cov = ic.coverage(lambda size: rng.normal(size=size), 10, 20_000, 0, rng, claims=28)
-    assert set(cov) == {"t"}
+    assert set(cov) == {"t", "hall"}  # no bootstrap at --boot 0
     assert abs(cov["t"]["95%"] - 0.95) < 0.006
     assert abs(cov["t"]["Holm, 1 of 28"] - (1 - 0.05 / 28)) < 0.0025
 
@@ -57,3 +57,16 @@ def test_tail_check_tells_heavy_tails_from_normal_ones():
     skewed = ic.tail_check([ic.lognormal(0.75, rng)(10) for _ in range(400)], rng, reps=400)
     assert skewed["abs_skew"] > n["abs_skew_normal_95"][1]
     assert skewed["matched_lognormal_sigma"] in (0.5, 0.75, 1.0)
+
+
+def test_hall_interval_keeps_normal_coverage_and_corrects_planted_skew():
+    rng = np.random.default_rng(4)
+    normal = ic.coverage(lambda size: rng.normal(size=size), 10, 20_000, 0, rng)
+    assert abs(normal["hall"]["95%"] - 0.95) < 0.01
+    skewed = ic.coverage(ic.lognormal(0.75, rng), 10, 20_000, 0, rng)  # t covers about 0.885 here
+    assert skewed["hall"]["95%"] > skewed["t"]["95%"] + 0.015
+    # with no skew at all (a symmetric sample) the interval is the t-interval
+    x = np.array([[-2.0, -1.0, 0.0, 1.0, 2.0]])
+    lo, hi = ic.hall_interval(x, 0.05)
+    half = ic.t_quantile(0.05, 4) * x.std(ddof=1) / np.sqrt(5)
+    assert np.allclose([lo[0], hi[0]], [-half, half])
