@@ -7,23 +7,28 @@
 A study's effect is the mean of one paired difference per config; its interval comes either from a
 percentile cluster bootstrap (10,000 resamples of configs, the committed studies) or from a cluster
 t-interval (``study_stats.cluster_t``); Hall's skew-corrected t-interval (``hall_interval``) is
-measured beside them as a candidate for skewed differences. This draws ``--datasets`` synthetic studies of n configs
-each with a planted effect and counts how often each interval contains it, at 95% and at the
-Holm level of the strictest claim of a ``--claims``-claim study (0.05 / 36 for the default
+measured beside them as a candidate for skewed differences. This draws ``--datasets`` synthetic
+studies of n configs each with a planted effect and counts how often each interval contains it,
+at 95% and at the Holm level of the strictest claim of a ``--claims``-claim study (0.05 / 36 for the default
 study; 0.05 / 28 for a formal-language study). ``--boot 0`` leaves the bootstrap out.
 
-The per-config values come from two shapes:
+The per-config values come from these shapes:
 
 - ``normal``: the t-interval's own assumption;
 - ``real``: the committed studies' per-config differences (every claim of the reports that
   ``--reports`` matches under ``docs/results``, by default the set-complement and Othello
   studies' ``study_*/study_report.json``; ``'study_formal/*/study_report.json'`` for the
   languages), each claim centred and scaled to SD 1, pooled, and drawn with replacement: the
-  skew and tails the studies actually had. Scaling by each claim's own sample SD bounds a value
-  at (k - 1) / sqrt(k) for a claim of k configs, so the pooled shape can only understate tails
-  heavier than that.
+  skew and tails the studies actually had. Two things blunt it: scaling by each claim's own
+  sample SD bounds a value at (k - 1) / sqrt(k) for a claim of k configs and pulls the kurtosis
+  far below the population's, and claims skewed in opposite directions cancel in the pool, so it
+  is nearly symmetric and cannot show what skew costs;
+- the **matched** shapes, which can: ``tail_check`` compares the claims' pooled kurtosis and their
+  mean |skew| with normal claims of the same sizes standardized the same way, and picks the
+  Student t whose claims have the same pooled kurtosis and the lognormal (shifted to mean 0)
+  whose claims have the same mean |skew|; each gets its own coverage row.
 
-Both intervals are location-scale equivariant, so the planted effect (0) and the spread (1) lose
+All three intervals are location-scale equivariant, so the planted effect (0) and the spread (1) lose
 no generality. The output feeds docs/study.md.
 """
 
