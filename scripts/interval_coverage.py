@@ -253,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                     "nominal": nominal,
                     "reports": args.reports,
                     "real_values": len(shape),
-                    "real_tails": tails,
+                    # strict JSON has no Infinity: "normal" is a matched t of infinite degrees of freedom
+                    "real_tails": {
+                        **tails,
+                        "matched_df": "normal" if tails["matched_df"] == float("inf") else tails["matched_df"],
+                    },
                     "rows": rows,
                 },
                 indent=1,

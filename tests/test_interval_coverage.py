@@ -70,3 +70,17 @@ def test_hall_interval_keeps_normal_coverage_and_corrects_planted_skew():
     lo, hi = ic.hall_interval(x, 0.05)
     half = ic.t_quantile(0.05, 4) * x.std(ddof=1) / np.sqrt(5)
     assert np.allclose([lo[0], hi[0]], [-half, half])
+
+
+def test_json_output_is_strict_json(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "cov.json"
+    argv = ["--reports", "study_default/study_report.json", "--configs", "6", "--boot", "0", "--datasets", "200"]
+    assert ic.main([*argv, "--json", str(out)]) == 0
+
+    def reject(constant):  # Infinity or NaN would make the file unreadable to strict parsers
+        raise ValueError(constant)
+
+    data = json.loads(out.read_text(), parse_constant=reject)
+    assert data["rows"][0]["configs"] == 6 and "t" in data["rows"][0]["coverage"]
