@@ -15,6 +15,7 @@ the measured study time is printed against the bound as a ratio.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from timing import spec_path
@@ -51,7 +52,7 @@ def study_seconds(study_dir: str) -> float:
     return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spec", default="default", help="a study preset's short name or a study file")
     ap.add_argument("--study-dir", help="a finished study whose wall time to compare with the bound")
@@ -60,12 +61,24 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096, help="matmul size for the rate (default 4096)")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
+    if args.cores < 1 or args.size < 64 or args.repeats < 1 or (args.seconds is not None and not args.seconds > 0):
+        print("error: --cores and --repeats must be at least 1, --size at least 64, --seconds > 0", file=sys.stderr)
+        return 2
 
     import torch
 
     from interp.analysis.mechanism import study_measures
+    from training.errors import WorkbenchError
     from training.experiments.study import load_spec
     from training.experiments.study.cost import study_flops
+
+    # read the study file and the finished study before minutes of measuring, so bad input fails at once
+    try:
+        spec = load_spec(spec_path(args.spec))
+        seconds = study_seconds(args.study_dir) if args.study_dir else args.seconds
+    except WorkbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     fp32_1 = matmul_rate(args.size, 1, args.repeats)
     fp32_n = matmul_rate(args.size, args.cores, args.repeats)
@@ -76,7 +89,6 @@ def main() -> None:
     print(f"  bf16, 1 thread:  {bf16_1 / 1e9:8.1f} GFLOP/s  ({bf16_1 / fp32_1:.2f}x fp32)")
 
     torch.set_num_threads(1)
-    spec = load_spec(spec_path(args.spec))
     per_config = study_flops(spec, study_measures, progress=True)
     train = sum(c.train for c in per_config)
     evaluate = sum(c.evaluate for c in per_config)
@@ -86,10 +98,10 @@ def main() -> None:
     print(f"study {args.spec}: {len(per_config)} configs, {total / 1e12:.3f} TFLOP of matmuls")
     print(f"  training {train / 1e12:.3f}, evaluation {evaluate / 1e12:.3f}, measurement {measure / 1e12:.3f}")
     print(f"compute bound on {args.cores} cores (fp32, {args.cores} x one core's rate): {bound:.1f} s")
-    seconds = study_seconds(args.study_dir) if args.study_dir else args.seconds
     if seconds is not None:
         print(f"measured study: {seconds:.0f} s ({seconds / 60:.1f} min), ratio to the bound {seconds / bound:.2f}x")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
