@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bad_input_is_one_line_before_measuring():
-    for args in (["--seconds", "-1"], ["--spec", "no_such_study"]):  # one refused by argparse checks, one by the study file
+    for args in (["--seconds", "-1"], ["--spec", "no_such_study"]):  # the arguments; the study file
         r = subprocess.run([sys.executable, "benchmarks/study_bound.py", *args], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)  # fmt: skip
         assert r.returncode == 2, (args, r.stderr)
