@@ -212,6 +212,9 @@ def _serialize_sqlite(engine) -> None:
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for a database server to answer before a one-line error."""
 
+SQLITE_LOCK_WAIT_S = 60
+"""Seconds a worker waits for another's SQLite write lock before giving up."""
+
 
 def make_storage(url: str):
     """Optuna RDB storage with heartbeats; call inside ``optuna_quiet()``."""
@@ -222,6 +225,11 @@ def make_storage(url: str):
     if url.startswith("postgresql"):
         # a server that accepts the connection and never answers would otherwise hang forever
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    elif url.startswith("sqlite"):
+        # every transaction takes the write lock at its start (_serialize_sqlite); on a loaded
+        # machine another worker can hold it longer than the driver's default 5 s wait, which
+        # failed a test run with "database is locked"
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_WAIT_S}
     try:
         storage = RDBStorage(
             url,
