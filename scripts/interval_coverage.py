@@ -68,15 +68,14 @@ def claim_values(pattern: str = "study_*/study_report.json") -> list[np.ndarray]
     return out
 
 
-def real_shape(pattern: str = "study_*/study_report.json") -> np.ndarray:
-    """Every claim's per-config values of the matching reports, centred and scaled to SD 1, pooled."""
-    out = [_standardized(x) for x in claim_values(pattern)]
-    return np.concatenate(out) if out else np.zeros(0)
+def real_shape(claims: list[np.ndarray]) -> np.ndarray:
+    """The claims' per-config values (``claim_values``), each claim centred and scaled to SD 1, pooled."""
+    return np.concatenate([_standardized(x) for x in claims]) if claims else np.zeros(0)
 
 
 def pooled_kurtosis(claims: list[np.ndarray]) -> float:
     """Mean z^4 of the claims' values, each claim centred and scaled by its own sample SD."""
-    return float(np.mean(np.concatenate([_standardized(x) for x in claims]) ** 4))
+    return float(np.mean(real_shape(claims) ** 4))
 
 
 def pooled_abs_skew(claims: list[np.ndarray]) -> float:
@@ -210,10 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     if not claims:
         print(f"error: no study report under docs/results matches {args.reports!r}", file=sys.stderr)
         return 2
-    shape = real_shape(args.reports)
-    tails = tail_check(
-        claims, np.random.default_rng([args.seed, 1])
-    )  # its own stream: the coverage draws stay as they were
+    shape = real_shape(claims)
+    # its own random stream, so the coverage draws stay as they were before the tail check existed
+    tails = tail_check(claims, np.random.default_rng([args.seed, 1]))
     lo, hi = tails["normal_95"]
     s_lo, s_hi = tails["abs_skew_normal_95"]
     print(f"real shape: {len(shape)} values from {len(claims)} claims")
