@@ -111,17 +111,56 @@ def _check_member_rates(mapped) -> None:
     assert not torch.equal(out[1] == 0, mapped(torch.ones(3, 200_000), p)[2] == 0)
 
 
+def test_last_step_evaluation_is_the_final_one(tmp_path, monkeypatch):
+    """At the last step the ensemble and the single trainer evaluate once, on ``final_eval_sets``:
+    metrics.jsonl's last line and final_metrics.json are that one evaluation. TINY evaluates at
+    steps 30 and 60 (``eval_every`` 30 of 60): two evaluations of each of the 4 weight sets
+    (raw, BEMA, EMA, extrapolation) per run, where an extra final one would make three."""
+    from training.tasks.set_complement.task import SetComplementTask
+
+    calls = []
+    real = SetComplementTask.evaluate
+
+    def counting(self, model, n=2048, seed=0, logit_scale=1.0):
+        calls.append(n)
+        return real(self, model, n, seed, logit_scale)
+
+    monkeypatch.setattr(SetComplementTask, "evaluate", counting)
+    cfgs = [tiny(f"train.seed={s}") for s in (0, 1)]
+    dirs = [runs.prepare_run(tmp_path / f"m{i}", c) for i, c in enumerate(cfgs)]
+    assert all(r.error is None for r in train_ensemble(cfgs, dirs, progress=False))
+    sep = runs.prepare_run(tmp_path / "sep", cfgs[0])
+    train(cfgs[0], sep, progress=False)
+    # 3 runs x 4 weight sets: 32 sets per length at step 30, the final 64 at step 60
+    assert sorted(calls) == [32] * 12 + [64] * 12
+    for d in [*dirs, sep]:
+        lines, final = runs.read_metrics(d), runs.read_final_metrics(d)
+        assert [r["step"] for r in lines] == [30, 60] and final["step"] == 60
+        assert lines[0]["raw"]["sets_per_length"] == 32
+        assert {k: v for k, v in lines[-1].items() if k in final and k != "step"} == {
+            k: v for k, v in final.items() if k != "step"
+        }
+        assert final["raw"]["sets_per_length"] == 64
+
+
 def test_dropout_hook_uses_each_members_rate():
     """Under vmap each member drops its own fraction and rescales the rest by 1/(1-p)."""
     site = _Site()
     _check_member_rates(vmap(lambda x, r: functional_call(site, {RATES: r}, (x,)), randomness="different"))
 
 
-def test_compiled_ensemble_matches_separate_run_and_keeps_member_rates(tmp_path, capsys):
+def test_compiled_ensemble_matches_separate_run_and_keeps_member_rates(tmp_path, capsys, monkeypatch):
     """``train.compile``: the compiled step trains a dropout-free member as its separate (eager)
     run does, and inside the compiled graph each member still drops its own fraction. A second
-    ensemble in the same process (another loss range and data) reuses or recompiles the graph
-    and must still read its own model, task and batches."""
+    ensemble in the same process (another loss range, data and batch size) compiles a second
+    static graph and must still read its own model, task and batches."""
+    real_compile, statics = torch.compile, []
+
+    def recording(fn, **kwargs):
+        statics.append(kwargs.get("dynamic"))
+        return real_compile(fn, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", recording)
     for k, extra in enumerate([[], ["task.train_min_len=2", "train.batch_size=24"]]):
         steps = ["train.steps=20", "train.eval_every=20", "train.checkpoint_every=20", *extra]
         cfgs = [
@@ -134,6 +173,7 @@ def test_compiled_ensemble_matches_separate_run_and_keeps_member_rates(tmp_path,
         sep = runs.prepare_run(tmp_path / f"sep{k}", tiny(*steps, "train.seed=0"))
         train(tiny(*steps, "train.seed=0"), sep, progress=False)
         assert _max_diff(*(runs.load_weights(d / runs.weights_file("raw")) for d in (dirs[0], sep))) < 2e-4, k
+    assert statics == [False, False]  # one static graph per shape (batch 16, then 24)
     site = _Site()
     _check_member_rates(
         torch.compile(vmap(lambda x, r: functional_call(site, {RATES: r}, (x,)), randomness="different"))

@@ -301,8 +301,9 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
 
     seen = []
 
-    def fake_compile(model, mode=None):
+    def fake_compile(model, mode=None, dynamic=None):
         seen.append(mode)
+        assert dynamic is None  # the single run's forward keeps torch's default shape handling
         return model
 
     monkeypatch.setattr(torch, "compile", fake_compile)
@@ -312,6 +313,20 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
         assert seen[-1] == expected
     Trainer(tiny_config("train.compile=false", "train.compile_mode=max-autotune"), tmp_path)
     assert len(seen) == 2  # compile off: the mode is ignored
+
+
+def test_training_scope_makes_room_for_one_graph_per_shape_and_restores_dynamo():
+    import torch._dynamo.config as dynamo
+
+    from training.trainer import RECOMPILE_LIMIT, training_scope
+
+    before = dynamo.recompile_limit
+    assert before < RECOMPILE_LIMIT  # dynamo's default of 8 graphs per function
+    with training_scope(tiny_config("train.compile=true")):
+        assert dynamo.recompile_limit == RECOMPILE_LIMIT
+    assert dynamo.recompile_limit == before
+    with training_scope(tiny_config("train.compile=false")):
+        assert dynamo.recompile_limit == before  # eager: dynamo's settings untouched
 
 
 def test_averaging_never_changes_the_raw_trajectory(tmp_path):

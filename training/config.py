@@ -46,11 +46,11 @@ class TrainConfig:
     seed: int = 0
     """Seeds initialisation, data order and dropout."""
     eval_every: int = 500
-    """Evaluate raw and averaged weights every this many steps (and at the end)."""
+    """Evaluate raw and averaged weights every this many steps (and at the end, on final_eval_sets)."""
     eval_sets: int = 256
-    """Random sets per length in periodic evaluations."""
+    """Random sets per length in periodic evaluations (the last step's is the final evaluation)."""
     final_eval_sets: int = 2048
-    """Random sets per length in the final evaluation (final_metrics.json)."""
+    """Random sets per length in the final evaluation (final_metrics.json, metrics.jsonl's last line)."""
     eval_seed: int = 12345
     """Seed of the evaluation sets: every model and every evaluation sees the same sets."""
     checkpoint_every: int = 500

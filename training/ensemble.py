@@ -19,7 +19,8 @@ Each member keeps what makes it its own run:
 - its gradient-norm clip, on the norm of its own gradients;
 - its averagers: every averager update is elementwise, so one averager over the stacked tensors
   is one per member;
-- its run directory (``config.json``, ``metrics.jsonl``, ``final_metrics.json`` and a weights file
+- its run directory (``config.json``, ``metrics.jsonl``, whose last line is the final evaluation
+  as in a separate run, ``final_metrics.json`` and a weights file
   per average), which ``runs.load_run`` loads as a plain ``HookedTransformer``.
 
 AdamW acts elementwise and the members share learning rate, schedule and weight decay, so one
@@ -29,7 +30,12 @@ from vmap's per-member random stream instead of the separate run's: the same rat
 
 With ``train.compile`` the mapped step goes through ``torch.compile`` (what it gains per shape, and
 what the compile costs, is measured by ``benchmarks/ensemble_compile.py``; ``docs/benchmarks.md``
-has the figures). A compile that fails leaves the ensemble training eagerly, with one line on stderr.
+has the figures). The compile is static (``dynamic=False``): an ensemble's shapes never change
+during training, and a study worker that meets a second config shape then compiles one more
+static graph instead of recompiling a shape-generic one, which took 4x as long. Every shape's
+graph stays cached for the worker's later configs of that shape (up to
+``trainer.RECOMPILE_LIMIT`` shapes, raised inside ``training_scope``). A compile that fails leaves
+the ensemble training eagerly, with one line on stderr.
 
 A member whose loss or weights become non-finite is marked failed (with the step) and the others
 go on: the mapped members never mix, so its NaNs cannot reach them. No checkpoint is written
@@ -186,6 +192,7 @@ class EnsembleTrainer:
         torch.manual_seed(self.tcfg.seed)  # vmap's dropout stream
         self.step = 0
         self.errors: dict[int, str] = {}
+        self.final_results: dict[int, dict[str, LengthMetrics]] = {}  # the last step's, per member
         self.checkpoints = False  # a study retries an interrupted ensemble from the start
 
     # -- one step for every member ---------------------------------------------------------
@@ -223,7 +230,7 @@ class EnsembleTrainer:
         # tensor whose guard fails under vmap's gradient transform; a Python float is the same value
         for block in self.template.blocks:
             block.attn.attn_scale = float(block.attn.attn_scale)
-        return compiled(step_fn, self.tcfg)
+        return compiled(step_fn, self.tcfg, dynamic=False)
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step of every member; returns the losses [member]."""
@@ -266,8 +273,10 @@ class EnsembleTrainer:
         self.check_finite(window)
 
     def log_eval(self, loss_sum: torch.Tensor, count: int, t0: float) -> str:
-        """One metrics.jsonl line per member still training."""
+        """One metrics.jsonl line per member still training (the last step's on the final
+        evaluation's sets, kept for final_metrics.json, as in ``Trainer.log_eval``)."""
         means = (loss_sum / max(1, count)).tolist()
+        last = self.step == self.tcfg.steps
         for i in range(len(self.cfgs)):
             if i in self.errors:
                 continue
@@ -277,7 +286,10 @@ class EnsembleTrainer:
                 "lr": self.scheduler.get_last_lr()[0],
                 "elapsed_s": round(time.time() - t0, 3),
             }
-            record.update({k: m.to_dict() for k, m in self.evaluate(i, self.tcfg.eval_sets).items()})
+            results = self.evaluate(i, self.tcfg.final_eval_sets if last else self.tcfg.eval_sets)
+            if last:
+                self.final_results[i] = results
+            record.update({k: m.to_dict() for k, m in results.items()})
             runs.append_jsonl(self.run_dirs[i] / runs.METRICS, record)
         return ""
 
@@ -350,7 +362,7 @@ def _train(cfgs, run_dirs, progress, desc) -> list[MemberResult]:
             results.append(MemberResult(tr.run_dirs[i], None, tr.errors[i]))
             continue
         tr.save_weights(i)
-        final = tr.evaluate(i, tcfg.final_eval_sets)
+        final = tr.final_results[i] if i in tr.final_results else tr.evaluate(i, tcfg.final_eval_sets)
         atomic.write_json(tr.run_dirs[i] / runs.FINAL, {"step": tr.step, **{k: m.to_dict() for k, m in final.items()}})
         results.append(MemberResult(tr.run_dirs[i], final))
     return results

@@ -3,7 +3,8 @@
 A run directory holds::
 
     config.json                  every setting, plus the plain HookedTransformerConfig kwargs
-    metrics.jsonl                one line per periodic evaluation (raw and averaged weights)
+    metrics.jsonl                one line per periodic evaluation (raw and averaged weights); the
+                                 last step's line is the final evaluation
     final_metrics.json           the final per-length evaluation, written when training ends
     weights_raw.safetensors      latest raw weights (full state dict)
     weights_averaged.safetensors latest averaged weights (only when averaging is on)

@@ -3,7 +3,8 @@
 Read ``train`` top to bottom: build everything from the config, restore the last checkpoint if
 there is one, then step. The task (``training/tasks/``) draws the batches, defines the loss and
 evaluates; the trainer never asks which task it has. Every ``eval_every`` steps the raw weights
-and every average are evaluated at every length and a line goes to ``metrics.jsonl``; every
+and every average are evaluated at every length and a line goes to ``metrics.jsonl`` (the last
+step's line is the final evaluation, on ``final_eval_sets``, which is not run twice); every
 ``checkpoint_every`` steps the full state (weights, optimizer, scheduler, averagers, RNG states)
 is written atomically, so a run that is killed resumes exactly where its last checkpoint left it.
 """
@@ -30,6 +31,11 @@ from training.metrics import LengthMetrics
 from training.models import build_model, trainable_parameters
 from training.scoped import deterministic_algorithms, forked_rng
 
+RECOMPILE_LIMIT = 64
+"""Compiled graphs one function may keep inside ``training_scope``: the ensemble step compiles one
+static graph per config shape, and dynamo's default of 8 is the default study's count of shapes,
+with no room for another."""
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -42,9 +48,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def compiled(fn, tcfg: TrainConfig):
-    """``fn`` (a model or a function) through ``torch.compile`` in ``train.compile_mode``."""
-    return torch.compile(fn, mode=None if tcfg.compile_mode == "default" else tcfg.compile_mode)
+def compiled(fn, tcfg: TrainConfig, dynamic: bool | None = None):
+    """``fn`` (a model or a function) through ``torch.compile`` in ``train.compile_mode``;
+    ``dynamic=False`` compiles one static graph per input shape instead of a shape-generic one."""
+    return torch.compile(fn, mode=None if tcfg.compile_mode == "default" else tcfg.compile_mode, dynamic=dynamic)
 
 
 def lr_lambda(cfg) -> callable:
@@ -126,6 +133,7 @@ class Trainer:
         self.step = 0
         self.checkpoints = True
         self.last_good = 0  # the step of the last checkpoint written (or restored)
+        self.final_results: dict[str, LengthMetrics] | None = None  # the last step's evaluation
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -247,7 +255,13 @@ class Trainer:
         return f"loss={loss.item():.4f}"
 
     def log_eval(self, loss_sum: torch.Tensor, count: int, t0: float) -> str:
-        results = self.evaluate(self.cfg.train.eval_sets)
+        tcfg = self.cfg.train
+        # the last step's evaluation is the final one, kept for final_metrics.json: one
+        # evaluation at the end instead of an eval_sets one followed by a final_eval_sets one
+        last = self.step == tcfg.steps
+        results = self.evaluate(tcfg.final_eval_sets if last else tcfg.eval_sets)
+        if last:
+            self.final_results = results
         runs.append_jsonl(self.run_dir / runs.METRICS, self.eval_record(results, loss_sum.item() / max(1, count), t0))
         return _eval_postfix(results)
 
@@ -282,12 +296,17 @@ class Trainer:
 
 @contextlib.contextmanager
 def training_scope(cfg: RunConfig):
-    """Deterministic kernels as the config says, and the caller's global RNG states put back after.
+    """Deterministic kernels as the config says, the caller's global RNG states put back after,
+    and with ``train.compile`` room for ``RECOMPILE_LIMIT`` compiled graphs per function.
 
     Bit-reproducible runs (and exact resume) need deterministic kernels: multi-threaded CPU
-    backward passes otherwise sum in a varying order. Both are process-wide, hence scoped."""
+    backward passes otherwise sum in a varying order. All three are process-wide, hence scoped
+    (here, once per run: entering dynamo's config patch costs ~0.2 ms, too much per step)."""
     warn_only = resolve_device(cfg.train.device).type == "cuda"
-    with deterministic_algorithms(cfg.train.deterministic, warn_only=warn_only), forked_rng():
+    graphs = contextlib.nullcontext()
+    if cfg.train.compile:
+        graphs = torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT)
+    with deterministic_algorithms(cfg.train.deterministic, warn_only=warn_only), forked_rng(), graphs:
         yield
 
 
@@ -355,7 +374,7 @@ def _train(cfg: RunConfig, run_dir, stop_after, progress, desc) -> TrainResult:
         bar.close()
     final = None
     if tr.step >= tcfg.steps:
-        final = tr.evaluate(tcfg.final_eval_sets)
+        final = tr.final_results if tr.final_results is not None else tr.evaluate(tcfg.final_eval_sets)
         atomic.write_json(tr.run_dir / runs.FINAL, {"step": tr.step, **{k: m.to_dict() for k, m in final.items()}})
     return TrainResult(
         tr.run_dir, tr.step, tr.step >= tcfg.steps, final, time.time() - t0, start_step, tr.train_seconds()
