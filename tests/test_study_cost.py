@@ -47,6 +47,17 @@ def test_evaluation_count_scales_with_sets_and_weights():
     assert config_flops(fewer, values).evaluate * 4 == base * 3
 
 
+def test_the_last_steps_evaluation_is_counted_once_as_the_final_one():
+    """With one evaluation, at the last step, only the final evaluation's sets cost anything: the
+    loop does not evaluate ``eval_sets`` there as well (test_ensemble checks the loop's calls)."""
+    spec = _quick()
+    values = draw_configs(spec)[0]
+    steps = arm_config(spec, values, arms(spec)[0]).train.steps
+    once = {**spec, "fixed": spec["fixed"] + [f"train.eval_every={steps}"]}
+    more_sets = {**once, "fixed": once["fixed"] + ["train.eval_sets=999"]}
+    assert config_flops(more_sets, values).evaluate == config_flops(once, values).evaluate > 0
+
+
 class _Counter:
     """A stepper that counts the loop's evaluations."""
 

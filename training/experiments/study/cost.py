@@ -6,9 +6,10 @@ A study's compute bound is its arithmetic divided by the machine's best matmul r
 ensemble step, one evaluation and one arm's measurement execute, on a freshly built model of each
 config's shape (the count does not depend on the weights), and the study's design says how often
 each runs: ``steps`` ensemble steps per group of arms; per arm and per set of weights (raw and
-every average), an evaluation at every ``eval_every`` steps and at the last, the final evaluation
-and the study's measurement (calibration, temperature controls, ``measures``). Elementwise work
-is not counted: the bound is what the matmuls alone would take.
+every average), an evaluation at every ``eval_every`` steps, the final evaluation (at the last
+step, which is also the loop's evaluation there) and the study's measurement (calibration,
+temperature controls, ``measures``). Elementwise work is not counted: the bound is what the
+matmuls alone would take.
 
 Configs that share a shape (model, task, batch size and evaluation sizes) are counted once.
 """
@@ -104,7 +105,8 @@ def config_flops(spec: dict, values: dict, measures: Callable | None = None, cac
         t = cfg.train
         weight_sets = len(members) * (1 + len(cfg.averaging_configs()))
         train += step * t.steps
-        evaluate += weight_sets * (evaluations_per_run(t.steps, t.eval_every) * periodic + final)
+        # the loop's evaluation at the last step is the final one (trainer.py, ensemble.py)
+        evaluate += weight_sets * ((evaluations_per_run(t.steps, t.eval_every) - 1) * periodic + final)
         measure += weight_sets * measured
     return ConfigFlops(train, evaluate, measure)
 
