@@ -110,9 +110,10 @@ def render(c: dict, name_a: str, name_b: str) -> str:
         f"largest change of any effect's estimate: {c['largest_effect_change']:.4f} ({c['largest_effect'] or '-'})",
         "identical to the last digit: " + ("yes" if c["identical"] else "no"),
     ]
-    for side in ("only_a", "only_b"):
+    for side in ("only_a", "only_b"):  # a newer study-report adds effects: a count and the first few
         if c[side]:
-            lines.append(f"only in {side[-1].upper()}: " + "; ".join(c[side]))
+            more = f"; ... ({len(c[side]) - 3} more)" if len(c[side]) > 3 else ""
+            lines.append(f"only in {side[-1].upper()} ({len(c[side])}): " + "; ".join(c[side][:3]) + more)
     return "\n".join(lines) + "\n"
 
 
