@@ -61,34 +61,31 @@ def _same(a: dict, b: dict) -> bool:
 
 def compare(a: dict, b: dict) -> dict:
     """The comparison of two reports' effects (``read_report``'s dicts), as a JSON-able dict."""
-    both = [k for k in a if k in b]
-    claims = [k for k in both if a[k].get("claim")]
-    rows = []
-    for k in claims:
-        ea, eb = a[k], b[k]
-        rows.append(
-            {
-                **dict(zip(KEY, k)),
-                "estimate_a": ea.get("estimate"),
-                "estimate_b": eb.get("estimate"),
-                "change": _change(ea.get("estimate"), eb.get("estimate")),
-                "verdict_a": ea.get("verdict"),
-                "verdict_b": eb.get("verdict"),
-            }
-        )
-    changes = [_change(a[k].get("estimate"), b[k].get("estimate")) for k in both]
-    largest = max(both, key=lambda k: _change(a[k].get("estimate"), b[k].get("estimate")), default=None)
-    if not max(changes, default=0.0) > 0:  # nothing moved: no effect to name
+    moved = {k: _change(a[k].get("estimate"), b[k].get("estimate")) for k in a if k in b}
+    claims = [k for k in moved if a[k].get("claim")]
+    rows = [
+        {
+            **dict(zip(KEY, k)),
+            "estimate_a": a[k].get("estimate"),
+            "estimate_b": b[k].get("estimate"),
+            "change": moved[k],
+            "verdict_a": a[k].get("verdict"),
+            "verdict_b": b[k].get("verdict"),
+        }
+        for k in claims
+    ]
+    largest = max(moved, key=moved.get, default=None)
+    if largest is not None and not moved[largest] > 0:  # nothing moved: no effect to name
         largest = None
     return {
         "claims": rows,
         "n_claims": len(claims),
-        "n_effects": len(both),
+        "n_effects": len(moved),
         "verdicts_changed": sum(r["verdict_a"] != r["verdict_b"] for r in rows),
         "largest_claim_change": max((r["change"] for r in rows), default=math.nan),
-        "largest_effect_change": max(changes, default=math.nan),
+        "largest_effect_change": max(moved.values(), default=math.nan),
         "largest_effect": None if largest is None else " ".join(str(x) for x in largest),
-        "identical": len(a) == len(b) == len(both) and all(_same(a[k], b[k]) for k in both),
+        "identical": len(a) == len(b) == len(moved) and all(_same(a[k], b[k]) for k in moved),
         "only_a": [" ".join(map(str, k)) for k in a if k not in b],
         "only_b": [" ".join(map(str, k)) for k in b if k not in a],
     }
