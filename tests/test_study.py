@@ -61,6 +61,21 @@ def test_quick_spec_is_valid_and_draws_are_reproducible():
     assert control["variants"]["anneal"] == ["train.min_lr_ratio=0"] and control["dropouts"] == [0.0]
 
 
+def test_formal_remedies_preset_pairs_the_suite_model_with_the_remedies_on_the_same_configs():
+    remedies = load_spec(preset_path("study_formal_remedies"))
+    formal = load_spec(preset_path("study_formal"))
+    # the same configs and region as the formal study, so its claims and these sit side by side
+    assert draw_configs(remedies) == draw_configs(formal) and remedies["region"] == formal["region"]
+    values = draw_configs(remedies)[0]
+    cfg = {a.variant: arm_config(remedies, values, a) for a in arms(remedies) if a.seed == 0 and a.target == "sampled"}
+    assert set(cfg) == {"baseline", "postnorm", "out_rescale"}
+    assert cfg["baseline"].model.normalization == "LN" and cfg["baseline"].model.norm_position == "pre"
+    assert cfg["postnorm"].model.norm_position == "post" and cfg["postnorm"].model.out_rescale_len is None
+    # rescaling starts past the most positions a query attends to in training: BOS plus the longest word
+    assert cfg["out_rescale"].model.out_rescale_len == 1 + cfg["baseline"].task_config.train_max_len
+    assert {a.dropout for a in arms(remedies)} == {0.0}  # the remedy family is measured at dropout 0
+
+
 def test_strata_balance_the_draws_in_permuted_blocks():
     spec = load_spec(preset_path("study_quick"))
     spec["n_configs"] = 8
