@@ -58,7 +58,8 @@ class TrainConfig:
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."""
     bf16: bool = False
-    """bf16 autocast for the forward pass (CUDA only)."""
+    """bf16 autocast for the training forward pass, on CUDA or CPU (weights, optimizer, averages
+    and evaluation stay fp32; docs/benchmarks.md says what it buys on a CPU and what it changes)."""
     compile: bool = False
     """torch.compile the model for the training forward pass (worth it on a GPU; evaluation is eager)."""
     compile_mode: str = "default"

@@ -63,7 +63,7 @@ from training.loop import run_steps
 from training.metrics import LengthMetrics
 from training.models import build_model
 from training.tasks import registry
-from training.trainer import compiled, lr_lambda, resolve_device, training_scope
+from training.trainer import bf16_autocast, compiled, lr_lambda, resolve_device, training_scope
 
 DROPOUT_SITES = ("embed_dropout", "attn_dropout", "resid_dropout")
 
@@ -198,7 +198,9 @@ class EnsembleTrainer:
     # -- one step for every member ---------------------------------------------------------
     def _member_loss(self, params, fields, target, rates):
         batch = self._batch_type(**fields, **self._batch_static)
-        logits = functional_call(self.template, (params, self.fixed, {RATES: rates}), (batch.tokens,))
+        with bf16_autocast(self.tcfg.bf16, self.device):
+            logits = functional_call(self.template, (params, self.fixed, {RATES: rates}), (batch.tokens,))
+        logits = logits.float()  # the loss in fp32, as the single trainer computes it
         if self.by_target:
             return self.tasks[0].target_loss(logits, batch, target)
         return (torch.stack([task.loss(logits, batch) for task in self.tasks]) * target).sum()

@@ -274,14 +274,10 @@ class Trainer:
     def train_step(self) -> torch.Tensor:
         cfg = self.cfg.train
         batch = self.task.sample_batch(cfg.batch_size, generator=self.data_gen, device=self.device)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if cfg.bf16 and self.device.type == "cuda"
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        with bf16_autocast(cfg.bf16, self.device):
             logits = self.forward(batch.tokens)
-        loss = self.task.loss(logits, batch)
+        # the loss in fp32: a bf16 log-softmax would lose the small target probabilities
+        loss = self.task.loss(logits.float(), batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -292,6 +288,12 @@ class Trainer:
         for averager in self.averagers.values():
             averager.update(self.step)
         return loss.detach()
+
+
+def bf16_autocast(on: bool, device: torch.device) -> contextlib.AbstractContextManager:
+    """``train.bf16``: the training forward in bf16 autocast on the run's device (CUDA, or a CPU
+    whose matrix units run bf16; the weights, optimizer and averages stay fp32), else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
