@@ -26,13 +26,13 @@ from pathlib import Path
 from timing import spec_path
 
 ROOT = Path(__file__).resolve().parent.parent
-STEP_KEYS = ("train.steps=", "train.eval_every=", "train.checkpoint_every=")
 
 
 def reduced_spec(spec: dict, configs: int, steps: int) -> dict:
     """The study file with ``configs`` configs and ``steps`` steps (one evaluation, at the end)."""
-    fixed = [f for f in spec.get("fixed", []) if not f.startswith(STEP_KEYS)]
-    return {**spec, "fixed": fixed + [f"{k}{steps}" for k in STEP_KEYS], "n_configs": configs}
+    from training.experiments.study import with_steps
+
+    return {**with_steps(spec, steps), "n_configs": configs}
 
 
 def run_study(code: Path, spec: Path, out: Path) -> float:

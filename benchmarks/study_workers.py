@@ -36,14 +36,9 @@ from timing import add_malloc_flag, set_allocator, spec_path
 def study_seconds(
     workers: int, configs: int, steps: int, threads: int | None = None, spec_file: Path | None = None
 ) -> float:
-    from training.experiments.study import load_spec, run_study
+    from training.experiments.study import load_spec, run_study, with_steps
 
-    spec = load_spec(spec_file or spec_path("quick"))
-    spec["fixed"] = [
-        f for f in spec["fixed"] if not f.startswith(("train.steps", "train.eval_every", "train.checkpoint_every"))
-    ]
-    spec["fixed"] += [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}"]
-    spec["n_configs"] = configs
+    spec = {**with_steps(load_spec(spec_file or spec_path("quick")), steps), "n_configs": configs}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "spec.json"
         path.write_text(json.dumps(spec))

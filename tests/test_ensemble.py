@@ -305,6 +305,30 @@ def test_bf16_runs_the_training_forward_in_bf16_and_keeps_weights_and_evaluation
     assert first[False].dtype == torch.float32 and 0 < diff.max() < 0.02, diff
 
 
+def test_bf16_cuda_setting_is_fp32_on_a_cpu_and_bad_values_are_one_line_errors(tmp_path):
+    """``train.bf16="cuda"`` (the othello_full preset's) autocasts on CUDA only: on a CPU the
+    training forward's matmuls stay fp32 and the run's weights equal the fp32 run's bit for bit;
+    a value other than true, false or "cuda" is a ConfigError naming the key."""
+    from training.trainer import bf16_autocast
+
+    a = torch.randn(4, 4)
+    with bf16_autocast("cuda", torch.device("cpu")):
+        assert (a @ a).dtype == torch.float32
+    assert load_config(preset_path("othello_full")).train.bf16 == "cuda"
+    weights = {}
+    for setting in ("false", "cuda"):
+        cfg = tiny(f"train.bf16={setting}", "train.steps=5", "train.checkpoint_every=5")
+        d = runs.prepare_run(tmp_path / setting, cfg)
+        train(cfg, d, progress=False)
+        weights[setting] = runs.load_weights(d / runs.weights_file("raw"))
+    assert _max_diff(weights["false"], weights["cuda"]) == 0
+    for bad in ("yes", "bf16"):
+        with pytest.raises(ConfigError, match='train.bf16 must be true, false or "cuda"'):
+            tiny(f"train.bf16={bad}")
+    with pytest.raises(ConfigError, match="train.bf16 must be true or false or a string, got 1"):
+        tiny("train.bf16=1")  # the type check names every form the union allows
+
+
 def test_bf16_single_run_trains_with_fp32_weights_near_the_fp32_run(tmp_path):
     """The single trainer's ``train.bf16`` on a CPU trains to a loss near the fp32 run's (same
     seed, same data), with fp32 weights, and its weights differ from the fp32 run's (bf16 took part)."""

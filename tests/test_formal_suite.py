@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from commands.train import main as train_main
+from training.experiments.study import with_steps
 
 TINY_SUITE = {
     "base": "formal_base",
@@ -91,9 +92,8 @@ def test_ctrl_c_stops_the_workers_in_one_line_and_the_suite_resumes(tmp_path):
 
     # 400 steps, not the tiny 30: at 30 a fast machine trained the other three languages between
     # the first word_accuracy.json and the signal, and the suite ended cleanly before Ctrl-C
-    step_keys = ("train.steps=", "train.eval_every=", "train.checkpoint_every=")
-    fixed = [f for f in TINY_SUITE["fixed"] if not f.startswith(step_keys)] + [f"{k}400" for k in step_keys]
-    spec = _write(tmp_path, {**TINY_SUITE, "fixed": fixed, "languages": ["dyck-1", "tomita-2", "parity", "anbn"]})
+    suite = with_steps(TINY_SUITE, 400)
+    spec = _write(tmp_path, {**suite, "languages": ["dyck-1", "tomita-2", "parity", "anbn"]})
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "training", "suite", "--out", str(out), "--spec", str(spec), "--workers", "1"]
     proc = subprocess.Popen([*cmd, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

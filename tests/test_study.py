@@ -20,12 +20,14 @@ from training.errors import ConfigError
 from training.experiments.study import (
     arm_config,
     arms,
+    check_spec,
     compiled_spec,
     completed_records,
     draw_configs,
     load_spec,
     open_study,
     run_study,
+    with_steps,
 )
 from training.scoped import optuna_quiet
 
@@ -76,13 +78,29 @@ def test_formal_remedies_preset_pairs_the_suite_model_with_the_remedies_on_the_s
     assert {a.dropout for a in arms(remedies)} == {0.0}  # the remedy family is measured at dropout 0
 
 
+def test_with_steps_replaces_every_step_setting_and_the_preset_still_checks():
+    """``with_steps`` drops the file's own step settings (not just overrides them) and trains,
+    evaluates and checkpoints at the new count; a real preset shrunk with it passes the checks and
+    its arms train that many steps."""
+    spec = {"fixed": ["train.steps=900", "model.d_model=16", "train.eval_every=300", "train.checkpoint_every=9"]}
+    assert with_steps(spec, 40)["fixed"] == [
+        "model.d_model=16",
+        "train.steps=40",
+        "train.eval_every=40",
+        "train.checkpoint_every=40",
+    ]
+    assert spec["fixed"][0] == "train.steps=900"  # the caller's file is left alone
+    quick = with_steps(load_spec(preset_path("study_quick")), 40)
+    check_spec(quick, "shrunk study")
+    cfg = arm_config(quick, draw_configs(quick)[0], arms(quick)[0])
+    assert (cfg.train.steps, cfg.train.eval_every, cfg.train.checkpoint_every) == (40, 40, 40)
+
+
 def test_strata_balance_the_draws_in_permuted_blocks():
     spec = load_spec(preset_path("study_quick"))
     spec["n_configs"] = 8
     plain = draw_configs(spec)
     spec["strata"] = ["train.batch_size"]
-    from training.experiments.study import check_spec
-
     check_spec(spec, "spec")  # a valid study file: 8 configs fill the 2 cells equally
     balanced = draw_configs(spec)
     # every block of two configs holds each batch size once; the other parameters are the

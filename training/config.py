@@ -57,9 +57,10 @@ class TrainConfig:
     """Write a resumable checkpoint every this many steps (and at the end)."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."""
-    bf16: bool = False
-    """bf16 autocast for the training forward pass, on CUDA or CPU (weights, optimizer, averages
-    and evaluation stay fp32; docs/benchmarks.md says what it buys on a CPU and what it changes)."""
+    bf16: bool | str = False
+    """bf16 autocast for the training forward pass: true (on CUDA or CPU), "cuda" (on CUDA only:
+    fp32 on a CPU, for a GPU recipe run on a laptop) or false. Weights, optimizer, averages and
+    evaluation stay fp32; docs/benchmarks.md says what it buys on a CPU and what it changes."""
     compile: bool = False
     """torch.compile the model for the training forward pass (worth it on a GPU; evaluation is eager)."""
     compile_mode: str = "default"
@@ -88,6 +89,8 @@ class TrainConfig:
         for name in ("eval_every", "eval_sets", "final_eval_sets", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.bf16 not in (True, False, "cuda"):
+            raise ConfigError(f'train.bf16 must be true, false or "cuda", got {self.bf16!r}')
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(
                 f"train.compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}"

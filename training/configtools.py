@@ -35,7 +35,9 @@ def check_type(value: Any, tp: Any, key: str) -> Any:
                 return check_type(value, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key} has a bad value {value!r}")
+        # one line naming every allowed form: "X must be true or false or a string, got 2"
+        wants = [e.removeprefix(f"{key} must be ").rsplit(", got ", 1)[0] for e in errors]
+        raise ConfigError(f"{key} must be {' or '.join(wants)}, got {value!r}")
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

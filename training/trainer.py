@@ -290,9 +290,11 @@ class Trainer:
         return loss.detach()
 
 
-def bf16_autocast(on: bool, device: torch.device) -> contextlib.AbstractContextManager:
+def bf16_autocast(setting: bool | str, device: torch.device) -> contextlib.AbstractContextManager:
     """``train.bf16``: the training forward in bf16 autocast on the run's device (CUDA, or a CPU
-    whose matrix units run bf16; the weights, optimizer and averages stay fp32), else nothing."""
+    whose matrix units run bf16; the weights, optimizer and averages stay fp32), else nothing.
+    ``"cuda"`` turns it on for a CUDA device only, so a GPU preset keeps fp32 on a CPU."""
+    on = setting is True or (setting == "cuda" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 

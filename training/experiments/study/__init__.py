@@ -26,6 +26,7 @@ from training.experiments.study.design import (
     stratum,
     study_task,
     targets,
+    with_steps,
 )
 from training.experiments.study.measure import measure_member
 from training.experiments.study.run import completed_records, open_study, run_config, run_study, summarize
@@ -56,4 +57,5 @@ __all__ = [
     "study_task",
     "summarize",
     "targets",
+    "with_steps",
 ]

@@ -121,6 +121,17 @@ def load_spec(path: str | Path, scale: str | None = None, fixed: list[str] = ())
     return spec
 
 
+STEP_KEYS = ("train.steps=", "train.eval_every=", "train.checkpoint_every=")
+
+
+def with_steps(spec: dict, steps: int) -> dict:
+    """A copy of a study (or suite) file whose runs train ``steps`` steps, evaluated and
+    checkpointed once, at the end: its own step settings are dropped from ``fixed``, not just
+    overridden, so the file reads as what it runs (benchmarks and tests shrink presets this way)."""
+    fixed = [f for f in spec.get("fixed", []) if not f.startswith(STEP_KEYS)]
+    return {**spec, "fixed": fixed + [f"{k}{steps}" for k in STEP_KEYS]}
+
+
 SCALE_KEYS = {"fixed", "params", "n_configs", "seeds", "region", "measure_sets", "note"}
 """What a scale may change: its ``fixed`` settings are added after the file's (later wins); the
 other keys replace the file's."""
