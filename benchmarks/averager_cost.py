@@ -12,6 +12,8 @@ import statistics
 
 from timing import alternating_rounds, paired_ratio, round_args, trainer_steps_per_s
 
+from commands.tools import run_script
+
 BASE = [
     "train.device=cpu",
     "model.attn_dropout=0.1",
@@ -46,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

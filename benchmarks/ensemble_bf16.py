@@ -17,6 +17,8 @@ from ensemble_members import SHAPES
 from ensemble_throughput import arms, ensemble_model_steps_per_s
 from timing import alternating_rounds, paired_ratio, round_args
 
+from commands.tools import run_script
+
 
 def main() -> None:
     args = round_args(__doc__, steps=300, rounds=3)
@@ -37,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,7 +20,6 @@ time``, negative when compiling costs more than it saves.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import tempfile
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 from timing import add_malloc_flag, cold_compile, set_allocator, spec_path
+
+from commands.tools import Parser, positive_int, run_script
 
 
 def shapes(spec: dict) -> dict[str, dict]:
@@ -66,13 +67,13 @@ def step_times(spec: dict, values: dict, compile_: bool, steps: int) -> tuple[fl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--spec", default="default", help="study design: default, quick, or a study file (default: default)"
     )
-    ap.add_argument("--steps", type=int, default=200, help="timed steps per ensemble (default 200)")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=positive_int, default=200, help="timed steps per ensemble (default 200)")
+    ap.add_argument("--rounds", type=positive_int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     add_malloc_flag(ap)
     args = ap.parse_args()
     spec_file = spec_path(args.spec)
@@ -114,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

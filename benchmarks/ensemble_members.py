@@ -18,6 +18,8 @@ import statistics
 from ensemble_throughput import arms, ensemble_model_steps_per_s
 from timing import round_args
 
+from commands.tools import run_script
+
 SHAPES = {
     "smallest (batch 64, 1 head, d_head 32)": ["train.batch_size=64", "model.n_heads=1", "model.d_head=32"],
     "largest (batch 128, 2 heads, d_head 64)": ["train.batch_size=128", "model.n_heads=2", "model.d_head=64"],
@@ -43,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

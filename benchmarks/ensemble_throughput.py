@@ -26,6 +26,8 @@ import time
 
 from timing import alternating_rounds, cold_compile, paired_ratio, round_args, trainer_steps_per_s
 
+from commands.tools import run_script
+
 BASE = [
     "train.device=cpu",
     "averaging.mode=bema",
@@ -79,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -10,11 +10,10 @@ Target: the workbench under 5 s on the CPU for a 1-layer model.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from timing import best_of, demo_task_and_model
 
+from commands.tools import Parser, positive_int, run_script
 from interp.set_complement.probes import complement_metrics, evaluate_lengths
 
 
@@ -30,10 +29,10 @@ def per_length_loop(model, task, sets):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sets", type=int, default=2048)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = Parser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", type=positive_int, default=2048)
+    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument("--repeats", type=positive_int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task, model = demo_task_and_model()
@@ -53,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -18,11 +18,12 @@ The model is the default study's smallest shape (d_model 64, 1 head of 64, v 32)
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 
 import torch
 from timing import best_of
+
+from commands.tools import Parser, positive_int, run_script
 
 
 def before(model, task, n: int, seed: int, fit_n: int = 512) -> dict:
@@ -53,12 +54,12 @@ def trained_model(steps: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", help="a run directory whose raw weights to measure")
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--sets", type=int, default=1024, help="evaluation sets per length (the study's 1024)")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="threads (a study worker runs on 1)")
+    ap.add_argument("--steps", type=positive_int, default=1500)
+    ap.add_argument("--sets", type=positive_int, default=1024, help="evaluation sets per length (the study's 1024)")
+    ap.add_argument("--rounds", type=positive_int, default=3)
+    ap.add_argument("--threads", type=positive_int, default=1, help="threads (a study worker runs on 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from training import runs
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -10,7 +10,6 @@ Target: at least 100,000 games/s on 2 cores (20M games in under 5 minutes).
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from commands.tools import Parser, positive_int, run_script
 from training.tasks.othello.data import generate_dataset  # noqa: E402
 from training.tasks.othello.reference import RefGame  # noqa: E402
 
@@ -41,9 +41,9 @@ def vectorised(n: int, workers: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--games", type=int, default=2_000_000)
-    ap.add_argument("--baseline-games", type=int, default=300)
+    ap = Parser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--games", type=positive_int, default=2_000_000)
+    ap.add_argument("--baseline-games", type=positive_int, default=300)
     args = ap.parse_args()
     base = python_games(args.baseline_games)
     one = vectorised(args.games // 2, 1)
@@ -55,4 +55,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

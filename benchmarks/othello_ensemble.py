@@ -21,6 +21,8 @@ import time
 
 from timing import alternating_rounds, best_of, paired_ratio, round_args, trainer_steps_per_s
 
+from commands.tools import run_script
+
 MODEL = [
     "model.n_layers=2",
     "model.d_model=64",
@@ -99,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -9,11 +9,10 @@ one cached forward pass per length, the obvious way. Target: workbench under 10 
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from timing import best_of, demo_task_and_model
 
+from commands.tools import Parser, positive_int, run_script
 from interp.core.attention import pattern_entropy
 from interp.set_complement.displacement import decompose_logits, displacement_by_length
 from interp.set_complement.probes import attention_entropy, complement_metrics, evaluate_lengths
@@ -37,10 +36,10 @@ def per_length(model, task, sets):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sets", type=int, default=1024)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = Parser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", type=positive_int, default=1024)
+    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument("--repeats", type=positive_int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task, model = demo_task_and_model()
@@ -60,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -14,11 +14,12 @@ the measured study time is printed against the bound as a ratio.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 from timing import spec_path
+
+from commands.tools import Parser, positive_int, run_script
 
 
 def matmul_rate(size: int, threads: int, repeats: int, dtype_name: str = "float32") -> float:
@@ -53,13 +54,13 @@ def study_seconds(study_dir: str) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spec", default="default", help="a study preset's short name or a study file")
     ap.add_argument("--study-dir", help="a finished study whose wall time to compare with the bound")
     ap.add_argument("--seconds", type=float, help="a measured study time to compare with the bound")
-    ap.add_argument("--cores", type=int, default=2, help="cores the study runs on (default 2)")
+    ap.add_argument("--cores", type=positive_int, default=2, help="cores the study runs on (default 2)")
     ap.add_argument("--size", type=int, default=4096, help="matmul size for the rate (default 4096)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=positive_int, default=5)
     args = ap.parse_args()
     if args.cores < 1 or args.size < 64 or args.repeats < 1 or (args.seconds is not None and not args.seconds > 0):
         print("error: --cores and --repeats must be at least 1, --size at least 64, --seconds > 0", file=sys.stderr)
@@ -104,4 +105,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -15,7 +15,6 @@ and ``n_configs``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 from timing import spec_path
+
+from commands.tools import Parser, positive_int, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,12 +59,12 @@ def same_weights(a: Path, b: Path) -> tuple[int, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old", help="the older commit (anything git rev-parse reads)")
     ap.add_argument("--spec", default="default", help="study preset name or study file (default: default)")
-    ap.add_argument("--configs", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--configs", type=positive_int, default=2)
+    ap.add_argument("--steps", type=positive_int, default=600)
+    ap.add_argument("--rounds", type=positive_int, default=2)
     args = ap.parse_args()
     git = ["git", "rev-parse", "--verify", args.old + "^{commit}"]
     rev = subprocess.run(git, cwd=ROOT, capture_output=True, text=True)
@@ -93,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,7 +22,6 @@ Target: 2 workers at least 1.8x one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -31,6 +30,8 @@ import time
 from pathlib import Path
 
 from timing import add_malloc_flag, set_allocator, spec_path
+
+from commands.tools import Parser, positive_int, run_script
 
 
 def study_seconds(
@@ -50,11 +51,11 @@ def study_seconds(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spec", default="quick", help="study design: quick, default, or a study file (default: quick)")
-    ap.add_argument("--configs", type=int, default=6)
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--configs", type=positive_int, default=6)
+    ap.add_argument("--steps", type=positive_int, default=600)
+    ap.add_argument("--rounds", type=positive_int, default=2)
     add_malloc_flag(ap)  # this process's setting; the spawned workers set their own
     args = ap.parse_args()
     spec_file = spec_path(args.spec)
@@ -80,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -9,7 +9,6 @@ torch threads. Prints trials/hour for each and the 2-worker / 1-worker ratio.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from commands.tools import Parser, positive_int, run_script
 from training.config import preset_path  # noqa: E402
 from training.experiments.sweep import run_sweep  # noqa: E402
 
@@ -33,8 +33,8 @@ def rate(workers: int, trials: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trials", type=int, default=6)
+    ap = Parser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=positive_int, default=6)
     args = ap.parse_args()
     one, n1 = rate(1, args.trials)
     two, n2 = rate(2, args.trials)
@@ -44,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -12,13 +12,13 @@ work), and prints steps/s with the ratio 1 thread / all cores in each condition.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
 import statistics
 
 from timing import alternating_rounds, paired_ratio, trainer_steps_per_s
 
+from commands.tools import Parser, positive_int, run_script
 from training.scoped import num_threads
 
 OVERRIDES = [
@@ -49,9 +49,9 @@ def measure(threads: list[int], rounds: int, steps: int) -> dict[str, list[float
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = Parser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=positive_int, default=300)
+    ap.add_argument("--rounds", type=positive_int, default=3)
     args = ap.parse_args()
     cores = os.cpu_count() or 2
     threads = [1, cores] if cores > 1 else [1]
@@ -79,4 +79,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

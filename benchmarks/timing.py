@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from commands.tools import Parser, positive_int
+
 
 def best_of(candidates: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
     """Fastest wall time (s) of each candidate over ``repeats`` alternating rounds, so that machine
@@ -42,12 +44,12 @@ def round_args(
     threads and the allocator (``set_allocator``)."""
     import torch
 
-    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=steps)
-    ap.add_argument("--rounds", type=int, default=rounds)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = Parser(description=doc.split("\n\n")[0])
+    ap.add_argument("--steps", type=positive_int, default=steps)
+    ap.add_argument("--rounds", type=positive_int, default=rounds)
+    ap.add_argument("--threads", type=positive_int, default=2)
     if seeds is not None:
-        ap.add_argument("--seeds", type=int, default=seeds)
+        ap.add_argument("--seeds", type=positive_int, default=seeds)
     for flag, text in (flags or {}).items():  # a benchmark's own on/off switches
         ap.add_argument(flag, action="store_true", help=text)
     add_malloc_flag(ap)

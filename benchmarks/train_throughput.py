@@ -23,6 +23,7 @@ import time
 import torch
 from timing import alternating_rounds, paired_ratio, round_args, trainer_steps_per_s
 
+from commands.tools import run_script
 from training.config import load_config, preset_path
 from training.models import build_model
 from training.tasks.set_complement.metrics import evaluate_lengths
@@ -146,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

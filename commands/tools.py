@@ -72,11 +72,14 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_outputs(args: argparse.Namespace) -> None:
+def check_outputs(
+    args: argparse.Namespace, files: tuple[str, ...] = OUTPUT_FILES, folders: tuple[str, ...] = OUTPUT_FOLDERS
+) -> None:
     """Every output path a command was given, checked before it does any work or writes anything:
     a file argument must not be a folder, a folder argument must not be a file, and the nearest
-    folder that exists above either must be a writable folder (a file in the way is named)."""
-    for kind, names in (("file", OUTPUT_FILES), ("folder", OUTPUT_FOLDERS)):
+    folder that exists above either must be a writable folder (a file in the way is named).
+    ``files`` and ``folders`` name the arguments of each kind (a script's ``--out`` may be a file)."""
+    for kind, names in (("file", files), ("folder", folders)):
         for name in names:
             path = getattr(args, name, None)
             if not isinstance(path, Path):
@@ -101,10 +104,21 @@ def run_cli(
     """Run a subcommand (at its ``--threads``, for those that have it); user-facing errors become
     one line on stderr and exit status 2, and Ctrl-C prints ``interrupted`` (each command line
     says what an interruption leaves behind)."""
-    try:
+
+    def body() -> int | None:
         check_outputs(args)
         with _threads(args):
-            return handler(args) or 0
+            return handler(args)
+
+    return guarded(body, interrupted)
+
+
+def guarded(body: Callable[[], int | None], interrupted: str = "interrupted") -> int:
+    """``body()``'s exit status, with the errors a user can cause (a bad value, a path that cannot
+    be read or written, a failed database) as one line on stderr and status 2, and Ctrl-C as
+    ``interrupted`` and status 130. Anything else is a bug and keeps its traceback."""
+    try:
+        return body() or 0
     except WorkbenchError as e:
         say(f"error: {e}")
         return 2
@@ -123,3 +137,21 @@ def run_cli(
             raise
         say(f"error: {database_message(fault)}")
         return 2
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a count of at least 1 (steps, rounds, threads, games); anything else
+    is a usage error naming the argument, before any work starts."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"needs a whole number of at least 1, got {text!r}")
+    return n
+
+
+def run_script(main: Callable[[], int | None]) -> None:
+    """The ``__main__`` of a script or benchmark: exit with ``main()``'s status, its user-facing
+    errors one line each as a command's are (``guarded``)."""
+    sys.exit(guarded(main))

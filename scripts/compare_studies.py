@@ -16,11 +16,13 @@ much did the figures move?
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
+
+from commands.tools import Parser, check_outputs, run_script
+from training import atomic
 
 KEY = ("family", "contrast", "target", "part", "measure")
 NUMBERS = ("estimate", "ci95", "ci_holm", "p", "p_holm", "sd")
@@ -126,11 +128,12 @@ def _finite(x):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("a", help="the reference study report (folder or study_report.json)")
     p.add_argument("b", help="the study report to compare with it")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the comparison as JSON")
     args = p.parse_args(argv)
+    check_outputs(args)
     try:
         a, b = read_report(args.a), read_report(args.b)
     except ValueError as e:
@@ -139,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     c = compare(a, b)
     print(render(c, args.a, args.b), end="")
     if args.json:
-        args.json.write_text(json.dumps(_finite(c), indent=1, allow_nan=False) + "\n")
+        atomic.write_text(args.json, json.dumps(_finite(c), indent=1, allow_nan=False) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

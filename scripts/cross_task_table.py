@@ -22,10 +22,12 @@ wholly within the smallest effect of interest. It answers which conclusions are 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from commands.tools import Parser, check_outputs, run_script
+from training import atomic
 
 COLUMNS = [
     ("EMA", "averaging", ("ema - raw",), "tv"),
@@ -126,11 +128,12 @@ def tally(rows: list[tuple[str, list[dict]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--row", action="append", required=True, metavar="NAME=DIR[,DIR...]", help="a task and its reports")
     p.add_argument("--tally", action="store_true", help="add the verdict counts per claim below the table")
     p.add_argument("--out", type=Path, help="write the table here as well as to stdout")
     args = p.parse_args(argv)
+    check_outputs(args, files=("out",), folders=())
     rows = []
     for spec in args.row:
         name, sep, dirs = spec.partition("=")
@@ -151,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         text += "\n" + tally(rows)
     print(text, end="")
     if args.out:
-        args.out.write_text(text)
+        atomic.write_text(args.out, text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

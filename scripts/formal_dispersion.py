@@ -15,13 +15,15 @@ output feeds docs/formal_languages.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from commands.tools import Parser, check_outputs, run_script
+from training import atomic
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -49,12 +51,13 @@ def permutation_p(a, b, n: int = 20000, seed: int = 0) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("suite_dir", type=Path)
     p.add_argument("--positional", default="none")
     p.add_argument("--words", type=int, default=16, help="evaluation words per length (default 16)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    check_outputs(args)
     torch.set_num_threads(1)
     from interp.core.attention import attention_by_index
     from training import runs
@@ -107,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("Spearman correlation of accuracy beyond with:", json.dumps(out["spearman_acc_beyond_vs"]))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        atomic.write_text(args.json, json.dumps(out, indent=2) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -34,7 +34,6 @@ no generality. The output feeds docs/study.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -44,7 +43,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from commands.tools import Parser, check_outputs, run_script  # noqa: E402
 from interp.analysis.study_stats import t_quantile  # noqa: E402
+from training import atomic  # noqa: E402
+from training.errors import WorkbenchError  # noqa: E402
+from training.experiments.runner import read_json  # noqa: E402
 
 
 def levels(claims: int) -> dict[str, float]:
@@ -56,11 +59,18 @@ def _standardized(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(-1, keepdims=True)) / x.std(-1, ddof=1, keepdims=True)
 
 
+def report_paths(pattern: str) -> list[Path]:
+    """The study reports under docs/results that ``pattern`` (a relative glob) matches, in order."""
+    if not pattern or Path(pattern).is_absolute():
+        raise WorkbenchError(f"--reports takes a glob relative to docs/results, got {pattern!r}")
+    return sorted((ROOT / "docs" / "results").glob(pattern))
+
+
 def claim_values(pattern: str = "study_*/study_report.json") -> list[np.ndarray]:
     """Every claim's finite per-config values in the matching reports (claims of 3+ configs that vary)."""
     out = []
-    for f in sorted((ROOT / "docs" / "results").glob(pattern)):
-        for e in json.loads(f.read_text())["effects"]:
+    for f in report_paths(pattern):
+        for e in read_json(f, "study report")["effects"]:
             x = np.asarray(e["per_config"], dtype=float)
             x = x[np.isfinite(x)]
             if e.get("claim") and len(x) > 2 and x.std(ddof=1) > 0:
@@ -185,7 +195,7 @@ def coverage(draw, n: int, datasets: int, n_boot: int, rng: np.random.Generator,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", type=int, default=2000)
     ap.add_argument("--boot", type=int, default=10000)
     ap.add_argument("--configs", default="6,9,20")
@@ -194,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--claims", type=int, default=36, help="claims in the Holm family")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    check_outputs(args)
     if args.datasets < 1 or args.boot < 0 or args.claims < 1:
         print("error: --datasets and --claims must be positive, --boot at least 0", file=sys.stderr)
         return 2
@@ -243,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         nominal = {lv: 1 - a for lv, a in lvls.items()}
-        args.json.write_text(
+        atomic.write_text(
+            args.json,
             json.dumps(
                 {
                     "datasets": args.datasets,
@@ -260,10 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 indent=1,
             )
-            + "\n"
+            + "\n",
         )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -10,7 +10,6 @@ run's config is read from the existing file, so only the figures are remade.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -19,9 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from commands.tools import Parser, check_outputs, run_script  # noqa: E402
 from interp.set_complement.report import build_report  # noqa: E402
-from training import runs  # noqa: E402
+from training import atomic, runs  # noqa: E402
 from training.config import load_config  # noqa: E402
+from training.experiments.runner import read_json  # noqa: E402
 from training.trainer import train  # noqa: E402
 
 
@@ -37,21 +38,22 @@ def golden_figures(overrides: list[str], report_sets: int) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "tests" / "golden" / "tiny_bema_dropout.json")
     p.add_argument("--note", required=True, help="why the golden figures change (stored in the file)")
     args = p.parse_args()
-    old = json.loads(args.out.read_text())
+    check_outputs(args, files=("out",), folders=())
+    old = read_json(args.out, "golden file")
     new = {
         "overrides": old["overrides"],
         "report_sets": old["report_sets"],
         "note": args.note,
         **golden_figures(old["overrides"], old["report_sets"]),
     }
-    args.out.write_text(json.dumps(new, indent=1) + "\n")
+    atomic.write_text(args.out, json.dumps(new, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

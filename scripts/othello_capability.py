@@ -14,11 +14,13 @@ its budget; docs/othello_study.md records what this gave.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
+
+from commands.tools import Parser, check_outputs, positive_int, run_script
+from training import atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,14 +67,15 @@ def main() -> int:
     from training.tasks.othello.data import generate_dataset
     from training.trainer import train
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("runs/othello_data"))
     ap.add_argument("--out", type=Path, default=Path("runs/othello_capability"))
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=positive_int, default=3000)
     ap.add_argument("--shapes", default="small,medium")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    check_outputs(args)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -104,14 +107,15 @@ def main() -> int:
                 f"{c['itr_in_range']:>8.4f} {c['tv_in_range']:>8.4f}"
             )
     if args.json:
-        args.json.write_text(
+        atomic.write_text(
+            args.json,
             json.dumps(
                 {"protocol": PROTOCOL, "steps": args.steps, "threads": args.threads, "results": results}, indent=1
-            )
+            ),
         )
         print(f"wrote {args.json}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

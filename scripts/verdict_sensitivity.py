@@ -21,7 +21,6 @@ n - 1 degrees of freedom: a sensitivity check, not a new analysis.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -32,10 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from interval_coverage import lognormal  # noqa: E402
+from interval_coverage import lognormal, report_paths  # noqa: E402
 
+from commands.tools import Parser, check_outputs, run_script  # noqa: E402
 from interp.analysis.study_report import oriented  # noqa: E402
 from interp.analysis.study_stats import t_quantile, verdict  # noqa: E402
+from training import atomic  # noqa: E402
+from training.experiments.runner import read_json  # noqa: E402
 
 
 def studentized(draw, n: int, sims: int) -> np.ndarray:
@@ -73,22 +75,19 @@ def sensitivity(reports: dict[str, dict], draw, sims: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--reports", default="study_formal/*/study_report.json", help="glob under docs/results")
     ap.add_argument("--sigma", type=float, default=0.5, help="log-SD of the skewed shape (interval_coverage.py)")
     ap.add_argument("--sims", type=int, default=200_000, help="simulated studies per number of configs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write every claim's widened interval here")
     args = ap.parse_args(argv)
+    check_outputs(args)
     if not args.sigma > 0 or args.sims < 1000:
         print("error: --sigma must be positive and --sims at least 1000", file=sys.stderr)
         return 2
-    paths = sorted((ROOT / "docs" / "results").glob(args.reports))
-    try:
-        reports = {str(p.parent.relative_to(ROOT / "docs" / "results")): json.loads(p.read_text()) for p in paths}
-    except (OSError, json.JSONDecodeError) as e:
-        print(f"error: cannot read a report: {e}", file=sys.stderr)
-        return 2
+    results = ROOT / "docs" / "results"
+    reports = {str(p.parent.relative_to(results)): read_json(p, "study report") for p in report_paths(args.reports)}
     if not reports:
         print(f"error: no study report under docs/results matches {args.reports!r}", file=sys.stderr)
         return 2
@@ -114,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     print("per report: " + ", ".join(f"{k} {c}/{n}" for k, (c, n) in by_report.items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"sigma": args.sigma, "sims": args.sims, "claims": rows}, indent=1) + "\n")
+        atomic.write_text(
+            args.json, json.dumps({"sigma": args.sigma, "sims": args.sims, "claims": rows}, indent=1) + "\n"
+        )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)
