@@ -185,7 +185,10 @@ def cmd_othello_positions(args) -> int:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m interp", description="Measure and explain set-complement models by input length.")
+    p = Parser(
+        prog="python -m interp",
+        description="Measure and explain trained models (set complement, OthelloGPT, formal languages) by length.",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     e = sub.add_parser("eval", help="per-length TV, KL, ITR, margin, gap and accuracy of a run")
     e.add_argument("run_dir", type=Path)
@@ -256,14 +259,18 @@ def build_parser() -> Parser:
     sr.set_defaults(handler=cmd_sweep_report)
 
     ss = sub.add_parser(
-        "study-report", help="paired study: effects with cluster-bootstrap intervals, Holm, verdicts, power, plots"
+        "study-report",
+        help="paired study: effects with cluster intervals (t, or the bootstrap the study file names), Holm, "
+        "verdicts, power, plots",
     )
     ss.add_argument("study_dir", type=Path, help="folder of python -m training study")
     ss.add_argument("--out", type=Path, help="folder for the report and figures (default: STUDY_DIR/report)")
     ss.add_argument(
         "--json", type=Path, help="write every effect, interval and verdict here (default: OUT/study_report.json)"
     )
-    ss.add_argument("--boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    ss.add_argument(
+        "--boot", type=int, default=10000, help="bootstrap resamples, where a study uses the bootstrap (default 10000)"
+    )
     ss.add_argument(
         "--strata",
         metavar="KEY[,KEY]",

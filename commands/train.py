@@ -229,7 +229,9 @@ def cmd_suite(args) -> int:
 
 def build_parser() -> Parser:
     p = Parser(
-        prog="python -m training", description="Train set-complement HookedTransformers with dropout and EMA/BEMA."
+        prog="python -m training",
+        description="Train HookedTransformers with dropout and EMA/BEMA on a registered task (set complement, "
+        "OthelloGPT, formal languages), alone or in sweeps, studies and the formal-language suite.",
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
