@@ -81,12 +81,15 @@ def alternating_rounds(
 ) -> dict[str, list[float]]:
     """Steps/s of each candidate (called with a step count) in ``rounds`` alternating rounds, after a
     50-step warm-up of each (first-call allocations, lazy imports); prints every round, with the
-    ratio of ``pair`` (numerator, denominator) when given."""
+    ratio of ``pair`` (numerator, denominator) when given. Every other round runs the candidates in
+    reverse order (A B, B A, ...), so that a drift of the machine's speed within a round favours
+    no candidate over an even number of rounds."""
     for fn in candidates.values():
         fn(50)
     out: dict[str, list[float]] = {name: [] for name in candidates}
     for r in range(rounds):
-        for name, fn in candidates.items():
+        order = list(candidates.items())
+        for name, fn in order if r % 2 == 0 else order[::-1]:
             out[name].append(fn(steps))
         line = "   ".join(f"{name} {v[-1]:7.1f} steps/s" for name, v in out.items())
         if pair:

@@ -97,3 +97,28 @@ def test_report_globs_must_be_relative(pattern):
 
     with pytest.raises(WorkbenchError, match="relative to docs/results"):
         load_script("interval_coverage").report_paths(pattern)
+
+
+def test_alternating_rounds_reverse_the_order_every_other_round():
+    """A machine that slows down steadily (each call 1% slower than the last) favours whoever runs
+    first in a round; with the order reversed every other round, two equal candidates come out
+    equal over an even number of rounds (the median of the per-round ratios is 1 to 1e-4), where a fixed
+    order would give every round the same bias."""
+    code = """
+import sys; sys.path.insert(0, "benchmarks")
+from timing import alternating_rounds, paired_ratio
+calls = []
+def candidate(name):
+    def run(steps):
+        calls.append(name)
+        return 100.0 * 0.99 ** len(calls)  # steps/s falls with every call
+    return run
+out = alternating_rounds({"a": candidate("a"), "b": candidate("b")}, rounds=4, steps=10)
+print("".join(calls), round(paired_ratio(out["a"], out["b"]), 6))
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    order, ratio = r.stdout.split("\n")[-2].split()
+    assert order == "ab" + "ab" + "ba" + "ab" + "ba"  # the warm-up, then A B, B A, A B, B A
+    # rounds alternate 1/0.99 and 0.99, whose median is 1.00005; a fixed order gives 1/0.99 = 1.0101
+    assert float(ratio) == pytest.approx(1.0, abs=1e-4)
