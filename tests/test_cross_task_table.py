@@ -72,3 +72,63 @@ def test_tally_counts_each_claims_verdicts_across_rows(tmp_path, capsys):
     assert counts["EMA"] == ["2 (1*)", "1", "0", "0", "1", "0"]
     assert counts["BEMA"] == ["0", "0", "1", "1", "0", "2"]
     assert counts["Post-Norm"] == ["0", "0", "0", "0", "0", "4"]
+
+
+def _remedies_report(tmp_path, name, targets):
+    effects = [
+        _effect("remedy", c, target=t, estimate=est, ci_holm=[est - 0.01, est + 0.01], verdict=v)
+        for t in targets
+        for c, est, v in (
+            ("postnorm - baseline", -0.05, "supported"),
+            ("out_rescale - baseline", 0.002, "no practical effect"),
+        )
+    ]
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "study_report.json").write_text(json.dumps({"effects": effects, "levels": []}))
+    return f"{name}={tmp_path / name}"
+
+
+def test_remedies_table_gives_both_targets_in_words_and_skips_rows_without_remedies(tmp_path, capsys):
+    rows = [_remedies_report(tmp_path, "sc", ["sampled"]), _remedies_report(tmp_path, "lang", ["sampled", "exact"])]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "study_report.json").write_text(json.dumps({"effects": [_effect("averaging", "ema - raw")]}))
+    args = [a for r in [*rows, f"plain={tmp_path / 'plain'}"] for a in ("--row", r)]
+    assert ctt.main([*args, "--remedies"]) == 0
+    out = capsys.readouterr().out
+    body = out[out.index("| task | contrast | sampled | exact |") :].strip().splitlines()[2:]
+    assert body == [
+        "| sc | Post-Norm - baseline | -0.0500 [-0.0600, -0.0400] supported | - |",
+        "| sc | output rescale - baseline | +0.0020 [-0.0080, +0.0120] no practical effect | - |",
+        "| lang | Post-Norm - baseline | -0.0500 [-0.0600, -0.0400] supported | -0.0500 [-0.0600, -0.0400] supported |",
+        "| lang | output rescale - baseline | +0.0020 [-0.0080, +0.0120] no practical effect"
+        " | +0.0020 [-0.0080, +0.0120] no practical effect |",
+    ]
+
+
+def test_embed_replaces_only_the_marked_blocks_and_writes_nothing_when_a_marker_is_missing(tmp_path, capsys):
+    row = _remedies_report(tmp_path, "lang", ["sampled", "exact"])
+    page = tmp_path / "page.md"
+    before = (
+        "# title\n\nprose stays\n\n<!-- cross_task_table: remedies -->\n| old | table |\n<!-- /cross_task_table -->\n"
+        "\nmiddle prose\n<!-- cross_task_table: table -->\nstale\n<!-- /cross_task_table -->\nend prose\n"
+    )
+    page.write_text(before)
+    assert ctt.main(["--row", row, "--remedies", "--embed", str(page)]) == 0
+    out = capsys.readouterr().out
+    text = page.read_text()
+    assert "| old | table |" not in text and "stale" not in text
+    for kept in ("# title\n\nprose stays\n\n", "\nmiddle prose\n", "end prose\n"):
+        assert kept in text
+    remedies = text.split("<!-- cross_task_table: remedies -->\n")[1].split("<!-- /cross_task_table -->")[0]
+    assert remedies.startswith("| task | contrast | sampled | exact |\n") and remedies.count("| lang |") == 2
+    assert remedies in out  # the page and stdout say the same
+    # asking for the tally too: the page has no tally marker, so it is left exactly as it was
+    assert ctt.main(["--row", row, "--tally", "--embed", str(page)]) == 2
+    assert "cross_task_table: tally -->" in capsys.readouterr().err
+    assert page.read_text() == text
+
+
+def test_levels_of_a_baseline_with_no_config_kept_are_dashes_not_nan():
+    report = {"levels": [{"variant": "baseline", "target": "sampled", "beyond pos_acc": float("nan"),
+                          "beyond norm_entropy": float("nan")}]}  # fmt: skip
+    assert ctt.levels([report]) == ("-", "-")
